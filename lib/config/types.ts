@@ -1,0 +1,57 @@
+/**
+ * The typed configuration model of joold: what the daemon needs to start, after the command line and
+ * the JSON files have been read, merged and validated. Defaults live in `defaults.ts`.
+ *
+ * @module
+ */
+
+/** Log verbosity, most to least severe. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** The kernel side: which Jool instance of this network namespace the daemon serves. */
+export interface ModConfig {
+  /** Jool instance name (at most 15 characters), "default" unless configured. */
+  readonly instance: string;
+}
+
+/** The sync network: a UDP multicast group shared by the translators. */
+export interface NetConfig {
+  /** Multicast group, IPv4 or IPv6 literal (validated: it is a multicast address). */
+  readonly multicastAddress: string;
+  /** UDP port as a decimal number or a service name (resolved when the socket opens). */
+  readonly multicastPort: string;
+  /**
+   * Interface the group is joined on. IPv4 group: a local IPv4 address; IPv6 group: an interface
+   * name. Undefined: let the kernel choose.
+   */
+  readonly inInterface?: string;
+  /** Interface multicast is sent from. IPv4: a local IPv4 address; IPv6: an interface name. */
+  readonly outInterface?: string;
+  /** IPv4 TTL or IPv6 hop limit of the datagrams sent, 0-255. */
+  readonly ttl: number;
+  /** Whether SO_REUSEADDR is set on the socket (the C daemon's `"reuseaddr"`; default on). */
+  readonly reuseAddress: boolean;
+}
+
+/** The optional UDP stats server. */
+export interface StatsConfig {
+  /** Address to bind (every address getaddrinfo yields for it); "::" also serves IPv4. */
+  readonly address: string;
+  /** UDP port, 1-65535. */
+  readonly port: number;
+}
+
+/** Everything the daemon needs to start. */
+export interface Config {
+  readonly mod: ModConfig;
+  /** The sync network; `null` disables it: the daemon then prints the kernel's sessions instead. */
+  readonly net: NetConfig | null;
+  /** The stats server; `null` when not configured. */
+  readonly stats: StatsConfig | null;
+  /** Log verbosity (stderr). */
+  readonly logLevel: LogLevel;
+  /** Turn the instance's `ss-enabled` global on at startup if it is off. */
+  readonly enableSync: boolean;
+  /** Ask the kernel to advertise its whole session table once the daemon is up. */
+  readonly advertiseOnStart: boolean;
+}
