@@ -1,0 +1,260 @@
+/**
+ * Validators for single configuration values. Each takes the raw value (a JSON value from a file, or
+ * the string of a flag), the source and key to name in errors, and returns the typed value or throws
+ * a {@linkcode ConfigError}.
+ *
+ * @module
+ */
+
+import { addressFamily, type Family, isMulticast } from "./address.ts";
+import { INSTANCE_NAME_MAX_LENGTH } from "./defaults.ts";
+import { ConfigError } from "./error.ts";
+import type { LogLevel } from "./types.ts";
+
+/** Where a raw value came from: the file path (or "command line") and the key or flag. */
+export interface Origin {
+  readonly source: string;
+  readonly key: string;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  return `${typeof value} ${String(value)}`;
+}
+
+function fail(origin: Origin, problem: string): never {
+  throw new ConfigError(origin.source, origin.key, problem);
+}
+
+/**
+ * Reads an integer in `[min, max]` from a JSON number, or from a decimal string when `fromFlag`.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @param min smallest allowed
+ * @param max largest allowed
+ * @param strings whether a decimal string is accepted (flags, and ports in files)
+ * @returns the integer
+ * @throws {ConfigError} when it is not an integer in range
+ * @example
+ * ```ts
+ * integerIn({ source: "net.json", key: "ttl" }, 3, 0, 255, false); // 3
+ * ```
+ */
+export function integerIn(
+  origin: Origin,
+  value: unknown,
+  min: number,
+  max: number,
+  strings: boolean,
+): number {
+  const what = `must be an integer ${min}-${max}, got ${describe(value)}`;
+  let n: number;
+  if (typeof value === "number") n = value;
+  else if (strings && typeof value === "string" && /^[0-9]+$/.test(value.trim())) {
+    n = Number(value.trim());
+  } else fail(origin, what);
+  if (!Number.isInteger(n) || n < min || n > max) fail(origin, what);
+  return n;
+}
+
+/**
+ * Reads a non-empty string.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the string
+ * @throws {ConfigError} when it is not a non-empty string
+ * @example
+ * ```ts
+ * nonEmptyString({ source: "net.json", key: "in interface" }, "eth0"); // "eth0"
+ * ```
+ */
+export function nonEmptyString(origin: Origin, value: unknown): string {
+  if (typeof value !== "string" || value.length === 0) {
+    fail(origin, `must be a non-empty string, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Validates a Jool instance name (1-15 characters, printable ASCII).
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the name
+ * @throws {ConfigError} when it is not a valid instance name
+ * @example
+ * ```ts
+ * instanceName({ source: "mod.json", key: "instance" }, "default"); // "default"
+ * ```
+ */
+export function instanceName(origin: Origin, value: unknown): string {
+  const name = nonEmptyString(origin, value);
+  if (name.length > INSTANCE_NAME_MAX_LENGTH || !/^[\x21-\x7e]+$/.test(name)) {
+    fail(
+      origin,
+      `must be a Jool instance name of 1-${INSTANCE_NAME_MAX_LENGTH} printable characters, got ${
+        describe(value)
+      }`,
+    );
+  }
+  return name;
+}
+
+/**
+ * Validates the multicast group: an IPv4 or IPv6 literal in the multicast range.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the address text
+ * @throws {ConfigError} when it is not an address, or not a multicast one
+ * @example
+ * ```ts
+ * multicastAddress({ source: "net.json", key: "multicast address" }, "ff08::db8:64:64");
+ * ```
+ */
+export function multicastAddress(origin: Origin, value: unknown): string {
+  const text = nonEmptyString(origin, value);
+  if (addressFamily(text) === null) {
+    fail(origin, `must be an IPv4 or IPv6 address, got ${describe(value)}`);
+  }
+  if (!isMulticast(text)) {
+    fail(
+      origin,
+      `${text} is not a multicast address: use one in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6), e.g. ff08::db8:64:64`,
+    );
+  }
+  return text;
+}
+
+/**
+ * Validates a UDP port given as a number or a string: a decimal 1-65535 or a service name (resolved
+ * through /etc/services when the socket opens).
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the port as text (decimal, or the service name)
+ * @throws {ConfigError} when it is neither
+ * @example
+ * ```ts
+ * portOrService({ source: "net.json", key: "multicast port" }, "6464"); // "6464"
+ * ```
+ */
+export function portOrService(origin: Origin, value: unknown): string {
+  if (typeof value === "number" || (typeof value === "string" && /^[0-9]+$/.test(value))) {
+    return String(integerIn(origin, value, 1, 65535, true));
+  }
+  if (typeof value === "string" && /^[A-Za-z][A-Za-z0-9._+-]*$/.test(value)) return value;
+  return fail(
+    origin,
+    `must be a port number 1-65535 or a service name from /etc/services, got ${describe(value)}`,
+  );
+}
+
+/**
+ * Validates an interface option against the group's family: IPv4 groups take a local IPv4 address,
+ * IPv6 groups an interface name (as Jool's C daemon does).
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @param family the multicast group's family
+ * @returns the text
+ * @throws {ConfigError} when the form does not fit the family
+ * @example
+ * ```ts
+ * interfaceFor({ source: "net.json", key: "in interface" }, "eth0", 6); // "eth0"
+ * ```
+ */
+export function interfaceFor(origin: Origin, value: unknown, family: Family): string {
+  const text = nonEmptyString(origin, value);
+  if (family === 4) {
+    if (addressFamily(text) !== 4) {
+      fail(
+        origin,
+        `the multicast group is IPv4, so this must be an IPv4 address of the interface, got ${
+          describe(value)
+        }`,
+      );
+    }
+    return text;
+  }
+  if (addressFamily(text) !== null) {
+    fail(
+      origin,
+      `the multicast group is IPv6, so this must be an interface name (e.g. "eth0"), got the address ${text}`,
+    );
+  }
+  if (text.length > 15 || !/^[^\s/:]+$/.test(text)) {
+    fail(
+      origin,
+      `must be an interface name (1-15 characters, no "/", ":" or spaces), got ${describe(value)}`,
+    );
+  }
+  return text;
+}
+
+/**
+ * Validates an address to bind (an IPv4 or IPv6 literal).
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the address text
+ * @throws {ConfigError} when it is not an IP literal
+ * @example
+ * ```ts
+ * bindAddress({ source: "stats.json", key: "address" }, "::"); // "::"
+ * ```
+ */
+export function bindAddress(origin: Origin, value: unknown): string {
+  const text = nonEmptyString(origin, value);
+  if (addressFamily(text) === null) {
+    fail(
+      origin,
+      `must be an IPv4 or IPv6 address such as "::" or "127.0.0.1", got ${describe(value)}`,
+    );
+  }
+  return text;
+}
+
+/**
+ * Reads a boolean: JSON true/false, or 0/1 (the C daemon's `"reuseaddr"` integer).
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the boolean
+ * @throws {ConfigError} for anything else
+ * @example
+ * ```ts
+ * flag({ source: "net.json", key: "reuseaddr" }, 1); // true
+ * ```
+ */
+export function flag(origin: Origin, value: unknown): boolean {
+  if (typeof value === "boolean") return value;
+  if (value === 0 || value === 1) return value === 1;
+  return fail(origin, `must be true, false, 1 or 0, got ${describe(value)}`);
+}
+
+const LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug"];
+
+/**
+ * Validates a log level.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the level
+ * @throws {ConfigError} when it is not one of error, warn, info, debug
+ * @example
+ * ```ts
+ * logLevel({ source: "command line", key: "--log-level" }, "debug"); // "debug"
+ * ```
+ */
+export function logLevel(origin: Origin, value: unknown): LogLevel {
+  if (typeof value === "string" && (LEVELS as readonly string[]).includes(value)) {
+    return value as LogLevel;
+  }
+  return fail(origin, `must be one of ${LEVELS.join(", ")}, got ${describe(value)}`);
+}

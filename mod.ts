@@ -1,0 +1,41 @@
+/**
+ * joold: the session-synchronization daemon of the Jool NAT64, in TypeScript on Deno.
+ *
+ * As a library it exposes the configuration model and parser, the codecs and the channels the daemon
+ * is built from. Run as the main module (`deno run ... jsr:@joold/cli` or `deno run ... mod.ts`) it
+ * starts the command line, exactly like `cli.ts`.
+ *
+ * @example
+ * ```ts
+ * import { parseCommandLine, resolveConfig } from "@joold/cli";
+ * const { config } = resolveConfig(parseCommandLine(["--net.mcast.addr=ff08::db8:64:64"]));
+ * ```
+ *
+ * @module
+ */
+
+import { main } from "./cli.ts";
+
+export { EXIT, main } from "./cli.ts";
+export { parseCommandLine, type ParsedArgs } from "./lib/config/args.ts";
+export {
+  addressFamily,
+  type Family,
+  isMulticast,
+  parseIPv4,
+  parseIPv6,
+} from "./lib/config/address.ts";
+export { DEFAULTS, INSTANCE_NAME_MAX_LENGTH } from "./lib/config/defaults.ts";
+export { COMMAND_LINE, ConfigError } from "./lib/config/error.ts";
+export { readJsonObject, type ReadTextFile } from "./lib/config/file.ts";
+export { formatConfig } from "./lib/config/print.ts";
+export { resolveConfig, type Resolved } from "./lib/config/resolve.ts";
+export type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./lib/config/types.ts";
+export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from "./lib/channel.ts";
+export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
+export { helpText } from "./lib/help.ts";
+export { VERSION } from "./lib/version.ts";
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
