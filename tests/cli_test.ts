@@ -205,3 +205,22 @@ Deno.test("a directory given as a file is reported, exit 2", async () => {
   const run = await runCli(["--check", `--mod=${dir}`], { cwd: dir });
   assert.deepEqual([run.code, run.stderr], [2, `joold: ${dir}: is a directory, not a JSON file\n`]);
 });
+
+const EXAMPLES = new URL("../examples/", import.meta.url).pathname;
+
+Deno.test("the README's sample files (IPv4 and IPv6, both syntaxes) pass --check", async () => {
+  const legacy = await runCli(
+    ["--check", "netsocket-ipv4.json", "modsocket.json", "6401"],
+    { cwd: EXAMPLES },
+  );
+  assert.equal(legacy.stderr, "");
+  assert.equal(legacy.code, 0);
+  assert.match(legacy.stdout, /net\.mcast\.addr: 233\.252\.0\.64\n/);
+  const flags = await runCli(
+    ["--check", "--net=netsocket-ipv6.json", "--mod=modsocket.json", "--stats=stats.json"],
+    { cwd: EXAMPLES },
+  );
+  assert.equal(flags.stderr, "");
+  assert.equal(flags.code, 0);
+  assert.equal(flags.stdout, CONFIG6 + "  stats.addr: ::\n  stats.port: 6401\n");
+});
