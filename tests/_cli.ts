@@ -52,9 +52,15 @@ export async function runCli(
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
 }
 
-/** Creates a temporary directory holding `files` (name -> content). */
+const tempDirs: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of tempDirs) Deno.removeSync(dir, { recursive: true });
+});
+
+/** Creates a temporary directory holding `files` (name -> content), removed when the run ends. */
 export function tempFiles(files: Record<string, string>): string {
   const dir = Deno.makeTempDirSync({ prefix: "joold-test-" });
+  tempDirs.push(dir);
   for (const [name, text] of Object.entries(files)) Deno.writeTextFileSync(`${dir}/${name}`, text);
   return dir;
 }
