@@ -9,9 +9,13 @@ import type { LogLevel } from "./config/types.ts";
 
 /** One method per level; each call is one line (no trailing newline). */
 export interface Logger {
+  /** Something failed. */
   error(message: string): void;
+  /** Something is wrong but joold goes on. */
   warn(message: string): void;
+  /** A state change worth an operator's eye (startup, stop, peer events). */
   info(message: string): void;
+  /** Per-event detail for troubleshooting. */
   debug(message: string): void;
 }
 

@@ -41,3 +41,15 @@ Deno.test("deno publish --dry-run passes with no warning", async () => {
   assert.equal(code, 0, out);
   assert.doesNotMatch(out, /warning/i, out);
 });
+
+Deno.test("deno doc --lint is clean for both entry points", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["doc", "--lint", "mod.ts", "cli.ts"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  assert.equal(code, 0, out);
+});

@@ -33,8 +33,11 @@ const OPTIONS = {
 
 /** The command line, parsed but not yet validated. */
 export interface ParsedArgs {
+  /** `--help` was given. */
   readonly help: boolean;
+  /** `--version` was given. */
   readonly version: boolean;
+  /** `--check` was given: validate, print, exit. */
   readonly check: boolean;
   /** True when the legacy positional syntax applies (positionals given, or no config flag at all). */
   readonly legacy: boolean;
@@ -46,8 +49,9 @@ export interface ParsedArgs {
   readonly statsFile?: string;
   /** Flag values that override file keys, by canonical flag name (`net.mcast.addr`, ...). */
   readonly overrides: Readonly<Record<string, string>>;
-  /** Boolean switches of our own. */
+  /** `--enable-sync`: turn the instance's ss-enabled on at startup. */
   readonly enableSync: boolean;
+  /** `--advertise`: ask the kernel to advertise its table once up. */
   readonly advertise: boolean;
 }
 

@@ -18,6 +18,8 @@ export class ConfigError extends Error {
   readonly problem: string;
 
   /**
+   * Builds the error; its message is `source: key: problem` (or `source: problem`).
+   *
    * @param source file path or "command line"
    * @param key offending key, if any
    * @param problem what is wrong

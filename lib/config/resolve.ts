@@ -15,6 +15,7 @@ import * as check from "./validate.ts";
 
 /** The effective configuration and the warnings met while building it. */
 export interface Resolved {
+  /** The validated configuration. */
   readonly config: Config;
   /** One line each, e.g. `net.json: "multcast port": unknown key, ignored`. */
   readonly warnings: readonly string[];

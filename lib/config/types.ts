@@ -43,6 +43,7 @@ export interface StatsConfig {
 
 /** Everything the daemon needs to start. */
 export interface Config {
+  /** The kernel side. */
   readonly mod: ModConfig;
   /** The sync network; `null` disables it: the daemon then prints the kernel's sessions instead. */
   readonly net: NetConfig | null;
