@@ -1,0 +1,177 @@
+/**
+ * The reactor: ONE `poll()` over every socket of the daemon plus an eventfd used to wake it for
+ * shutdown (DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
+ * (`nonblocking: true`); when it returns, each ready fd's handler drains its socket with synchronous
+ * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
+ *
+ * @module
+ */
+
+import {
+  check,
+  close,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  errno,
+  libc,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+} from "../ffi/libc.ts";
+import { SystemError } from "../ffi/errno.ts";
+
+/** Called when an fd is readable (or in error); it must drain the fd until EAGAIN. */
+export type ReadableHandler = () => void;
+
+/**
+ * Waits on many fds at once and dispatches readiness to handlers.
+ *
+ * @example
+ * ```ts
+ * const reactor = new Reactor();
+ * reactor.add(fd, () => drain(fd));
+ * const done = reactor.run();
+ * reactor.stop();
+ * await done;
+ * ```
+ */
+export class Reactor {
+  readonly #handlers = new Map<number, ReadableHandler>();
+  readonly #wakeFd: number;
+  #running = false;
+  #stopping = false;
+  #closed = false;
+  #onError: (error: unknown) => void = (error) => {
+    throw error;
+  };
+  /** Wake-ups of the poll loop (for benchmarks and tests). */
+  wakeups = 0;
+
+  /**
+   * Creates the reactor and its eventfd.
+   *
+   * @throws {SystemError} when the eventfd cannot be created
+   */
+  constructor() {
+    this.#wakeFd = check("eventfd", libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
+
+  /**
+   * Sets the handler of exceptions thrown by fd handlers (the loop goes on).
+   *
+   * @param handler receives the exception
+   */
+  onError(handler: (error: unknown) => void): void {
+    this.#onError = handler;
+  }
+
+  /**
+   * Watches `fd` for readability.
+   *
+   * @param fd a non-blocking fd
+   * @param handler drains it
+   */
+  add(fd: number, handler: ReadableHandler): void {
+    this.#handlers.set(fd, handler);
+    if (this.#running) this.#wake();
+  }
+
+  /**
+   * Stops watching `fd` (the caller closes it).
+   *
+   * @param fd the fd
+   */
+  remove(fd: number): void {
+    this.#handlers.delete(fd);
+    if (this.#running) this.#wake();
+  }
+
+  /** Whether {@linkcode Reactor.run} is looping. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  #wake(): void {
+    const one = new BigUint64Array([1n]);
+    libc().write(this.#wakeFd, new Uint8Array(one.buffer), 8n);
+  }
+
+  #drainWake(): void {
+    const sink = new Uint8Array(8);
+    while (Number(libc().read(this.#wakeFd, sink, 8n)) > 0) { /* drain */ }
+  }
+
+  /**
+   * Loops until {@linkcode Reactor.stop}: poll, then run the handlers of the ready fds.
+   *
+   * @returns resolves once stopped, after the eventfd is closed
+   * @throws {SystemError} when poll itself fails
+   */
+  async run(): Promise<void> {
+    if (this.#running) throw new Error("the reactor is already running");
+    if (this.#closed) return;
+    this.#running = true;
+    const lib = libc();
+    try {
+      while (!this.#stopping) {
+        const fds = [this.#wakeFd, ...this.#handlers.keys()];
+        const pollfds = new Uint8Array(8 * fds.length);
+        const view = new DataView(pollfds.buffer);
+        fds.forEach((fd, i) => {
+          view.setInt32(8 * i, fd, true);
+          view.setInt16(8 * i + 4, POLLIN, true);
+        });
+        const n = await lib.poll_wait(pollfds, BigInt(fds.length), -1);
+        this.wakeups++;
+        if (n < 0) {
+          // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
+          const again = Number(lib.poll(pollfds, BigInt(fds.length), 0));
+          if (again < 0) {
+            const e = errno();
+            if (e === 4) continue; // EINTR
+            throw new SystemError("poll", e);
+          }
+        }
+        for (let i = 0; i < fds.length; i++) {
+          const revents = view.getInt16(8 * i + 6, true);
+          if (revents === 0) continue;
+          const fd = fds[i];
+          if (fd === this.#wakeFd) {
+            this.#drainWake();
+            continue;
+          }
+          const handler = this.#handlers.get(fd);
+          if (handler === undefined) continue;
+          if (revents & POLLNVAL) {
+            this.#handlers.delete(fd);
+            this.#onError(new Error(`fd ${fd} was closed while watched; no longer watching it`));
+            continue;
+          }
+          if (revents & (POLLIN | POLLERR | POLLHUP)) {
+            try {
+              handler();
+            } catch (error) {
+              this.#onError(error);
+            }
+          }
+        }
+      }
+    } finally {
+      this.#running = false;
+      this.#closed = true;
+      close(this.#wakeFd);
+    }
+  }
+
+  /** Asks the loop to end: the pending poll returns at once and `run()` resolves. */
+  stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#running) this.#wake();
+    else if (!this.#closed) {
+      this.#closed = true;
+      close(this.#wakeFd);
+    }
+  }
+}
