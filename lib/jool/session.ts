@@ -1,0 +1,376 @@
+/**
+ * The three session record formats inside a joold payload (a list of JNLAL_ENTRY attributes):
+ * nested (Jool 4.1.0-4.1.11, host-order integers), compact 48-byte (4.1.12) and compact 36-byte
+ * (4.1.13+, network order). Decode, encode, validate a whole payload, and print sessions as CSV.
+ * The daemon forwards payloads unchanged; these are for validation, counting and printing.
+ *
+ * @module
+ */
+
+import { formatAddress } from "../../ffi/sockaddr.ts";
+import {
+  type Attribute,
+  concat,
+  encodeAttribute,
+  NLA_F_NESTED,
+  parseAttributes,
+} from "../netlink/attribute.ts";
+import type { SessionFormat } from "./version.ts";
+
+/** common/config.h: list entries inside a root attribute. */
+export const JNLAL_ENTRY = 1;
+/** enum joolnl_attr_session (nested format). */
+export const JNLASE_SRC6 = 1;
+/** Destination IPv6 transport address. */
+export const JNLASE_DST6 = 2;
+/** Source IPv4 transport address (pool4). */
+export const JNLASE_SRC4 = 3;
+/** Destination IPv4 transport address. */
+export const JNLASE_DST4 = 4;
+/** Layer-4 protocol, u8. */
+export const JNLASE_PROTO = 5;
+/** TCP state, u8. */
+export const JNLASE_STATE = 6;
+/** Timer type, u8. */
+export const JNLASE_TIMER = 7;
+/** Milliseconds to expiration, u32. */
+export const JNLASE_EXPIRATION = 8;
+/** enum joolnl_attr_taddr: address. */
+export const JNLATA_ADDR = 1;
+/** enum joolnl_attr_taddr: port (or ICMP id), u16. */
+export const JNLATA_PORT = 2;
+
+/** Layer-4 protocols: TCP=0 UDP=1 ICMP=2. */
+export const PROTOCOLS = ["TCP", "UDP", "ICMP"] as const;
+
+/** One session, whatever format it came in. Addresses are network-order bytes. */
+export interface Session {
+  /** 0 TCP, 1 UDP, 2 ICMP. */
+  readonly proto: number;
+  /** The IPv6 client. */
+  readonly src6: Uint8Array;
+  readonly src6Port: number;
+  /** IPv6 side of the server (pool6 prefix + IPv4); absent in the 36-byte format. */
+  readonly dst6?: Uint8Array;
+  readonly dst6Port?: number;
+  /** The NAT64's pool4 address. */
+  readonly src4: Uint8Array;
+  readonly src4Port: number;
+  /** The IPv4 server; absent in the 48-byte format. */
+  readonly dst4?: Uint8Array;
+  readonly dst4Port?: number;
+  /** Milliseconds until the session expires. */
+  readonly expirationMs: number;
+  /** TCP state (0 otherwise). */
+  readonly state: number;
+  /** Timer type. */
+  readonly timer: number;
+}
+
+function taddr(a: Attribute, length: number, what: string): [Uint8Array, number] {
+  if (!a.nested) throw new RangeError(`${what} is not a nested attribute`);
+  let address: Uint8Array | undefined;
+  let port: number | undefined;
+  for (const c of parseAttributes(a.payload)) {
+    if (c.type === JNLATA_ADDR) {
+      if (c.payload.length !== length) {
+        throw new RangeError(`${what} address has ${c.payload.length} bytes, expected ${length}`);
+      }
+      address = c.payload;
+    } else if (c.type === JNLATA_PORT) {
+      if (c.payload.length < 2) throw new RangeError(`${what} port is truncated`);
+      port = new DataView(c.payload.buffer, c.payload.byteOffset, 2).getUint16(0, true);
+    }
+  }
+  if (address === undefined || port === undefined) {
+    throw new RangeError(`${what} lacks its address or port`);
+  }
+  return [address, port];
+}
+
+function u8(a: Attribute, what: string): number {
+  if (a.payload.length < 1) throw new RangeError(`${what} is empty`);
+  return a.payload[0];
+}
+
+/**
+ * Decodes a nested-format entry (the payload of one JNLAL_ENTRY).
+ *
+ * @param payload the entry's payload
+ * @returns the session
+ * @throws {RangeError} when an attribute is missing, truncated or of the wrong size
+ */
+export function decodeNested(payload: Uint8Array): Session {
+  const found = new Map<number, Attribute>();
+  for (const a of parseAttributes(payload)) found.set(a.type, a);
+  const need = (type: number, what: string): Attribute => {
+    const a = found.get(type);
+    if (a === undefined) throw new RangeError(`session entry lacks ${what}`);
+    return a;
+  };
+  const [src6, src6Port] = taddr(need(JNLASE_SRC6, "SRC6"), 16, "SRC6");
+  const [dst6, dst6Port] = taddr(need(JNLASE_DST6, "DST6"), 16, "DST6");
+  const [src4, src4Port] = taddr(need(JNLASE_SRC4, "SRC4"), 4, "SRC4");
+  const [dst4, dst4Port] = taddr(need(JNLASE_DST4, "DST4"), 4, "DST4");
+  const proto = u8(need(JNLASE_PROTO, "PROTO"), "PROTO");
+  if (proto > 2) throw new RangeError(`session entry has an unknown protocol ${proto}`);
+  const exp = need(JNLASE_EXPIRATION, "EXPIRATION");
+  if (exp.payload.length < 4) throw new RangeError("EXPIRATION is truncated");
+  return {
+    proto,
+    src6,
+    src6Port,
+    dst6,
+    dst6Port,
+    src4,
+    src4Port,
+    dst4,
+    dst4Port,
+    state: u8(need(JNLASE_STATE, "STATE"), "STATE"),
+    timer: u8(need(JNLASE_TIMER, "TIMER"), "TIMER"),
+    expirationMs: new DataView(exp.payload.buffer, exp.payload.byteOffset, 4).getUint32(0, true),
+  };
+}
+
+function taddrAttribute(type: number, address: Uint8Array, port: number): Uint8Array {
+  const p = new Uint8Array(2);
+  new DataView(p.buffer).setUint16(0, port, true);
+  return encodeAttribute(
+    type | NLA_F_NESTED,
+    concat(encodeAttribute(JNLATA_ADDR, address), encodeAttribute(JNLATA_PORT, p)),
+  );
+}
+
+/**
+ * Encodes a session in the nested format (a whole JNLAL_ENTRY attribute).
+ *
+ * @param s the session (dst6 and dst4 required)
+ * @returns the entry attribute
+ * @throws {RangeError} when dst6 or dst4 is missing
+ */
+export function encodeNested(s: Session): Uint8Array<ArrayBuffer> {
+  if (s.dst6 === undefined || s.dst4 === undefined) {
+    throw new RangeError("the nested format needs dst6 and dst4");
+  }
+  const exp = new Uint8Array(4);
+  new DataView(exp.buffer).setUint32(0, s.expirationMs, true);
+  return encodeAttribute(
+    JNLAL_ENTRY | NLA_F_NESTED,
+    concat(
+      taddrAttribute(JNLASE_SRC6, s.src6, s.src6Port),
+      taddrAttribute(JNLASE_DST6, s.dst6, s.dst6Port ?? 0),
+      taddrAttribute(JNLASE_SRC4, s.src4, s.src4Port),
+      taddrAttribute(JNLASE_DST4, s.dst4, s.dst4Port ?? 0),
+      encodeAttribute(JNLASE_PROTO, Uint8Array.of(s.proto)),
+      encodeAttribute(JNLASE_STATE, Uint8Array.of(s.state)),
+      encodeAttribute(JNLASE_TIMER, Uint8Array.of(s.timer)),
+      encodeAttribute(JNLASE_EXPIRATION, exp),
+    ),
+  );
+}
+
+function flagsOf(s: Session): number {
+  return (s.proto << 5) | (s.state << 2) | s.timer;
+}
+
+function checkFlags(flags: number): void {
+  if ((flags >> 5) > 2) {
+    throw new RangeError(`session record has an unknown protocol ${flags >> 5}`);
+  }
+}
+
+/**
+ * Decodes a 36-byte compact record (Jool >= 4.1.13, network order).
+ *
+ * @param b the record
+ * @returns the session
+ * @throws {RangeError} when it is not 36 bytes or the protocol is unknown
+ */
+export function decodeCompact36(b: Uint8Array): Session {
+  if (b.length !== 36) throw new RangeError(`compact session record has ${b.length} bytes, not 36`);
+  const v = new DataView(b.buffer, b.byteOffset, 36);
+  const flags = v.getUint16(34, false);
+  checkFlags(flags);
+  return {
+    src6: b.subarray(0, 16),
+    src4: b.subarray(16, 20),
+    dst4: b.subarray(20, 24),
+    expirationMs: v.getUint32(24, false),
+    src6Port: v.getUint16(28, false),
+    src4Port: v.getUint16(30, false),
+    dst4Port: v.getUint16(32, false),
+    proto: flags >> 5,
+    state: (flags >> 2) & 7,
+    timer: flags & 3,
+  };
+}
+
+/**
+ * Encodes a session as a 36-byte compact record inside a JNLAL_ENTRY attribute.
+ *
+ * @param s the session (dst4 required)
+ * @returns the entry attribute (40 bytes)
+ * @throws {RangeError} when dst4 is missing
+ */
+export function encodeCompact36(s: Session): Uint8Array<ArrayBuffer> {
+  if (s.dst4 === undefined) throw new RangeError("the 36-byte format needs dst4");
+  const b = new Uint8Array(36);
+  const v = new DataView(b.buffer);
+  b.set(s.src6, 0);
+  b.set(s.src4, 16);
+  b.set(s.dst4, 20);
+  v.setUint32(24, s.expirationMs, false);
+  v.setUint16(28, s.src6Port, false);
+  v.setUint16(30, s.src4Port, false);
+  v.setUint16(32, s.dst4Port ?? 0, false);
+  v.setUint16(34, flagsOf(s), false);
+  return encodeAttribute(JNLAL_ENTRY, b);
+}
+
+/**
+ * Decodes a 48-byte compact record (Jool 4.1.12, network order).
+ *
+ * @param b the record
+ * @returns the session
+ * @throws {RangeError} when it is not 48 bytes or the protocol is unknown
+ */
+export function decodeCompact48(b: Uint8Array): Session {
+  if (b.length !== 48) throw new RangeError(`compact session record has ${b.length} bytes, not 48`);
+  const v = new DataView(b.buffer, b.byteOffset, 48);
+  const flags = v.getUint16(46, false);
+  checkFlags(flags);
+  return {
+    src6: b.subarray(0, 16),
+    dst6: b.subarray(16, 32),
+    src4: b.subarray(32, 36),
+    expirationMs: v.getUint32(36, false),
+    src6Port: v.getUint16(40, false),
+    dst6Port: v.getUint16(42, false),
+    src4Port: v.getUint16(44, false),
+    proto: flags >> 5,
+    state: (flags >> 2) & 7,
+    timer: flags & 3,
+  };
+}
+
+/**
+ * Encodes a session as a 48-byte compact record inside a JNLAL_ENTRY attribute.
+ *
+ * @param s the session (dst6 required)
+ * @returns the entry attribute (52 bytes)
+ * @throws {RangeError} when dst6 is missing
+ */
+export function encodeCompact48(s: Session): Uint8Array<ArrayBuffer> {
+  if (s.dst6 === undefined) throw new RangeError("the 48-byte format needs dst6");
+  const b = new Uint8Array(48);
+  const v = new DataView(b.buffer);
+  b.set(s.src6, 0);
+  b.set(s.dst6, 16);
+  b.set(s.src4, 32);
+  v.setUint32(36, s.expirationMs, false);
+  v.setUint16(40, s.src6Port, false);
+  v.setUint16(42, s.dst6Port ?? 0, false);
+  v.setUint16(44, s.src4Port, false);
+  v.setUint16(46, flagsOf(s), false);
+  return encodeAttribute(JNLAL_ENTRY, b);
+}
+
+/** What a payload holds. */
+export interface PayloadSummary {
+  /** The record format of every entry. */
+  readonly format: SessionFormat;
+  /** The sessions, decoded. */
+  readonly sessions: Session[];
+}
+
+function formatOf(entry: Attribute): SessionFormat {
+  if (entry.nested) return "nested";
+  if (entry.payload.length === 36) return "compact36";
+  if (entry.payload.length === 48) return "compact48";
+  throw new RangeError(
+    `session entry of ${entry.payload.length} bytes is neither nested nor a 36/48-byte record`,
+  );
+}
+
+/**
+ * Validates and decodes a whole payload: a non-empty list of JNLAL_ENTRY attributes, all in one
+ * format, each well formed.
+ *
+ * @param payload a SESSION_ENTRIES payload (a UDP datagram on the sync network)
+ * @returns the format and the sessions
+ * @throws {RangeError} saying what is malformed
+ * @example
+ * ```ts
+ * decodePayload(datagram).sessions.length;
+ * ```
+ */
+export function decodePayload(payload: Uint8Array): PayloadSummary {
+  const entries = parseAttributes(payload);
+  if (entries.length === 0) throw new RangeError("the payload holds no session");
+  let format: SessionFormat | undefined;
+  const sessions: Session[] = [];
+  for (const entry of entries) {
+    if (entry.type !== JNLAL_ENTRY) {
+      throw new RangeError(`attribute of type ${entry.type} where a session entry (1) belongs`);
+    }
+    const f = formatOf(entry);
+    if (format !== undefined && f !== format) {
+      throw new RangeError(`the payload mixes session formats (${format} and ${f})`);
+    }
+    format = f;
+    sessions.push(
+      f === "nested"
+        ? decodeNested(entry.payload)
+        : f === "compact36"
+        ? decodeCompact36(entry.payload)
+        : decodeCompact48(entry.payload),
+    );
+  }
+  return { format: format!, sessions };
+}
+
+/**
+ * Formats milliseconds like Jool's timeout2str: `H:MM:SS` plus `.mmm` when not whole seconds.
+ *
+ * @param ms milliseconds
+ * @returns the text
+ * @example
+ * ```ts
+ * formatTimeout(61_500); // "0:01:01.500"
+ * ```
+ */
+export function formatTimeout(ms: number): string {
+  const hours = Math.floor(ms / 3_600_000);
+  const minutes = Math.floor((ms % 3_600_000) / 60_000);
+  const seconds = Math.floor((ms % 60_000) / 1000);
+  const millis = ms % 1000;
+  const base = `${hours}:${String(minutes).padStart(2, "0")}:${String(seconds).padStart(2, "0")}`;
+  return millis === 0 ? base : `${base}.${String(millis).padStart(3, "0")}`;
+}
+
+/**
+ * One CSV line per session, as the C daemon prints them when its network socket is disabled:
+ * `PROTO,src6,src6 port,src4,src4 port,dst4,dst4 port,expiration`. For the 48-byte format the IPv4
+ * server is taken from the last 4 bytes of dst6 (a /96 pool6).
+ *
+ * @param s the session
+ * @returns the line, without newline
+ * @example
+ * ```ts
+ * sessionCsv(session); // "ICMP,2001:db8::8,272,192.0.2.1,23042,192.0.2.8,23042,0:01:00"
+ * ```
+ */
+export function sessionCsv(s: Session): string {
+  const dst4 = s.dst4 ?? s.dst6?.subarray(12, 16) ?? new Uint8Array(4);
+  const dst4Port = s.dst4Port ?? s.dst6Port ?? 0;
+  return [
+    PROTOCOLS[s.proto] ?? String(s.proto),
+    formatAddress(s.src6),
+    s.src6Port,
+    formatAddress(s.src4),
+    s.src4Port,
+    formatAddress(dst4),
+    dst4Port,
+    formatTimeout(s.expirationMs),
+  ].join(",");
+}

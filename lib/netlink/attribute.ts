@@ -1,0 +1,184 @@
+/**
+ * Netlink attributes (`struct nlattr`, linux/netlink.h): a 4-byte header in HOST order (length
+ * including the header, type) and a payload padded to 4 bytes. Decoders never trust a length.
+ *
+ * @module
+ */
+
+/** linux/netlink.h: the attribute carries nested attributes. */
+export const NLA_F_NESTED = 0x8000;
+/** linux/netlink.h: the payload is in network byte order. */
+export const NLA_F_NET_BYTEORDER = 0x4000;
+/** linux/netlink.h: mask that strips both flags from the type. */
+export const NLA_TYPE_MASK = 0x3fff;
+/** Size of `struct nlattr`. */
+export const NLA_HDRLEN = 4;
+
+/** Rounds up to the netlink alignment (4). */
+export function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+/** One decoded attribute. `payload` is a view into the decoded buffer. */
+export interface Attribute {
+  /** The type without NLA_F_NESTED / NLA_F_NET_BYTEORDER. */
+  readonly type: number;
+  /** NLA_F_NESTED was set. */
+  readonly nested: boolean;
+  /** The payload (without header or padding): a view, valid as long as the buffer. */
+  readonly payload: Uint8Array;
+}
+
+/**
+ * Decodes a run of attributes.
+ *
+ * @param bytes the attributes, back to back
+ * @returns the attributes in order
+ * @throws {RangeError} when a header is truncated or a length points outside `bytes`
+ * @example
+ * ```ts
+ * parseAttributes(encodeAttribute(2, Uint8Array.of(1)))[0].type; // 2
+ * ```
+ */
+export function parseAttributes(bytes: Uint8Array): Attribute[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: Attribute[] = [];
+  let offset = 0;
+  while (offset < bytes.length) {
+    if (bytes.length - offset < NLA_HDRLEN) {
+      throw new RangeError(
+        `truncated attribute header at offset ${offset}: ${bytes.length - offset} bytes left`,
+      );
+    }
+    const length = view.getUint16(offset, true);
+    const rawType = view.getUint16(offset + 2, true);
+    if (length < NLA_HDRLEN) {
+      throw new RangeError(`attribute at offset ${offset} has an impossible length ${length}`);
+    }
+    if (offset + length > bytes.length) {
+      throw new RangeError(
+        `attribute at offset ${offset} (length ${length}) overflows its parent (${bytes.length} bytes)`,
+      );
+    }
+    out.push({
+      type: rawType & NLA_TYPE_MASK,
+      nested: (rawType & NLA_F_NESTED) !== 0,
+      payload: bytes.subarray(offset + NLA_HDRLEN, offset + length),
+    });
+    offset += align4(length);
+  }
+  return out;
+}
+
+/**
+ * Encodes one attribute (header, payload, zero padding).
+ *
+ * @param type the type, flags included (e.g. `7 | NLA_F_NESTED`)
+ * @param payload the payload
+ * @returns the bytes
+ * @throws {RangeError} when the payload does not fit a 16-bit length
+ * @example
+ * ```ts
+ * encodeAttribute(1, new Uint8Array(4)).length; // 8
+ * ```
+ */
+export function encodeAttribute(type: number, payload: Uint8Array): Uint8Array<ArrayBuffer> {
+  const length = NLA_HDRLEN + payload.length;
+  if (length > 0xffff) {
+    throw new RangeError(`attribute payload of ${payload.length} bytes exceeds 65531`);
+  }
+  const out = new Uint8Array(align4(length));
+  const view = new DataView(out.buffer);
+  view.setUint16(0, length, true);
+  view.setUint16(2, type, true);
+  out.set(payload, NLA_HDRLEN);
+  return out;
+}
+
+/**
+ * Concatenates byte arrays.
+ *
+ * @param parts the arrays
+ * @returns one array
+ */
+export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/**
+ * Encodes a NUL-terminated string attribute.
+ *
+ * @param type the type
+ * @param value the string
+ * @returns the bytes
+ */
+export function stringAttribute(type: number, value: string): Uint8Array<ArrayBuffer> {
+  const text = new TextEncoder().encode(value);
+  return encodeAttribute(type, concat(text, Uint8Array.of(0)));
+}
+
+/**
+ * Encodes a u8 attribute.
+ *
+ * @param type the type
+ * @param value the byte
+ * @returns the bytes
+ */
+export function u8Attribute(type: number, value: number): Uint8Array<ArrayBuffer> {
+  return encodeAttribute(type, Uint8Array.of(value));
+}
+
+/**
+ * Reads a u8 payload.
+ *
+ * @param a the attribute
+ * @returns the value
+ * @throws {RangeError} when the payload is shorter than 1 byte
+ */
+export function readU8(a: Attribute): number {
+  if (a.payload.length < 1) throw new RangeError(`attribute ${a.type}: u8 payload is empty`);
+  return a.payload[0];
+}
+
+/**
+ * Reads a u16 payload in host order.
+ *
+ * @param a the attribute
+ * @returns the value
+ * @throws {RangeError} when the payload is shorter than 2 bytes
+ */
+export function readU16(a: Attribute): number {
+  if (a.payload.length < 2) throw new RangeError(`attribute ${a.type}: u16 payload too short`);
+  return new DataView(a.payload.buffer, a.payload.byteOffset, 2).getUint16(0, true);
+}
+
+/**
+ * Reads a u32 payload in host order.
+ *
+ * @param a the attribute
+ * @returns the value
+ * @throws {RangeError} when the payload is shorter than 4 bytes
+ */
+export function readU32(a: Attribute): number {
+  if (a.payload.length < 4) throw new RangeError(`attribute ${a.type}: u32 payload too short`);
+  return new DataView(a.payload.buffer, a.payload.byteOffset, 4).getUint32(0, true);
+}
+
+/**
+ * Reads a string payload (up to the first NUL).
+ *
+ * @param a the attribute
+ * @returns the string
+ */
+export function readString(a: Attribute): string {
+  const end = a.payload.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? a.payload : a.payload.subarray(0, end));
+}
