@@ -440,3 +440,20 @@ export function waitReadable(fd: number, timeoutMs: number): boolean {
     return n > 0;
   }
 }
+
+/**
+ * Waits off-thread until `fd` is readable or `timeoutMs` passes, without blocking the event loop
+ * (startup request/reply, where an in-process peer may need to run meanwhile).
+ *
+ * @param fd the fd
+ * @param timeoutMs how long to wait
+ * @returns true when readable (errors surface in the read that follows)
+ */
+export async function waitReadableAsync(fd: number, timeoutMs: number): Promise<boolean> {
+  const pollfd = new Uint8Array(8);
+  const view = new DataView(pollfd.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, POLLIN, true);
+  const n = await libc().poll_wait(pollfd, 1n, Math.max(0, Math.floor(timeoutMs)));
+  return n > 0;
+}

@@ -16,13 +16,13 @@ export type ErrorHandler = (error: Error) => void;
 export interface KernelChannel {
   /**
    * Sets the handler for each session batch the kernel multicasts for OUR instance. The payload is
-   * the content of the batch's SESSION_ENTRIES attribute (a list of JNLAL_ENTRY attributes).
+   * the content of the batch's SESSION_ENTRIES attribute (a list of JNLAL_ENTRY attributes). The
+   * channel sends JOOLD_ACK right after the handler returns, also when it throws, as the kernel
+   * holds its next batch until then.
    */
   onBatch(handler: PayloadHandler): void;
   /** Sets the handler for kernel error replies and other asynchronous failures. */
   onError(handler: ErrorHandler): void;
-  /** Sends JOOLD_ACK for our instance (after every batch of ours, also on failure). */
-  ack(): void;
   /** Sends JOOLD_ADD carrying `payload` (a datagram from the sync group) to our instance. */
   add(payload: Uint8Array): void;
   /** Sends JOOLD_ADVERTISE: the kernel queues its whole session table for sending. */

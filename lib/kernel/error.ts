@@ -1,0 +1,73 @@
+/**
+ * Errors of the kernel side, worded for an operator: what failed, and what to do.
+ *
+ * @module
+ */
+
+import { errnoName } from "../../ffi/errno.ts";
+
+/** The Jool module is not loaded in this network namespace (family "Jool" missing). */
+export class JoolNotLoadedError extends Error {
+  /** Builds the error. */
+  constructor() {
+    super(
+      "Jool's Generic Netlink family is missing: is the module loaded? (modprobe jool) " +
+        "It must be loaded and joold must run in the network namespace of the Jool instance.",
+    );
+    this.name = "JoolNotLoadedError";
+  }
+}
+
+/** A request the kernel refused: the operation, errno and the kernel's own words. */
+export class KernelError extends Error {
+  /** The request (`JOOLD_ADD`, `JOOLD_ADVERTISE`, ...). */
+  readonly op: string;
+  /** Positive errno. */
+  readonly errno: number;
+  /** The kernel's message, if it sent one. */
+  readonly kernelMessage: string;
+
+  /**
+   * Builds the error with an actionable message for the well-known causes.
+   *
+   * @param op the request
+   * @param errno positive errno
+   * @param kernelMessage the kernel's text
+   * @param instance the instance the request was for
+   */
+  constructor(op: string, errno: number, kernelMessage: string, instance: string) {
+    super(KernelError.describe(op, errno, kernelMessage, instance));
+    this.name = "KernelError";
+    this.op = op;
+    this.errno = errno;
+    this.kernelMessage = kernelMessage;
+  }
+
+  /** Whether the kernel said the instance does not exist. */
+  get instanceMissing(): boolean {
+    return this.errno === 3 || /lacks an instance/i.test(this.kernelMessage);
+  }
+
+  /** Whether the kernel refused for lack of CAP_NET_ADMIN. */
+  get permissionDenied(): boolean {
+    return this.errno === 1;
+  }
+
+  private static describe(op: string, errno: number, text: string, instance: string): string {
+    const said = text ? `: "${text.replace(/\s+/g, " ").trim()}"` : "";
+    if (errno === 1) {
+      return `Jool refused ${op} (EPERM): joold needs CAP_NET_ADMIN (run it as root or grant the capability)`;
+    }
+    if (errno === 3 || /lacks an instance/i.test(text)) {
+      return `no Jool instance named "${instance}" in this network namespace (${op}): create it (jool instance add) or fix --instance`;
+    }
+    const mismatch = /userspace client's version is ([\d.]+),?\s*but the kernel module is ([\d.]+)/i
+      .exec(text);
+    if (mismatch) {
+      return `Jool version mismatch (${op}): joold spoke ${mismatch[1]}, the kernel module is ${
+        mismatch[2]
+      }; read access to /sys/module/jool/version lets joold match the module`;
+    }
+    return `Jool refused ${op} (${errnoName(errno)})${said}`;
+  }
+}

@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { Reactor } from "../../lib/reactor.ts";
+import {
+  NETLINK_GENERIC,
+  NETLINK_USERSOCK,
+  NetlinkKernelChannel,
+} from "../../lib/kernel/channel.ts";
+import { JoolNotLoadedError, KernelError } from "../../lib/kernel/error.ts";
+import { COMMANDS_4_1, parseVersion } from "../../lib/jool/version.ts";
+import { batchPayload } from "../../lib/jool/message.ts";
+import { FakeKernel } from "../_fake_kernel.ts";
+import { fixture } from "../_fixtures.ts";
+import { waitFor } from "../_udp.ts";
+
+const isRoot = Deno.uid() === 0;
+const ROOT_ONLY = " (skipped: needs root for NETLINK_USERSOCK multicast membership)";
+
+async function setup(
+  recording: "4.1.9" | "4.1.13" = "4.1.13",
+  prepare: (k: FakeKernel) => void = () => {},
+  enableSync = false,
+) {
+  const kernel = new FakeKernel(recording);
+  prepare(kernel);
+  const server = kernel.start();
+  const reactor = new Reactor();
+  const running = reactor.run();
+  const { channel, status } = await NetlinkKernelChannel.open(reactor, {
+    instance: "default",
+    protocol: NETLINK_USERSOCK,
+    peerPortId: kernel.portId,
+    moduleVersion: parseVersion(recording),
+  }, enableSync);
+  const batches: Uint8Array[] = [];
+  const errors: Error[] = [];
+  channel.onBatch((p) => batches.push(p.slice()));
+  channel.onError((e) => errors.push(e));
+  const teardown = async () => {
+    channel.close();
+    reactor.stop();
+    await running;
+    server.stop();
+    kernel.close();
+  };
+  return { kernel, channel, status, batches, errors, teardown };
+}
+
+for (const recording of ["4.1.9", "4.1.13"] as const) {
+  Deno.test({
+    name:
+      `kernel channel (${recording}): batches of our instance reach onBatch, each followed by one ACK${
+        isRoot ? "" : ROOT_ONLY
+      }`,
+    ignore: !isRoot,
+    async fn() {
+      const t = await setup(recording);
+      try {
+        assert.equal(t.status.instanceAlive, true);
+        assert.equal(t.status.syncEnabled, true);
+        const one = fixture(recording, "d-udp-payload-1session");
+        const four = fixture(recording, "d-udp-payload-4sessions");
+        t.kernel.sendBatch(t.channel.portId, one);
+        t.kernel.sendBatch(t.channel.portId, one, "other");
+        t.kernel.sendBatch(t.channel.portId, four);
+        await waitFor(() => t.kernel.requests(COMMANDS_4_1.JOOLD_ACK).length === 2, "two ACKs");
+        assert.deepEqual(t.batches, [one, four]);
+        assert.equal(t.channel.counters.otherInstances, 1);
+        // The ACK is byte-exact as the C daemon sends it (captured), but for seq/pid.
+        const ack = t.kernel.requests(COMMANDS_4_1.JOOLD_ACK)[0];
+        const real = fixture(recording, "b-joold-ack");
+        assert.deepEqual(ack.bytes.subarray(16), real.subarray(16));
+        assert.deepEqual(
+          ack.bytes.subarray(0, 8),
+          real.subarray(0, 8).map((b, i) => i === 4 || i === 5 ? ack.bytes[i] : b),
+        );
+      } finally {
+        await t.teardown();
+      }
+    },
+  });
+
+  Deno.test({
+    name: `kernel channel (${recording}): add() frames the datagram as the captured JOOLD_ADD${
+      isRoot ? "" : ROOT_ONLY
+    }`,
+    ignore: !isRoot,
+    async fn() {
+      const t = await setup(recording);
+      try {
+        const payload = fixture(recording, "d-udp-payload-4sessions");
+        t.channel.add(payload);
+        await waitFor(() => t.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1, "the ADD");
+        const add = t.kernel.requests(COMMANDS_4_1.JOOLD_ADD)[0];
+        const real = fixture(recording, "c-joold-add-4sessions");
+        assert.equal(add.bytes.length, real.length);
+        assert.deepEqual(add.bytes.subarray(16), real.subarray(16)); // all but seq/pid
+        assert.deepEqual(batchPayload(add.jool!), payload);
+        assert.equal(t.channel.counters.adds, 1);
+        assert.equal(t.channel.counters.addBytes, payload.length);
+      } finally {
+        await t.teardown();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: `kernel channel: a kernel error reply to JOOLD_ADD is reported with its words${
+    isRoot ? "" : ROOT_ONLY
+  }`,
+  ignore: !isRoot,
+  async fn() {
+    const t = await setup("4.1.13", (k) => {
+      k.state.addError = [22, "We're out of sync: collision"];
+    });
+    try {
+      t.channel.add(fixture("4.1.13", "d-udp-payload-1session"));
+      await waitFor(() => t.errors.length === 1, "the error");
+      assert.ok(t.errors[0] instanceof KernelError);
+      assert.equal(
+        t.errors[0].message,
+        `Jool refused JOOLD_ADD (EINVAL): "We're out of sync: collision"`,
+      );
+    } finally {
+      await t.teardown();
+    }
+  },
+});
+
+Deno.test({
+  name: `kernel channel: a missing instance is detected at startup and named in ADD errors${
+    isRoot ? "" : ROOT_ONLY
+  }`,
+  ignore: !isRoot,
+  async fn() {
+    const t = await setup("4.1.13", (k) => {
+      k.state.instanceAlive = false;
+    });
+    try {
+      assert.equal(t.status.instanceAlive, false);
+      assert.equal(t.status.syncEnabled, undefined);
+      t.channel.add(fixture("4.1.13", "d-udp-payload-1session"));
+      await waitFor(() => t.errors.length === 1, "the error");
+      assert.equal(
+        t.errors[0].message,
+        `no Jool instance named "default" in this network namespace (JOOLD_ADD): create it (jool instance add) or fix --instance`,
+      );
+    } finally {
+      await t.teardown();
+    }
+  },
+});
+
+Deno.test({
+  name: `kernel channel: ss-enabled off is reported, and turned on with enableSync${
+    isRoot ? "" : ROOT_ONLY
+  }`,
+  ignore: !isRoot,
+  async fn() {
+    const off = await setup("4.1.13", (k) => {
+      k.state.ssEnabled = false;
+    });
+    try {
+      assert.equal(off.status.syncEnabled, false);
+      assert.equal(off.kernel.requests(COMMANDS_4_1.GLOBAL_UPDATE).length, 0);
+    } finally {
+      await off.teardown();
+    }
+    const on = await setup("4.1.13", (k) => {
+      k.state.ssEnabled = false;
+    }, true);
+    try {
+      assert.equal(on.status.syncEnabled, true);
+      const [update] = on.kernel.requests(COMMANDS_4_1.GLOBAL_UPDATE);
+      // GLOBALS|NESTED { JNLAG_JOOLD_ENABLED (27) = u8 1 }
+      assert.deepEqual(
+        Array.from(update.jool!.attributes),
+        [12, 0, 2, 0x80, 5, 0, 27, 0, 1, 0, 0, 0],
+      );
+    } finally {
+      await on.teardown();
+    }
+  },
+});
+
+Deno.test({
+  name: `kernel channel: a module that is not loaded gives the modprobe hint${
+    isRoot ? "" : ROOT_ONLY
+  }`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel();
+    kernel.state.familyMissing = true;
+    const server = kernel.start();
+    const reactor = new Reactor();
+    try {
+      await assert.rejects(
+        NetlinkKernelChannel.open(reactor, {
+          instance: "default",
+          protocol: NETLINK_USERSOCK,
+          peerPortId: kernel.portId,
+        }),
+        JoolNotLoadedError,
+      );
+    } finally {
+      reactor.stop();
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test("the real kernel's controller: resolving Jool on a host without it says modprobe jool", async () => {
+  const reactor = new Reactor();
+  try {
+    await assert.rejects(
+      NetlinkKernelChannel.open(reactor, { instance: "default", protocol: NETLINK_GENERIC }),
+      (e: unknown) => {
+        assert.ok(e instanceof JoolNotLoadedError, String(e));
+        assert.match(e.message, /modprobe jool/);
+        return true;
+      },
+    );
+  } finally {
+    reactor.stop();
+  }
+});
