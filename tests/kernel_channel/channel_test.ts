@@ -69,10 +69,7 @@ for (const recording of ["4.1.9", "4.1.13"] as const) {
         const ack = t.kernel.requests(COMMANDS_4_1.JOOLD_ACK)[0];
         const real = fixture(recording, "b-joold-ack");
         assert.deepEqual(ack.bytes.subarray(16), real.subarray(16));
-        assert.deepEqual(
-          ack.bytes.subarray(0, 8),
-          real.subarray(0, 8).map((b, i) => i === 4 || i === 5 ? ack.bytes[i] : b),
-        );
+        assert.deepEqual(ack.bytes.subarray(0, 8), real.subarray(0, 8)); // length, type, flags
       } finally {
         await t.teardown();
       }
