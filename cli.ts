@@ -19,6 +19,13 @@ import type { Config } from "./lib/config/types.ts";
 import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
+import { Daemon } from "./lib/daemon.ts";
+import { MODULE_VERSION_FILE, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
+import { advertiseWorks, formatVersion, sessionFormatFor } from "./lib/jool/version.ts";
+import { MulticastChannel } from "./lib/net/multicast.ts";
+import { Reactor } from "./lib/reactor.ts";
+import { createCounters } from "./lib/stats/counters.ts";
+import { StatsServer } from "./lib/stats/server.ts";
 
 /** Exit codes of joold. */
 export const EXIT = { ok: 0, failure: 1, badConfig: 2 } as const;
@@ -36,16 +43,108 @@ function errorLine(error: unknown): string {
 }
 
 /**
- * Runs the daemon with a validated configuration until it is stopped.
+ * Runs the daemon with a validated configuration until SIGTERM or SIGINT.
  *
  * @param config the effective configuration
  * @param log where events are reported
- * @returns the exit code
+ * @returns the exit code: 0 after a clean stop, 1 when startup or the loop fails
  */
 async function serve(config: Config, log: Logger): Promise<number> {
-  await Promise.resolve();
-  log.error(`the daemon is not available in this build (instance ${config.mod.instance})`);
-  return EXIT.failure;
+  const reactor = new Reactor();
+  const counters = createCounters();
+  const closers: (() => void)[] = [];
+  let failure: unknown = null;
+  reactor.onError((error) => log.error(errorLine(error)));
+  const running = reactor.run().catch((error) => {
+    failure = error;
+  });
+  let stop: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const signals: [Deno.Signal, () => void][] = [];
+  try {
+    log.info(
+      `joold ${VERSION} starting: instance "${config.mod.instance}", ${
+        config.net
+          ? `sync group ${config.net.multicastAddress} port ${config.net.multicastPort}`
+          : "sync network disabled (printing the kernel's sessions)"
+      }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}`,
+    );
+    const { channel: kernel, status } = await NetlinkKernelChannel.open(
+      reactor,
+      { instance: config.mod.instance },
+      config.enableSync,
+    );
+    closers.push(() => kernel.close());
+    log.info(
+      `Jool ${formatVersion(status.version)} (${
+        status.versionSource === "sysfs"
+          ? MODULE_VERSION_FILE
+          : `assumed: ${MODULE_VERSION_FILE} unreadable`
+      }), family id ${kernel.family.id}`,
+    );
+    if (!status.instanceAlive) {
+      log.warn(
+        `no Jool instance named "${config.mod.instance}" in this network namespace yet: waiting for it (jool instance add)`,
+      );
+    } else if (status.syncEnabled === false) {
+      log.warn(
+        `session synchronization is disabled on instance "${config.mod.instance}": run jool global update ss-enabled true, or start joold with --enable-sync`,
+      );
+    } else if (config.enableSync && status.syncEnabled === true) {
+      log.info(`ss-enabled is on for instance "${config.mod.instance}"`);
+    }
+    const network = config.net ? MulticastChannel.open(reactor, config.net) : null;
+    if (network) closers.push(() => network.close());
+    const stats = config.stats ? StatsServer.open(reactor, config.stats, () => counters) : null;
+    if (stats) closers.push(() => stats.close());
+    const daemon = new Daemon({
+      kernel,
+      network,
+      counters,
+      log,
+      print: (line) => writeAll(Deno.stdout, line + "\n"),
+      // An assumed version must not decide which datagrams are dropped.
+      localFormat: status.versionSource === "fallback"
+        ? undefined
+        : sessionFormatFor(status.version),
+    });
+    daemon.start();
+    const advertise = (why: string) => {
+      if (!advertiseWorks(status.version)) {
+        log.warn(
+          `${why}: Jool ${
+            formatVersion(status.version)
+          } ignores JOOLD_ADVERTISE (it works from 4.1.11 on); nothing will be sent`,
+        );
+      }
+      try {
+        daemon.advertise();
+        log.info(`${why}: asked the kernel to advertise its session table`);
+      } catch (error) {
+        log.error(`${why}: ${errorLine(error)}`);
+      }
+    };
+    kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));
+    if (config.advertiseOnStart) advertise("--advertise");
+    signals.push(["SIGTERM", () => stop()], ["SIGINT", () => stop()], [
+      "SIGUSR1",
+      () => advertise("SIGUSR1"),
+    ]);
+    for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+    log.info("ready");
+    await Promise.race([stopped, running]);
+    if (failure !== null) throw failure;
+    log.info("stopping");
+    return EXIT.ok;
+  } catch (error) {
+    log.error(errorLine(error));
+    return EXIT.failure;
+  } finally {
+    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+    for (const close of closers.reverse()) close();
+    reactor.stop();
+    await running;
+  }
 }
 
 /**
