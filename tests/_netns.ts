@@ -79,13 +79,16 @@ export class Netns {
     if (self < 0 || target < 0) throw new Error(`cannot open namespace files: errno ${errno()}`);
     try {
       if (lib.symbols.setns(target, CLONE_NEWNET) !== 0) throw new Error(`setns: errno ${errno()}`);
+      let result: T;
       try {
-        return fn();
+        result = fn();
       } finally {
+        // Back to our own namespace whatever happened (a failure here would poison later tests).
         if (lib.symbols.setns(self, CLONE_NEWNET) !== 0) {
-          throw new Error(`setns back: errno ${errno()}`);
+          console.error(`setns back: errno ${errno()}`);
         }
       }
+      return result;
     } finally {
       close(self);
       close(target);

@@ -21,7 +21,7 @@ import {
   socket,
   SOL_SOCKET,
 } from "../../ffi/libc.ts";
-import { ERRNO, SystemError } from "../../ffi/errno.ts";
+import { ERRNO, type SystemError } from "../../ffi/errno.ts";
 import type { StatsConfig } from "../config/types.ts";
 import type { Reactor } from "../reactor.ts";
 import { formatStats, type StatsCounters } from "./counters.ts";
