@@ -20,7 +20,12 @@ import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 import { Daemon } from "./lib/daemon.ts";
-import { MODULE_VERSION_FILE, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
+import {
+  MODULE_VERSION_FILE,
+  NETLINK_USERSOCK,
+  NetlinkKernelChannel,
+} from "./lib/kernel/channel.ts";
+import { granted } from "./ffi/libc.ts";
 import { advertiseWorks, formatVersion, sessionFormatFor } from "./lib/jool/version.ts";
 import { MulticastChannel } from "./lib/net/multicast.ts";
 import { Reactor } from "./lib/reactor.ts";
@@ -40,6 +45,20 @@ function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string): v
 
 function errorLine(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Test seam: `JOOLD_TEST_NETLINK_PEER=<port id>` makes the kernel channel talk NETLINK_USERSOCK to a
+ * fake kernel at that port. Read only when `--allow-env=JOOLD_TEST_NETLINK_PEER` is granted, which
+ * the production permission flags never do.
+ *
+ * @returns the channel options to override, if any
+ */
+function testKernelPeer(): { protocol: number; peerPortId: number } | Record<never, never> {
+  const name = "JOOLD_TEST_NETLINK_PEER";
+  if (!granted({ name: "env", variable: name })) return {};
+  const value = Deno.env.get(name);
+  return value ? { protocol: NETLINK_USERSOCK, peerPortId: Number(value) } : {};
 }
 
 /**
@@ -71,7 +90,7 @@ async function serve(config: Config, log: Logger): Promise<number> {
     );
     const { channel: kernel, status } = await NetlinkKernelChannel.open(
       reactor,
-      { instance: config.mod.instance },
+      { instance: config.mod.instance, ...testKernelPeer() },
       config.enableSync,
     );
     closers.push(() => kernel.close());

@@ -75,12 +75,24 @@ export const LIBC_CANDIDATES: readonly string[] = [
   "/usr/lib64/libc.so.6",
 ];
 
-function envLibc(): string | undefined {
+/**
+ * Whether a permission is granted, asked without ever prompting (an interactive prompt would stall
+ * a daemon started from a terminal).
+ *
+ * @param descriptor the permission
+ * @returns true when granted
+ */
+export function granted(descriptor: Deno.PermissionDescriptor): boolean {
   try {
-    return Deno.env.get("JOOLD_LIBC") || undefined;
+    return Deno.permissions.querySync(descriptor).state === "granted";
   } catch {
-    return undefined; // no --allow-env: the candidates decide
+    return false;
   }
+}
+
+function envLibc(): string | undefined {
+  if (!granted({ name: "env", variable: "JOOLD_LIBC" })) return undefined;
+  return Deno.env.get("JOOLD_LIBC") || undefined;
 }
 
 let opened: { path: string; lib: Deno.DynamicLibrary<typeof SYMBOLS> } | null = null;
@@ -100,15 +112,22 @@ export function libc(): LibcSymbols {
   const env = envLibc();
   const candidates = env !== undefined ? [env] : LIBC_CANDIDATES;
   const problems: string[] = [];
+  let allowed = 0;
   for (const path of candidates) {
+    if (!granted({ name: "ffi", path })) continue;
+    allowed++;
     try {
       opened = { path, lib: Deno.dlopen(path, SYMBOLS) };
       return opened.lib.symbols;
     } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) {
-        problems.push(`${path}: not allowed (run with --allow-ffi=${path})`);
-      } else problems.push(`${path}: ${(error as Error).message.split("\n")[0]}`);
+      problems.push(`${path}: ${(error as Error).message.split("\n")[0]}`);
     }
+  }
+  if (allowed === 0) {
+    const path = env ?? LIBC_CANDIDATES[Deno.build.arch === "aarch64" ? 2 : 0];
+    throw new Error(
+      `not granted FFI access to libc: run joold with --allow-ffi=${path}`,
+    );
   }
   throw new Error(`cannot open libc: ${problems.join("; ")}`);
 }
@@ -128,6 +147,7 @@ export function libcPath(): string {
   const env = envLibc();
   if (env !== undefined) return env;
   for (const path of LIBC_CANDIDATES) {
+    if (!granted({ name: "read", path })) continue;
     try {
       Deno.statSync(path);
       return path;

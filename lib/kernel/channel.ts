@@ -12,6 +12,7 @@ import {
   bind,
   close,
   getsockname,
+  granted,
   recv,
   sendto,
   setsockoptInt,
@@ -121,6 +122,7 @@ export interface KernelStatus {
 }
 
 function readModuleVersion(): JoolVersion | undefined {
+  if (!granted({ name: "read", path: MODULE_VERSION_FILE })) return undefined;
   try {
     return parseVersion(Deno.readTextFileSync(MODULE_VERSION_FILE));
   } catch {

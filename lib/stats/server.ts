@@ -16,10 +16,8 @@ import {
   recvfrom,
   sendto,
   setsockoptInt,
-  SO_REUSEADDR,
   SOCK_DGRAM,
   socket,
-  SOL_SOCKET,
 } from "../../ffi/libc.ts";
 import { ERRNO, type SystemError } from "../../ffi/errno.ts";
 import type { StatsConfig } from "../config/types.ts";
@@ -63,7 +61,6 @@ export class StatsServer {
       for (const c of candidates) {
         const fd = socket(c.family, SOCK_DGRAM, 0);
         fds.push(fd);
-        setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
         if (c.family === AF_INET6) setsockoptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
         try {
           bind(fd, c.address);
