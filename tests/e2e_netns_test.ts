@@ -3,7 +3,16 @@
  * joined by a veth, each talking real netlink bytes to an in-process fake Jool kernel.
  */
 import assert from "node:assert/strict";
-import { AF_INET6, close, sendto, SOCK_DGRAM, socket } from "../ffi/libc.ts";
+import {
+  AF_INET6,
+  close,
+  IPPROTO_IPV6,
+  IPV6_MULTICAST_IF,
+  sendto,
+  setsockoptInt,
+  SOCK_DGRAM,
+  socket,
+} from "../ffi/libc.ts";
 import { sockaddrIn6 } from "../ffi/sockaddr.ts";
 import { parseIPv6 } from "../lib/config/address.ts";
 import type { NetConfig } from "../lib/config/types.ts";
@@ -149,7 +158,6 @@ Deno.test({
       // A hostile sender in A: a plain UDP socket aimed at the group.
       const fd = a.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
       const ifindex = Number(a.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
-      const { setsockoptInt, IPPROTO_IPV6, IPV6_MULTICAST_IF } = await import("../ffi/libc.ts");
       setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
       const to = sockaddrIn6(parseIPv6("ff08::db8:64:64")!, 6464);
       const good = fixture("4.1.13", "d-udp-payload-4sessions");
