@@ -5,7 +5,7 @@
  * @module
  */
 
-import { cstring, libc, readCString, SOCK_DGRAM } from "./libc.ts";
+import { copyOut, cstring, libc, readCString, SOCK_DGRAM } from "./libc.ts";
 
 /** getaddrinfo flag: addresses for bind(2). */
 export const AI_PASSIVE = 0x1;
@@ -57,28 +57,32 @@ export function getAddrInfo(host: string | null, service: string, flags = 0): Ad
       }`,
     );
   }
-  const head = Deno.UnsafePointer.create(result[0]);
+  const head = result[0];
   const out: AddrInfo[] = [];
   try {
-    let node = head;
-    while (node !== null) {
-      const info = new Deno.UnsafePointerView(node);
-      const addrlen = info.getUint32(16);
-      const addrPointer = info.getPointer(24);
-      if (addrPointer !== null) {
-        const address = new Uint8Array(addrlen);
-        new Deno.UnsafePointerView(addrPointer).copyInto(address);
+    // struct addrinfo (x86-64 / aarch64): flags@0 family@4 socktype@8 protocol@12 addrlen@16
+    // addr@24 canonname@32 next@40.
+    const node = new Uint8Array(48);
+    const view = new DataView(node.buffer);
+    let address = head;
+    for (let guard = 0; address !== 0n && guard < 64; guard++) {
+      copyOut(node, address, 48);
+      const addrlen = view.getUint32(16, true);
+      const addrAt = view.getBigUint64(24, true);
+      if (addrAt !== 0n && addrlen <= 128) {
+        const sockaddr = new Uint8Array(addrlen);
+        copyOut(sockaddr, addrAt, addrlen);
         out.push({
-          family: info.getInt32(4),
-          socktype: info.getInt32(8),
-          protocol: info.getInt32(12),
-          address,
+          family: view.getInt32(4, true),
+          socktype: view.getInt32(8, true),
+          protocol: view.getInt32(12, true),
+          address: sockaddr,
         });
       }
-      node = info.getPointer(40);
+      address = view.getBigUint64(40, true);
     }
   } finally {
-    if (head !== null) lib.freeaddrinfo(head);
+    if (head !== 0n) lib.freeaddrinfo(head);
   }
   return out;
 }

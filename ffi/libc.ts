@@ -54,12 +54,18 @@ export const SYMBOLS = {
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   /** int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) */
   getaddrinfo: { parameters: ["buffer", "buffer", "buffer", "buffer"], result: "i32" },
-  /** void freeaddrinfo(struct addrinfo *res) */
-  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  /** void freeaddrinfo(struct addrinfo *res): the address as an integer (see below) */
+  freeaddrinfo: { parameters: ["usize"], result: "void" },
   /** const char *gai_strerror(int errcode) */
-  gai_strerror: { parameters: ["i32"], result: "pointer" },
+  gai_strerror: { parameters: ["i32"], result: "usize" },
   /** int *__errno_location(void) */
-  __errno_location: { parameters: [], result: "pointer" },
+  __errno_location: { parameters: [], result: "usize" },
+  /** void *memcpy(void *dest, const void *src, size_t n): copies out of libc-owned memory */
+  memcpy: { parameters: ["buffer", "usize", "usize"], result: "void" },
+  /** size_t strlen(const char *s) */
+  strlen: { parameters: ["usize"], result: "usize" },
+  /** int open(const char *path, int flags): files Deno's permissions do not reach (/sys) */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened library's symbols. */
@@ -164,8 +170,24 @@ export function libcPath(): string {
  * @returns the current thread's errno
  */
 export function errno(): number {
-  const pointer = libc().__errno_location();
-  return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
+  const out = new Int32Array(1);
+  copyOut(out, libc().__errno_location(), 4);
+  return out[0];
+}
+
+/**
+ * Copies `length` bytes from libc-owned memory at `address` into `into`.
+ *
+ * Addresses are plain integers ("usize") on purpose: Deno's pointer objects
+ * (`Deno.UnsafePointer`, `UnsafePointerView`) need the unscoped `--allow-ffi`, while calls with
+ * integer and buffer arguments work with `--allow-ffi=<libc path>` alone.
+ *
+ * @param into destination buffer (at least `length` bytes)
+ * @param address source address
+ * @param length byte count
+ */
+export function copyOut(into: BufferSource, address: number | bigint, length: number): void {
+  libc().memcpy(into, BigInt(address), BigInt(length));
 }
 
 /**
@@ -204,8 +226,30 @@ export function cstring(text: string): Uint8Array<ArrayBuffer> {
  * @param pointer the string's address
  * @returns the string ("" for NULL)
  */
-export function readCString(pointer: Deno.PointerValue): string {
-  return pointer === null ? "" : new Deno.UnsafePointerView(pointer).getCString();
+export function readCString(address: number | bigint): string {
+  if (BigInt(address) === 0n) return "";
+  const length = Number(libc().strlen(BigInt(address)));
+  const bytes = new Uint8Array(length);
+  copyOut(bytes, address, length);
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * Reads a small file through libc (for /sys files, which Deno only lets `-A` read).
+ *
+ * @param path the file
+ * @returns its text, or undefined when it cannot be opened or read
+ */
+export function readSmallFile(path: string): string | undefined {
+  const fd = libc().open(cstring(path), 0x80000 /* O_RDONLY | O_CLOEXEC */);
+  if (fd < 0) return undefined;
+  try {
+    const buffer = new Uint8Array(4096);
+    const n = Number(libc().read(fd, buffer, BigInt(buffer.length)));
+    return n < 0 ? undefined : new TextDecoder().decode(buffer.subarray(0, n));
+  } finally {
+    libc().close(fd);
+  }
 }
 
 // Constants: <sys/socket.h>, <netinet/in.h>, <linux/netlink.h>, <poll.h>, <sys/eventfd.h>.

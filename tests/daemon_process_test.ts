@@ -151,3 +151,116 @@ Deno.test({
     }
   },
 });
+
+import { MulticastChannel } from "../lib/net/multicast.ts";
+import { AF_INET, close, recv, sendto, SOCK_DGRAM, socket } from "../ffi/libc.ts";
+import { sockaddrIn } from "../ffi/sockaddr.ts";
+import { Reactor } from "../lib/reactor.ts";
+import { Netns, netnsUnavailable, veth } from "./_netns.ts";
+
+const noNetns = netnsUnavailable();
+
+Deno.test({
+  name: `the daemon process with a sync group and stats, production permissions only${
+    noNetns ? ` (skipped: ${noNetns})` : ""
+  }`,
+  ignore: noNetns !== null,
+  async fn() {
+    const a = new Netns("a");
+    const b = new Netns("b");
+    const reactor = new Reactor();
+    const running = reactor.run();
+    const kernel = a.enter(() => new FakeKernel("4.1.9"));
+    const server = kernel.start();
+    const dir = tempFiles({
+      "netsocket.json": JSON.stringify({
+        "multicast address": "ff08::db8:64:64",
+        "multicast port": "6464",
+        "in interface": "sync0",
+        "out interface": "sync0",
+        reuseaddr: 1,
+        ttl: 3,
+      }),
+      "modsocket.json": `{ "instance": "default" }`,
+    });
+    let child: Deno.ChildProcess | null = null;
+    try {
+      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
+      const peer = b.enter(() =>
+        MulticastChannel.open(reactor, {
+          multicastAddress: "ff08::db8:64:64",
+          multicastPort: "6464",
+          inInterface: "sync0",
+          outInterface: "sync0",
+          ttl: 3,
+          reuseAddress: true,
+        })
+      );
+      const heard: Uint8Array[] = [];
+      peer.onDatagram((p) => heard.push(p.slice()));
+      child = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          a.name,
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          "--no-prompt",
+          `--allow-ffi=${libcPath()}`,
+          `--allow-read=${dir}`,
+          "--allow-env=JOOLD_TEST_NETLINK_PEER",
+          entry("cli.ts"),
+          `${dir}/netsocket.json`,
+          `${dir}/modsocket.json`,
+          "6401",
+        ],
+        env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const out = { stderr: "" };
+      const pump = (async () => {
+        for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) out.stderr += c;
+      })();
+      await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
+      const pid = kernel.received[0].message.pid;
+      const batch = fixture("4.1.9", "d-udp-payload-4sessions");
+      kernel.sendBatch(pid, batch);
+      await waitFor(() => heard.length === 1, "the batch on the peer");
+      assert.deepEqual(heard[0], batch);
+      const fromPeer = fixture("4.1.9", "d-udp-payload-1session");
+      peer.send(fromPeer);
+      await waitFor(() => kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1, "the ADD");
+      // Stats over IPv4 loopback inside the namespace: the daemon's :: socket serves IPv4 too.
+      const fd = a.enter(() => socket(AF_INET, SOCK_DGRAM, 0));
+      sendto(fd, Uint8Array.of(0x0a), sockaddrIn(Uint8Array.of(127, 0, 0, 1), 6401));
+      const buffer = new Uint8Array(512);
+      let n = -1;
+      await waitFor(() => (n = recv(fd, buffer)) >= 0, "the stats reply");
+      close(fd);
+      assert.equal(
+        new TextDecoder().decode(buffer.subarray(0, n)),
+        `KERNEL_SENT_PKTS,1\nKERNEL_SENT_BYTES,${fromPeer.length}\nNET_RCVD_PKTS,1\n` +
+          `NET_RCVD_BYTES,${fromPeer.length}\nNET_SENT_PKTS,1\nNET_SENT_BYTES,${batch.length}\n`,
+      );
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0, out.stderr);
+      child = null;
+      await pump;
+      peer.close();
+    } finally {
+      if (child) {
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      reactor.stop();
+      await running;
+      server.stop();
+      kernel.close();
+      a.dispose();
+      b.dispose();
+    }
+  },
+});

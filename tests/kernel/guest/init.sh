@@ -1,0 +1,27 @@
+#!/bin/bash
+# The lab guest's init, run from the project share by /sbin/lab-init (PID 1). Runs the scenarios
+# named on the kernel command line (joold.scenarios=a,b,...), writes their output and exit code to
+# the results share, then powers off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp/home NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
+R=/mnt/results
+mkdir -p "$HOME"
+# Deno's cache lives on tmpfs (SQLite over 9p is not worth the risk); the host filled it.
+cp -a /mnt/deno/cache /tmp/deno-dir 2>/dev/null
+export DENO_DIR=/tmp/deno-dir
+ln -sf /mnt/deno/deno /usr/local/bin/deno
+scenarios=$(sed -n 's/.*joold\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
+{
+  echo "guest: kernel $(uname -r), jool-tools $(dpkg-query -W -f='${Version}' jool-tools 2>/dev/null)"
+  modprobe jool && echo "guest: jool module $(cat /sys/module/jool/version)"
+} >"$R/guest.log" 2>&1
+busybox syslogd -n -O /tmp/syslog.log &
+/bin/bash /mnt/project/tests/kernel/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
+echo $? >"$R/exit.tmp"
+cp /tmp/syslog.log "$R/syslog.log" 2>/dev/null
+sync
+mv "$R/exit.tmp" "$R/exit"
+sync
+kill -TERM -1 2>/dev/null
+read -r -t 1 <> <(:) || true
+echo o >/proc/sysrq-trigger

@@ -1,0 +1,375 @@
+#!/bin/bash
+# Kernel lab scenarios (run inside the guest by init.sh): Jool's session-synchronization tutorial
+# topology in network namespaces, our daemon and the C daemon, checks against `jool` itself.
+# Prints one line per scenario: "RESULT <name> PASS|FAIL|SKIP <detail>".
+set -u
+PROJECT=/mnt/project
+LIBC=$(for p in /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc.so.6; do [ -e "$p" ] && echo "$p" && break; done)
+CFG=/tmp/cfg
+JOOL_VERSION=$(cat /sys/module/jool/version 2>/dev/null)
+REV=$(echo "$JOOL_VERSION" | cut -d. -f3)
+DEADLINE=${JOOLD_LAB_SYNC_DEADLINE:-3}
+
+log() { echo "[$(date +%T.%N | cut -c1-12)] $*"; }
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# ---- topology -------------------------------------------------------------------------------
+veth_to_bridge() { # ns dev bridge
+  ip link add "$1-$2" type veth peer name lab-tmp
+  ip link set lab-tmp netns "$1"
+  ip -n "$1" link set lab-tmp name "$2"
+  ip link set "$1-$2" master "$3" up
+  ip -n "$1" link set "$2" up
+}
+
+jool_instance() { # ns [ss-enabled true|false]
+  in_ns "$1" jool instance add --netfilter --pool6 64:ff9b::/96
+  in_ns "$1" jool pool4 add --tcp 192.0.2.1 61001-65535
+  in_ns "$1" jool pool4 add --udp 192.0.2.1 61001-65535
+  in_ns "$1" jool pool4 add --icmp 192.0.2.1 0-65535
+  in_ns "$1" jool global update ss-enabled "${2:-true}"
+}
+
+setup() { # sync family (6|4), ss-enabled (true|false), instances ("J K")
+  local fam=${1:-6} ss=${2:-true} instances=${3:-J K}
+  for ns in n6 J K n4; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  done
+  for br in br6 br4; do
+    ip link add "$br" type bridge
+    echo 0 >"/sys/class/net/$br/bridge/multicast_snooping"
+    ip link set "$br" up
+  done
+  veth_to_bridge n6 eth0 br6; veth_to_bridge J eth0 br6; veth_to_bridge K eth0 br6
+  veth_to_bridge n4 eth0 br4; veth_to_bridge J eth1 br4; veth_to_bridge K eth1 br4
+  ip link add J-eth2 type veth peer name K-eth2
+  ip link set J-eth2 netns J; ip -n J link set J-eth2 name eth2; ip -n J link set eth2 up
+  ip link set K-eth2 netns K; ip -n K link set K-eth2 name eth2; ip -n K link set eth2 up
+  ip -n n6 addr add 2001:db8::8/96 dev eth0 nodad
+  ip -n n6 route add 64:ff9b::/96 via 2001:db8::1
+  ip -n n4 addr add 192.0.2.8/24 dev eth0
+  local i=4
+  for ns in J K; do
+    ip -n "$ns" addr add "2001:db8::$i/96" dev eth0 nodad
+    ip -n "$ns" addr add "192.0.2.$i/24" dev eth1
+    ip -n "$ns" addr add "2001:db8:ff08::$i/96" dev eth2 nodad
+    ip -n "$ns" addr add "198.51.100.$i/24" dev eth2
+    in_ns "$ns" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
+    i=$((i + 1))
+  done
+  ip -n J addr add 2001:db8::1/96 dev eth0 nodad
+  ip -n J addr add 192.0.2.1/24 dev eth1
+  for ns in $instances; do jool_instance "$ns" "$ss"; done
+  mkdir -p "$CFG"
+  echo '{ "instance": "default" }' >"$CFG/modsocket.json"
+  for ns in J K; do
+    local n=4; [ "$ns" = K ] && n=5
+    if [ "$fam" = 6 ]; then
+      printf '{\n "multicast address": "ff08::db8:64:64",\n "multicast port": "6464",\n "in interface": "eth2",\n "out interface": "eth2",\n "reuseaddr": 1,\n "ttl": 3\n}\n' >"$CFG/net-$ns.json"
+    else
+      printf '{\n "multicast address": "233.252.0.64",\n "multicast port": "6464",\n "in interface": "198.51.100.%s",\n "out interface": "198.51.100.%s",\n "reuseaddr": 1,\n "ttl": 3\n}\n' "$n" "$n" >"$CFG/net-$ns.json"
+    fi
+  done
+}
+
+teardown() {
+  for f in /tmp/daemon-*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  sleep 0.2
+  for f in /tmp/daemon-*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; rm -f "$f"; done
+  pkill -f "nc -" 2>/dev/null
+  for ns in n6 J K n4; do ip netns del "$ns" 2>/dev/null; done
+  ip link del br6 2>/dev/null; ip link del br4 2>/dev/null
+  rm -rf "$CFG"
+}
+
+# ---- daemons --------------------------------------------------------------------------------
+wait_for() { # seconds, description, command...
+  local limit=$1 what=$2; shift 2
+  local end=$((SECONDS + limit))
+  while ! "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then log "timed out after ${limit}s waiting for $what"; return 1; fi
+    sleep 0.2
+  done
+}
+
+ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon runs it
+  local ns=$1; shift
+  in_ns "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
+    "--allow-read=$CFG,/sys/module/jool/version" "$PROJECT/cli.ts" \
+    "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
+  echo $! >"/tmp/daemon-ours-$ns.pid"
+  wait_for 90 "our daemon in $ns to be ready" grep -q "joold: info: ready" "/tmp/ours-$ns.log"
+}
+
+c_daemon() { # ns: Jool's C daemon with the same files
+  local ns=$1
+  (cd "$CFG" && exec ip netns exec "$ns" joold "net-$ns.json" modsocket.json >>"/tmp/c-$ns.log" 2>&1) &
+  echo $! >"/tmp/daemon-c-$ns.pid"
+  wait_for 30 "the C daemon in $ns to bind 6464" sh -c "ip netns exec $ns ss -uln | grep -q ':6464'"
+}
+
+stop_daemon() { # kind ns
+  local f="/tmp/daemon-$1-$2.pid"
+  [ -e "$f" ] || return 0
+  kill "$(cat "$f")" 2>/dev/null
+  local pid; pid=$(cat "$f"); rm -f "$f"
+  local end=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+  return 0
+}
+
+# ---- traffic and tables ---------------------------------------------------------------------
+flows() { # tag: an ICMP, a UDP and a TCP flow from n6 to n4 through the translator
+  local port=$((5000 + RANDOM % 1000))
+  in_ns n4 nc -l "$port" >/dev/null 2>&1 &
+  in_ns n6 ping -c 2 -i 0.3 -W 2 64:ff9b::192.0.2.8 >/dev/null 2>&1
+  echo "udp $1" | in_ns n6 nc -u -w 1 64:ff9b::192.0.2.8 $((port + 1)) 2>/dev/null
+  echo "tcp $1" | in_ns n6 nc -N -w 2 64:ff9b::192.0.2.8 "$port" 2>/dev/null
+  return 0
+}
+
+table() { # ns proto: the sessions, expiry aside
+  in_ns "$1" jool session display "--$2" --numeric --csv --no-headers 2>/dev/null |
+    grep -v '^$' | cut -d, -f1-9,11 | sort
+}
+
+all_tables() { for p in tcp udp icmp; do table "$1" "$p"; done; }
+
+synced() { # every session of J is in K's table
+  local j k
+  j=$(all_tables J); k=$(all_tables K)
+  [ -n "$j" ] || return 1
+  [ -z "$(comm -23 <(echo "$j") <(echo "$k"))" ]
+}
+
+check_synced() { # deadline seconds
+  local start=$SECONDS
+  if wait_for "$1" "J's sessions in K" synced; then
+    log "K has J's $(all_tables J | wc -l) sessions after $((SECONDS - start))s"
+    return 0
+  fi
+  log "J's sessions:"; all_tables J
+  log "K's sessions:"; all_tables K
+  return 1
+}
+
+stats_query() { # ns port -> prints the six lines
+  echo | in_ns "$1" nc -u -w 1 ::1 "$2" 2>/dev/null
+}
+
+stat() { # "text" NAME
+  echo "$1" | sed -n "s/^$2,//p"
+}
+
+result() { echo "RESULT $1 $2 ${3:-}"; }
+
+dump_logs() {
+  for f in /tmp/ours-*.log /tmp/c-*.log; do
+    [ -e "$f" ] || continue
+    echo "--- $f"; tail -n 30 "$f"; rm -f "$f"
+  done
+}
+
+run() { # name function
+  local name=$1 fn=$2
+  log "=== $name"
+  local detail
+  if detail=$($fn 2>&1); then
+    echo "$detail"
+    result "$name" PASS
+  else
+    echo "$detail"
+    dump_logs
+    result "$name" FAIL "$(echo "$detail" | grep -E '^(FAIL|\[)' | tail -1)"
+  fi
+  dump_logs >/dev/null
+  teardown >/dev/null 2>&1
+}
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# ---- scenarios ------------------------------------------------------------------------------
+sync_v6() {
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  flows v6
+  check_synced "$DEADLINE" || fail "K lacks J's sessions ${DEADLINE}s after the flows"
+  [ "$(all_tables J | cut -d, -f1 | sort -u | tr '\n' ' ')" = "ICMP TCP UDP " ] ||
+    fail "J lacks a protocol: $(all_tables J | cut -d, -f1 | sort -u | tr '\n' ' ')"
+}
+
+sync_v4() {
+  setup 4
+  ours J && ours K || fail "daemons did not start"
+  flows v4
+  check_synced "$DEADLINE" || fail "K lacks J's sessions ${DEADLINE}s after the flows"
+}
+
+failover() {
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  in_ns n4 nc -u -l 7000 >/tmp/n4-udp.out 2>/dev/null &
+  echo "before" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
+  check_synced "$DEADLINE" || fail "not synced before the failover"
+  local before; before=$(table K udp)
+  in_ns J jool instance remove
+  ip -n J addr del 2001:db8::1/96 dev eth0
+  ip -n J addr del 192.0.2.1/24 dev eth1
+  ip -n K addr add 2001:db8::1/96 dev eth0 nodad
+  ip -n K addr add 192.0.2.1/24 dev eth1
+  in_ns n6 ip neigh flush all; in_ns n4 ip neigh flush all
+  echo "after" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
+  wait_for 10 "the flow to continue through K" grep -q after /tmp/n4-udp.out ||
+    fail "the flow did not reach n4 through K on the same IPv4 port"
+  local after; after=$(table K udp)
+  [ "$before" = "$after" ] || fail "K created a new session: before [$before] after [$after]"
+  log "the flow continued through K on the synced session: $after"
+}
+
+interop() { # ours-side: J or K runs ours, the other the C daemon
+  setup 6
+  if [ "$1" = J ]; then ours J && c_daemon K; else c_daemon J && ours K; fi || fail "daemons did not start"
+  flows "interop-$1"
+  check_synced "$DEADLINE" || fail "K lacks J's sessions (ours on $1, C daemon on the other)"
+}
+interop_ours_to_c() { interop J; }
+interop_c_to_ours() { interop K; }
+
+advertise() {
+  setup 6
+  ours J || fail "J's daemon did not start"
+  flows before-k
+  sleep 1
+  [ -z "$(all_tables K)" ] || fail "K has sessions before its daemon runs"
+  ours K || fail "K's daemon did not start"
+  kill -USR1 "$(cat /tmp/daemon-ours-J.pid)"
+  if [ "$REV" -lt 11 ]; then
+    wait_for 10 "J's log to explain advertise" grep -q "ignores JOOLD_ADVERTISE" /tmp/ours-J.log ||
+      fail "J's daemon did not say that Jool $JOOL_VERSION ignores advertise"
+    log "Jool $JOOL_VERSION: advertise is a kernel no-op, and J's daemon says so"
+    return 0
+  fi
+  check_synced 10 || fail "K did not receive J's table after SIGUSR1"
+}
+
+stats() {
+  setup 6
+  ours J --stats.port=6401 && ours K --stats.port=6401 || fail "daemons did not start"
+  flows stats
+  check_synced "$DEADLINE" || fail "not synced"
+  sleep 0.5
+  local j k
+  j=$(stats_query J 6401); k=$(stats_query K 6401)
+  echo "J: $(echo $j)"; echo "K: $(echo $k)"
+  [ "$(echo "$j" | wc -l)" = 6 ] || fail "J's stats reply is not six lines: $j"
+  local sent rcvd add
+  sent=$(stat "$j" NET_SENT_PKTS); rcvd=$(stat "$k" NET_RCVD_PKTS); add=$(stat "$k" KERNEL_SENT_PKTS)
+  [ "$sent" -gt 0 ] || fail "J sent nothing"
+  [ "$sent" = "$rcvd" ] || fail "J's NET_SENT_PKTS $sent != K's NET_RCVD_PKTS $rcvd"
+  [ "$(stat "$j" NET_SENT_BYTES)" = "$(stat "$k" NET_RCVD_BYTES)" ] || fail "bytes differ"
+  [ "$add" = "$rcvd" ] || fail "K's KERNEL_SENT_PKTS $add != its NET_RCVD_PKTS $rcvd"
+  if in_ns J jool stats display --all --csv 2>/dev/null | grep -q JSTAT_JOOLD_PKT_SENT; then
+    local ksent krcvd
+    ksent=$(in_ns J jool stats display --all --csv | sed -n 's/^JSTAT_JOOLD_PKT_SENT,//p')
+    krcvd=$(in_ns K jool stats display --all --csv | sed -n 's/^JSTAT_JOOLD_PKT_RCVD,//p')
+    echo "kernel: J JSTAT_JOOLD_PKT_SENT=$ksent K JSTAT_JOOLD_PKT_RCVD=$krcvd"
+    [ "$ksent" = "$sent" ] || fail "J's kernel sent $ksent batches, J's daemon sent $sent datagrams"
+    [ "$krcvd" = "$add" ] || fail "K's kernel received $krcvd, K's daemon added $add"
+  else
+    echo "Jool $JOOL_VERSION has no JSTAT_JOOLD_* counters: daemon counters only"
+  fi
+}
+
+fault_instance_late() {
+  setup 6 true "J"
+  ours J && ours K || fail "daemons did not start"
+  grep -q 'no Jool instance named "default" in this network namespace yet' /tmp/ours-K.log ||
+    fail "K's daemon did not say the instance is missing"
+  jool_instance K
+  flows late
+  check_synced "$DEADLINE" || fail "no sync once K's instance exists"
+}
+
+fault_instance_readded() {
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  in_ns K jool instance remove
+  flows while-gone
+  sleep 1
+  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died while its instance was gone"
+  grep -q 'no Jool instance named "default"' /tmp/ours-K.log ||
+    fail "K's daemon did not say why the sessions were refused"
+  jool_instance K
+  flows readded
+  check_synced "$DEADLINE" || fail "no sync after K's instance came back"
+}
+
+fault_peer_restart() {
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  stop_daemon ours K
+  flows peer-down
+  ours K || fail "K's daemon did not restart"
+  flows peer-back
+  # The sessions made while K was down are lost (nothing advertised them); the new ones arrive.
+  local end=$((SECONDS + 10))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(all_tables K | grep -c .)" -gt 0 ] && break
+    sleep 0.2
+  done
+  [ -n "$(all_tables K)" ] || fail "nothing synced after K's daemon restarted"
+  kill -0 "$(cat /tmp/daemon-ours-J.pid)" || fail "J's daemon died while K was down"
+}
+
+fault_storm() {
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/tests/kernel/guest/storm.ts" \
+    ff08::db8:64:64 6464 eth2 2000 || fail "the storm could not be sent"
+  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died in the storm"
+  grep -q "not a session list" /tmp/ours-K.log || fail "K's daemon did not report the bad datagrams"
+  [ -z "$(all_tables K)" ] || fail "garbage reached K's kernel: $(all_tables K)"
+  flows after-storm
+  check_synced "$DEADLINE" || fail "no sync after the storm"
+}
+
+ss_enabled() {
+  setup 6 false
+  ours K || fail "K's daemon did not start"
+  grep -q "session synchronization is disabled on instance \"default\"" /tmp/ours-K.log ||
+    fail "no warning about ss-enabled"
+  ours J --enable-sync || fail "J's daemon did not start"
+  in_ns J jool global display 2>/dev/null | grep -E "ss-enabled" | grep -q true ||
+    fail "--enable-sync did not turn ss-enabled on: $(in_ns J jool global display | grep ss-enabled)"
+  in_ns K jool global update ss-enabled true
+  flows enabled
+  check_synced "$DEADLINE" || fail "no sync after enabling"
+}
+
+c_baseline() {
+  setup 6
+  c_daemon J && c_daemon K || fail "C daemons did not start"
+  flows baseline
+  check_synced "$DEADLINE" || fail "the C daemons did not sync (the lab itself is broken)"
+}
+
+declare -A SCENARIOS=(
+  [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
+  [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours
+  [d-advertise]=advertise [e-stats]=stats [f-instance-late]=fault_instance_late
+  [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
+  [f-storm]=fault_storm [g-ss-enabled]=ss_enabled
+)
+ORDER="c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled"
+
+wanted=${1:-all}
+[ "$wanted" = all ] && wanted=$ORDER
+log "Jool $JOOL_VERSION, scenarios: $wanted"
+for name in $wanted; do
+  if [ -z "${SCENARIOS[$name]:-}" ]; then result "$name" FAIL "unknown scenario"; continue; fi
+  run "$name" "${SCENARIOS[$name]}"
+done
+exit 0

@@ -1,0 +1,321 @@
+/**
+ * The kernel lab: end-to-end scenarios against the real Jool module (Debian bookworm: Jool 4.1.9;
+ * trixie: Jool 4.1.13) in QEMU guests built only from Debian packages. Builds the guests once
+ * (cached outside the repository), boots each with no network card, shares the project and Deno
+ * over 9p, runs the scenarios of guest/scenarios.sh and reports one line per scenario, then
+ * `N passed, N failed, N skipped`. Scenarios the machine cannot run are SKIPPED with the reason.
+ *
+ *   deno task test:kernel [--flavour bookworm|trixie] [--scenario NAME[,NAME...]]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+const HERE = new URL(".", import.meta.url).pathname;
+const PROJECT = new URL("../../", import.meta.url).pathname;
+const CACHE = Deno.env.get("JOOLD_LAB_CACHE") ?? "/var/cache/joold-lab";
+const FLAVOURS = ["bookworm", "trixie"] as const;
+type Flavour = typeof FLAVOURS[number];
+const ALL = [
+  "c-baseline",
+  "a-sync-ipv6",
+  "a-sync-ipv4",
+  "b-failover",
+  "c-interop-ours-to-c",
+  "c-interop-c-to-ours",
+  "d-advertise",
+  "e-stats",
+  "f-instance-late",
+  "f-instance-readded",
+  "f-peer-restart",
+  "f-storm",
+  "g-ss-enabled",
+];
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { flavour: { type: "string" }, scenario: { type: "string" } },
+});
+const flavours = values.flavour ? [values.flavour as Flavour] : [...FLAVOURS];
+const scenarios = values.scenario ? values.scenario.split(",") : ALL;
+const started = Date.now();
+
+function progress(message: string): void {
+  const s = Math.round((Date.now() - started) / 1000);
+  console.error(`[lab ${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s] ${message}`);
+}
+
+function sh(cmd: string, args: string[], env?: Record<string, string>) {
+  const r = new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).outputSync();
+  const dec = new TextDecoder();
+  return { ok: r.success, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
+function has(command: string): boolean {
+  return sh("sh", ["-c", `command -v ${command}`]).ok;
+}
+
+/** Why the lab cannot run on this machine at all, or null. */
+function labUnavailable(): string | null {
+  if (Deno.uid() !== 0) return "the lab needs root (debootstrap, QEMU shares, namespaces)";
+  const tools = [
+    "qemu-system-x86_64",
+    "debootstrap",
+    "mke2fs",
+    "cpio",
+    "busybox",
+    "zstd",
+    "python3",
+  ];
+  if (tools.every(has)) return null;
+  progress("installing the lab's Debian packages (qemu-system-x86 debootstrap ...)");
+  const install = sh("sh", [
+    "-c",
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 debootstrap e2fsprogs cpio busybox-static xz-utils zstd python3",
+  ]);
+  const missing = tools.filter((t) => !has(t));
+  return missing.length === 0
+    ? null
+    : `cannot install ${missing.join(", ")} from Debian's archive: ${
+      install.err.trim().split("\n").at(-1)
+    }`;
+}
+
+async function inputsHash(flavour: Flavour): Promise<string> {
+  const files = ["build-image.sh", "extract-vmlinux.py", "make-initramfs.py", "guest/stub.sh"];
+  const text = flavour + files.map((f) => Deno.readTextFileSync(`${HERE}${f}`)).join("\0");
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+async function buildImage(flavour: Flavour): Promise<{ dir: string } | { skip: string }> {
+  const dir = `${CACHE}/${flavour}-${await inputsHash(flavour)}`;
+  try {
+    Deno.statSync(`${dir}/ok`);
+    progress(`${flavour}: cached guest ${dir}`);
+    return { dir };
+  } catch {
+    // build it
+  }
+  Deno.mkdirSync(CACHE, { recursive: true });
+  progress(`${flavour}: building the guest (about 2-4 minutes: debootstrap, kernel, jool-dkms)`);
+  const child = new Deno.Command("bash", {
+    args: [`${HERE}build-image.sh`, flavour, dir],
+    stdout: "inherit",
+    stderr: "piped",
+  }).spawn();
+  let tail = "";
+  for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+    tail = (tail + chunk).slice(-4000);
+    for (const line of chunk.split("\n").filter((l) => l.startsWith("[lab "))) progress(line);
+  }
+  const status = await child.status;
+  if (!status.success) {
+    return {
+      skip: `the ${flavour} guest could not be built: ${
+        tail.trim().split("\n").slice(-3).join(" | ")
+      }`,
+    };
+  }
+  return { dir };
+}
+
+function prepareDeno(): string {
+  const share = `${CACHE}/deno-share`;
+  Deno.mkdirSync(`${share}/cache`, { recursive: true });
+  const exe = Deno.execPath();
+  const target = `${share}/deno`;
+  let same = false;
+  try {
+    same = Deno.statSync(target).size === Deno.statSync(exe).size;
+  } catch {
+    // copy it
+  }
+  if (!same) Deno.copyFileSync(exe, target);
+  const cached = sh(exe, ["cache", "--quiet", `${PROJECT}cli.ts`, `${HERE}guest/storm.ts`], {
+    DENO_DIR: `${share}/cache`,
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  });
+  if (!cached.ok) throw new Error(`deno cache for the guest failed: ${cached.err}`);
+  return share;
+}
+
+function accel(): string[] {
+  // /dev/kvm here is a nested "PVM" KVM that emulates a stock kernel instruction by instruction.
+  let pvm = false;
+  try {
+    Deno.statSync("/sys/module/kvm_pvm");
+    pvm = true;
+  } catch {
+    // not PVM
+  }
+  let kvm = false;
+  try {
+    Deno.openSync("/dev/kvm", { read: true, write: true }).close();
+    kvm = true;
+  } catch {
+    // no KVM
+  }
+  return !pvm && kvm
+    ? ["-accel", "kvm", "-cpu", "host"]
+    : ["-accel", "tcg,thread=multi", "-cpu", "max"];
+}
+
+interface Outcome {
+  name: string;
+  status: "ok" | "FAILED" | "SKIPPED";
+  detail: string;
+}
+
+async function boot(flavour: Flavour, image: string, denoShare: string): Promise<Outcome[]> {
+  const results = Deno.makeTempDirSync({ prefix: `joold-lab-${flavour}-` });
+  const limitS = 180 + scenarios.length * 150;
+  progress(
+    `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
+  );
+  const qemu = new Deno.Command("timeout", {
+    args: [
+      "-k",
+      "10",
+      String(limitS),
+      "qemu-system-x86_64",
+      "-machine",
+      "q35",
+      "-m",
+      "2048",
+      "-smp",
+      "2",
+      ...accel(),
+      "-kernel",
+      `${image}/vmlinux`,
+      "-initrd",
+      `${image}/initrd.cpio`,
+      "-drive",
+      `file=${image}/rootfs.ext4,if=virtio,format=raw`,
+      "-snapshot",
+      "-nic",
+      "none",
+      "-no-reboot",
+      "-display",
+      "none",
+      "-virtfs",
+      `local,path=${PROJECT},mount_tag=project,security_model=none,readonly=on`,
+      "-virtfs",
+      `local,path=${results},mount_tag=results,security_model=none`,
+      "-virtfs",
+      `local,path=${denoShare},mount_tag=deno,security_model=none,readonly=on`,
+      "-serial",
+      `file:${results}/console.log`,
+      "-append",
+      `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderrText = new Response(qemu.stderr).text();
+  // Stream the scenario results while the guest runs.
+  const seen = new Set<string>();
+  let done = false;
+  const watch = (async () => {
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const line of readLines(`${results}/scenarios.log`)) {
+        if (line.startsWith("RESULT ") && !seen.has(line)) {
+          seen.add(line);
+          progress(`${flavour}: ${line.slice(7)}`);
+        }
+      }
+    }
+  })();
+  const status = await qemu.status;
+  done = true;
+  await watch;
+  const qemuErr = (await stderrText).trim();
+  const log = readLines(`${results}/scenarios.log`);
+  const booted = readLines(`${results}/guest.log`).length > 0;
+  const outcomes: Outcome[] = [];
+  for (const name of scenarios) {
+    const line = log.find((l) => l.startsWith(`RESULT ${name} `));
+    if (line) {
+      const [, , verdict, ...rest] = line.split(" ");
+      const detail = verdict === "FAIL" ? excerpt(log, name) : rest.join(" ");
+      outcomes.push({
+        name,
+        status: verdict === "PASS" ? "ok" : verdict === "SKIP" ? "SKIPPED" : "FAILED",
+        detail,
+      });
+    } else if (!booted) {
+      outcomes.push({
+        name,
+        status: "SKIPPED",
+        detail: `the ${flavour} guest never booted (exit ${status.code}${
+          qemuErr ? `: ${qemuErr.split("\n")[0]}` : ""
+        }); console: ${readLines(`${results}/console.log`).slice(-3).join(" | ")}`,
+      });
+    } else {
+      outcomes.push({
+        name,
+        status: "FAILED",
+        detail: `no result: the guest stopped first (QEMU exit ${status.code}); log tail:\n${
+          log.slice(-20).join("\n")
+        }`,
+      });
+    }
+  }
+  const keep = `${CACHE}/last-${flavour}`;
+  try {
+    Deno.removeSync(keep, { recursive: true });
+  } catch {
+    // first run
+  }
+  Deno.renameSync(results, keep);
+  progress(`${flavour}: logs in ${keep}`);
+  return outcomes;
+}
+
+function readLines(path: string): string[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n");
+  } catch {
+    return [];
+  }
+}
+
+function excerpt(log: string[], name: string): string {
+  const start = log.findIndex((l) => l.includes(`=== ${name}`));
+  const end = log.findIndex((l) => l.startsWith(`RESULT ${name} `));
+  return log.slice(Math.max(start, 0), end + 1).slice(-40).join("\n");
+}
+
+const outcomes: Outcome[] = [];
+const unavailable = labUnavailable();
+let denoShare: string | null = null;
+for (const flavour of flavours) {
+  let skip = unavailable;
+  let image: string | null = null;
+  if (skip === null) {
+    const built = await buildImage(flavour);
+    if ("skip" in built) skip = built.skip;
+    else image = built.dir;
+  }
+  if (skip !== null || image === null) {
+    for (const name of scenarios) {
+      outcomes.push({ name: `${flavour} ${name}`, status: "SKIPPED", detail: skip ?? "no image" });
+    }
+    continue;
+  }
+  denoShare ??= prepareDeno();
+  for (const o of await boot(flavour, image, denoShare)) {
+    outcomes.push({ ...o, name: `${flavour} ${o.name}` });
+  }
+}
+
+for (const o of outcomes) {
+  if (o.status === "ok") console.log(`ok ${o.name}`);
+  else console.log(`${o.status} ${o.name}: ${o.detail}`);
+}
+const count = (s: Outcome["status"]) => outcomes.filter((o) => o.status === s).length;
+console.log(`${count("ok")} passed, ${count("FAILED")} failed, ${count("SKIPPED")} skipped`);
+Deno.exit(count("FAILED") > 0 ? 1 : 0);
