@@ -25,8 +25,17 @@ import {
 } from "../../ffi/libc.ts";
 import { ERRNO, SystemError } from "../../ffi/errno.ts";
 import { netlinkPortId, sockaddrNl } from "../../ffi/sockaddr.ts";
-import type { ErrorHandler, KernelChannel, PayloadHandler } from "../channel.ts";
-import { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "../genetlink/controller.ts";
+import type {
+  ErrorHandler,
+  KernelChannel,
+  PayloadHandler,
+} from "../channel.ts";
+import {
+  type FamilyInfo,
+  getFamilyRequest,
+  parseFamilyReply,
+} from "../genetlink/controller.ts";
+import { align4, NLA_F_NESTED } from "../netlink/attribute.ts";
 import {
   type Message,
   NLMSG_DONE,
@@ -42,6 +51,7 @@ import {
   IHS_ALIVE,
   JNLAG_JOOLD_ENABLED,
   JNLAIS_STATUS,
+  JNLAR_SESSION_ENTRIES,
   type JoolMessage,
   joolRequest,
   sessionEntriesAttribute,
@@ -72,7 +82,12 @@ export const NETLINK_EXT_ACK = 11;
 /** Where the module reports its version. */
 export const MODULE_VERSION_FILE = "/sys/module/jool/version";
 /** Version spoken when the module's version cannot be read (any 4.1.x kernel accepts it). */
-export const FALLBACK_VERSION: JoolVersion = { major: 4, minor: 1, revision: 13, development: 0 };
+export const FALLBACK_VERSION: JoolVersion = {
+  major: 4,
+  minor: 1,
+  revision: 13,
+  development: 0,
+};
 
 /** How to open the channel. */
 export interface KernelChannelOptions {
@@ -163,6 +178,9 @@ export class NetlinkKernelChannel implements KernelChannel {
   #onBatch: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
   #onAdvertiseDone: (() => void) | null = null;
+  #ackMessage: Uint8Array<ArrayBuffer> | null = null;
+  #addHead: Uint8Array<ArrayBuffer> | null = null;
+  readonly #addBuffer = new Uint8Array(65536 + 128);
   #closed = false;
   #registered = false;
 
@@ -175,9 +193,15 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#reactor = reactor;
     this.#instance = options.instance;
     this.#peer = sockaddrNl(options.peerPortId ?? 0);
-    const fromSys = options.moduleVersion === undefined ? readModuleVersion() : undefined;
+    const fromSys = options.moduleVersion === undefined
+      ? readModuleVersion()
+      : undefined;
     this.#version = options.moduleVersion ?? fromSys ?? FALLBACK_VERSION;
-    this.#versionSource = options.moduleVersion ? "option" : fromSys ? "sysfs" : "fallback";
+    this.#versionSource = options.moduleVersion
+      ? "option"
+      : fromSys
+      ? "sysfs"
+      : "fallback";
     this.#commands = commandsFor(this.#version);
     this.portId = netlinkPortId(getsockname(fd));
     this.family = { name: "", id: 0, version: 0, groups: new Map() };
@@ -200,7 +224,11 @@ export class NetlinkKernelChannel implements KernelChannel {
     options: KernelChannelOptions,
     enableSync = false,
   ): Promise<{ channel: NetlinkKernelChannel; status: KernelStatus }> {
-    const fd = socket(AF_NETLINK, SOCK_RAW, options.protocol ?? NETLINK_GENERIC);
+    const fd = socket(
+      AF_NETLINK,
+      SOCK_RAW,
+      options.protocol ?? NETLINK_GENERIC,
+    );
     try {
       bind(fd, sockaddrNl(0));
       const size = options.receiveBuffer ?? 8 << 20;
@@ -223,16 +251,27 @@ export class NetlinkKernelChannel implements KernelChannel {
     }
   }
 
-  async #startup(options: KernelChannelOptions, enableSync: boolean): Promise<KernelStatus> {
+  async #startup(
+    options: KernelChannelOptions,
+    enableSync: boolean,
+  ): Promise<KernelStatus> {
     const timeout = options.replyTimeoutMs ?? 5000;
     // 1. Family and group.
     const seq = this.#nextSeq();
-    this.#send(getFamilyRequest("Jool", seq, this.portId), "CTRL_CMD_GETFAMILY");
+    this.#send(
+      getFamilyRequest("Jool", seq, this.portId),
+      "CTRL_CMD_GETFAMILY",
+    );
     const reply = await this.#awaitReply(seq, timeout, "CTRL_CMD_GETFAMILY");
     if (reply.type === NLMSG_ERROR) {
       const e = parseErrorMessage(reply);
       if (e.errno === ERRNO.ENOENT) throw new JoolNotLoadedError();
-      throw new KernelError("CTRL_CMD_GETFAMILY", e.errno, e.extAckMessage ?? "", this.#instance);
+      throw new KernelError(
+        "CTRL_CMD_GETFAMILY",
+        e.errno,
+        e.extAckMessage ?? "",
+        this.#instance,
+      );
     }
     const family = parseFamilyReply(reply.body);
     (this as { family: FamilyInfo }).family = family;
@@ -260,7 +299,13 @@ export class NetlinkKernelChannel implements KernelChannel {
       }
     }
     // 3. Join the group and start receiving.
-    setsockoptInt(this.#fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group, "NETLINK_ADD_MEMBERSHIP");
+    setsockoptInt(
+      this.#fd,
+      SOL_NETLINK,
+      NETLINK_ADD_MEMBERSHIP,
+      group,
+      "NETLINK_ADD_MEMBERSHIP",
+    );
     this.#reactor.add(this.#fd, () => this.#drain());
     this.#registered = true;
     return {
@@ -295,22 +340,75 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#onAdvertiseDone = handler;
   }
 
-  /** Sends JOOLD_ACK. */
+  /** Sends JOOLD_ACK (hot path: a prebuilt message, only its sequence number changes). */
   ack(): void {
-    this.#request(this.#commands.JOOLD_ACK, undefined, "JOOLD_ACK", false);
+    const message = this.#ackMessage ??= this.#build(
+      this.#commands.JOOLD_ACK,
+      new Uint8Array(),
+    );
+    this.#sendTracked(message, "JOOLD_ACK");
     this.counters.acks++;
   }
 
   /** @inheritdoc */
   add(payload: Uint8Array): void {
-    this.#request(this.#commands.JOOLD_ADD, sessionEntriesAttribute(payload), "JOOLD_ADD", false);
+    // Hot path: headers prebuilt once, the payload copied behind them in a reusable buffer.
+    const head = this.#addHead ??= this.#build(
+      this.#commands.JOOLD_ADD,
+      new Uint8Array(),
+    );
+    const length = head.length + 4 + payload.length;
+    if (length > this.#addBuffer.length) {
+      throw new RangeError(
+        `a ${payload.length}-byte datagram does not fit one JOOLD_ADD`,
+      );
+    }
+    const out = this.#addBuffer;
+    out.set(head, 0);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, align4(length), true); // nlmsg_len, padding included
+    view.setUint16(head.length, 4 + payload.length, true); // nla_len
+    view.setUint16(head.length + 2, JNLAR_SESSION_ENTRIES | NLA_F_NESTED, true);
+    out.set(payload, head.length + 4);
+    out.fill(0, length, align4(length));
+    this.#sendTracked(out.subarray(0, align4(length)), "JOOLD_ADD");
     this.counters.adds++;
     this.counters.addBytes += payload.length;
   }
 
+  #build(cmd: number, attributes: Uint8Array): Uint8Array<ArrayBuffer> {
+    return joolRequest(
+      {
+        familyId: this.family.id,
+        version: packVersion(this.#version),
+        iname: this.#instance,
+        seq: 0,
+        pid: this.portId,
+      },
+      cmd,
+      attributes,
+    );
+  }
+
+  /** Stamps a fresh sequence number into a prebuilt request, remembers it, and sends it. */
+  #sendTracked(message: Uint8Array<ArrayBuffer>, op: string): void {
+    const seq = this.#nextSeq();
+    new DataView(message.buffer, message.byteOffset).setUint32(8, seq, true);
+    this.#pending.set(seq, op);
+    if (this.#pending.size > 4096) {
+      this.#pending.delete(this.#pending.keys().next().value!);
+    }
+    this.#send(message, op);
+  }
+
   /** @inheritdoc */
   advertise(): void {
-    this.#request(this.#commands.JOOLD_ADVERTISE, undefined, "JOOLD_ADVERTISE", true);
+    this.#request(
+      this.#commands.JOOLD_ADVERTISE,
+      undefined,
+      "JOOLD_ADVERTISE",
+      true,
+    );
   }
 
   /** @inheritdoc */
@@ -335,7 +433,12 @@ export class NetlinkKernelChannel implements KernelChannel {
     }
   }
 
-  #request(cmd: number, attributes: Uint8Array | undefined, op: string, track: boolean): void {
+  #request(
+    cmd: number,
+    attributes: Uint8Array | undefined,
+    op: string,
+    track: boolean,
+  ): void {
     const seq = this.#nextSeq();
     if (track || this.#pending.size < 4096) this.#pending.set(seq, op);
     if (this.#pending.size > 4096) {
@@ -358,18 +461,26 @@ export class NetlinkKernelChannel implements KernelChannel {
   }
 
   /** Synchronous request/reply, startup only (before the reactor drives the socket). */
-  async #awaitReply(seq: number, timeoutMs: number, op: string): Promise<Message> {
+  async #awaitReply(
+    seq: number,
+    timeoutMs: number,
+    op: string,
+  ): Promise<Message> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0 || !(await waitReadableAsync(this.#fd, left))) {
-        throw new Error(`the kernel did not answer ${op} within ${timeoutMs} ms`);
+        throw new Error(
+          `the kernel did not answer ${op} within ${timeoutMs} ms`,
+        );
       }
       const n = recv(this.#fd, this.#buffer);
       if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR) continue;
       if (n < 0) throw new SystemError(`recv(${op})`, -n);
       for (const m of parseMessages(this.#buffer.subarray(0, n))) {
-        if (m.seq === seq && m.type !== NLMSG_DONE) return { ...m, body: m.body.slice() };
+        if (m.seq === seq && m.type !== NLMSG_DONE) {
+          return { ...m, body: m.body.slice() };
+        }
       }
     }
   }
@@ -443,7 +554,9 @@ export class NetlinkKernelChannel implements KernelChannel {
       const value = globalU8(jm, JNLAG_JOOLD_ENABLED);
       return value === undefined ? undefined : value !== 0;
     } catch (error) {
-      if (error instanceof KernelError && error.instanceMissing) return undefined;
+      if (error instanceof KernelError && error.instanceMissing) {
+        return undefined;
+      }
       throw error;
     }
   }
@@ -469,7 +582,9 @@ export class NetlinkKernelChannel implements KernelChannel {
         messages = parseMessages(this.#buffer.subarray(0, n));
       } catch (error) {
         this.counters.malformed++;
-        this.#onError(new Error(`malformed netlink datagram: ${(error as Error).message}`));
+        this.#onError(
+          new Error(`malformed netlink datagram: ${(error as Error).message}`),
+        );
         continue;
       }
       for (const m of messages) this.#dispatch(m);
@@ -492,7 +607,9 @@ export class NetlinkKernelChannel implements KernelChannel {
         const e = parseErrorMessage(m);
         if (e.errno !== 0) {
           this.counters.kernelErrors++;
-          this.#onError(new KernelError(op, e.errno, e.extAckMessage ?? "", this.#instance));
+          this.#onError(
+            new KernelError(op, e.errno, e.extAckMessage ?? "", this.#instance),
+          );
         }
       } catch (error) {
         this.counters.malformed++;
@@ -506,7 +623,9 @@ export class NetlinkKernelChannel implements KernelChannel {
       jm = decodeJoolMessage(m);
     } catch (error) {
       this.counters.malformed++;
-      this.#onError(new Error(`malformed Jool message: ${(error as Error).message}`));
+      this.#onError(
+        new Error(`malformed Jool message: ${(error as Error).message}`),
+      );
       return;
     }
     const op = this.#pending.get(m.seq);
@@ -515,7 +634,9 @@ export class NetlinkKernelChannel implements KernelChannel {
       const report = errorReport(jm);
       if (report !== null) {
         this.counters.kernelErrors++;
-        this.#onError(new KernelError(op, report.code, report.message, this.#instance));
+        this.#onError(
+          new KernelError(op, report.code, report.message, this.#instance),
+        );
       } else if (op === "JOOLD_ADVERTISE") this.#onAdvertiseDone?.();
       return;
     }
@@ -529,7 +650,9 @@ export class NetlinkKernelChannel implements KernelChannel {
       payload = batchPayload(jm);
     } catch (error) {
       this.counters.malformed++;
-      this.#onError(new Error(`malformed session batch: ${(error as Error).message}`));
+      this.#onError(
+        new Error(`malformed session batch: ${(error as Error).message}`),
+      );
     }
     this.counters.batches++;
     try {
@@ -545,5 +668,6 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#version = seen;
     this.#versionSource = "batch";
     this.#commands = commandsFor(seen);
+    this.#ackMessage = this.#addHead = null;
   }
 }
