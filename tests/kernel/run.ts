@@ -35,10 +35,19 @@ const ALL = [
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { flavour: { type: "string" }, scenario: { type: "string" } },
+  options: {
+    flavour: { type: "string" },
+    scenario: { type: "string" },
+    demo: { type: "boolean" },
+  },
 });
-const flavours = values.flavour ? [values.flavour as Flavour] : [...FLAVOURS];
-const scenarios = values.scenario ? values.scenario.split(",") : ALL;
+const demo = values.demo === true;
+const flavours = values.flavour
+  ? [values.flavour as Flavour]
+  : demo
+  ? ["trixie" as const]
+  : [...FLAVOURS];
+const scenarios = demo ? ["demo"] : values.scenario ? values.scenario.split(",") : ALL;
 const started = Date.now();
 
 function progress(message: string): void {
@@ -90,6 +99,16 @@ async function inputsHash(flavour: Flavour): Promise<string> {
     .join("");
 }
 
+/** The image build's steps and their typical duration here (TCG host, 2 cores), seconds. */
+const BUILD_STEPS: [string, number][] = [
+  ["debootstrap", 30],
+  ["guest packages", 65],
+  ["jool-dkms", 30],
+  ["kernel and initramfs", 2],
+  ["guest init", 1],
+  ["rootfs image", 10],
+];
+
 async function buildImage(flavour: Flavour): Promise<{ dir: string } | { skip: string }> {
   const dir = `${CACHE}/${flavour}-${await inputsHash(flavour)}`;
   try {
@@ -107,9 +126,23 @@ async function buildImage(flavour: Flavour): Promise<{ dir: string } | { skip: s
     stderr: "piped",
   }).spawn();
   let tail = "";
+  const t0 = Date.now();
   for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
     tail = (tail + chunk).slice(-4000);
-    for (const line of chunk.split("\n").filter((l) => l.startsWith("[lab "))) progress(line);
+    for (const line of chunk.split("\n").filter((l) => l.startsWith("[lab "))) {
+      const step = BUILD_STEPS.findIndex(([name]) => line.includes(`] ${name}`));
+      if (step < 0) {
+        progress(line);
+        continue;
+      }
+      const left = BUILD_STEPS.slice(step).reduce((sum, [, seconds]) => sum + seconds, 0);
+      const elapsed = Math.round((Date.now() - t0) / 1000);
+      progress(
+        `${flavour}: step ${step + 1}/${BUILD_STEPS.length}: ${
+          BUILD_STEPS[step][0]
+        }; ${elapsed}s elapsed, about ${left}s left`,
+      );
+    }
   }
   const status = await child.status;
   if (!status.success) {
@@ -209,7 +242,9 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
       "-serial",
       `file:${results}/console.log`,
       "-append",
-      `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}`,
+      `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}${
+        demo ? " joold.demo=1" : ""
+      }`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -222,9 +257,13 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
     while (!done) {
       await new Promise((r) => setTimeout(r, 1000));
       for (const line of readLines(`${results}/scenarios.log`)) {
-        if (line.startsWith("RESULT ") && !seen.has(line)) {
+        if (seen.has(line)) continue;
+        if (line.startsWith("RESULT ")) {
           seen.add(line);
           progress(`${flavour}: ${line.slice(7)}`);
+        } else if (demo && line.startsWith("DEMO ")) {
+          seen.add(line);
+          console.log(line.slice(5));
         }
       }
     }
@@ -291,6 +330,10 @@ function excerpt(log: string[], name: string): string {
 
 const outcomes: Outcome[] = [];
 const unavailable = labUnavailable();
+if (demo && unavailable !== null) {
+  console.error(`joold demo: ${unavailable}`);
+  Deno.exit(1);
+}
 let denoShare: string | null = null;
 for (const flavour of flavours) {
   let skip = unavailable;
@@ -310,6 +353,12 @@ for (const flavour of flavours) {
   for (const o of await boot(flavour, image, denoShare)) {
     outcomes.push({ ...o, name: `${flavour} ${o.name}` });
   }
+}
+
+if (demo) {
+  const o = outcomes[0];
+  if (o?.status !== "ok") console.error(`joold demo: ${o ? o.detail : "nothing ran"}`);
+  Deno.exit(o?.status === "ok" ? 0 : 1);
 }
 
 for (const o of outcomes) {

@@ -16,7 +16,11 @@ scenarios=$(sed -n 's/.*joold\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
   modprobe jool && echo "guest: jool module $(cat /sys/module/jool/version)"
 } >"$R/guest.log" 2>&1
 busybox syslogd -n -O /tmp/syslog.log &
-/bin/bash /mnt/project/tests/kernel/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
+if grep -q "joold.demo=1" /proc/cmdline; then
+  /bin/bash /mnt/project/tests/kernel/guest/demo.sh >"$R/scenarios.log" 2>&1
+else
+  /bin/bash /mnt/project/tests/kernel/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
+fi
 echo $? >"$R/exit.tmp"
 cp /tmp/syslog.log "$R/syslog.log" 2>/dev/null
 sync

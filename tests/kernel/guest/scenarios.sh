@@ -79,8 +79,17 @@ teardown() {
   sleep 0.2
   for f in /tmp/daemon-*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; rm -f "$f"; done
   pkill -f "nc -" 2>/dev/null
+  pkill -f "$PROJECT/cli.ts" 2>/dev/null; pkill -x joold 2>/dev/null
+  # Delete the root-side veth ends first: namespaces die asynchronously, and their devices
+  # would still hold the names the next setup wants.
+  for dev in n6-eth0 J-eth0 K-eth0 n4-eth0 J-eth1 K-eth1 J-eth2 K-eth2 lab-tmp; do
+    ip link del "$dev" 2>/dev/null
+  done
+  ip -n J link del eth2 2>/dev/null
   for ns in n6 J K n4; do ip netns del "$ns" 2>/dev/null; done
   ip link del br6 2>/dev/null; ip link del br4 2>/dev/null
+  local end=$((SECONDS + 10))
+  while ip link show n6-eth0 >/dev/null 2>&1 && [ $SECONDS -lt $end ]; do sleep 0.1; done
   rm -rf "$CFG"
 }
 
@@ -96,9 +105,9 @@ wait_for() { # seconds, description, command...
 
 ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon runs it
   local ns=$1; shift
-  in_ns "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
-    "--allow-read=$CFG,/sys/module/jool/version" "$PROJECT/cli.ts" \
-    "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
+  # `ip netns exec` execs deno: $! is the daemon itself, so signals reach it.
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" \
+    "$PROJECT/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
   echo $! >"/tmp/daemon-ours-$ns.pid"
   wait_for 90 "our daemon in $ns to be ready" grep -q "joold: info: ready" "/tmp/ours-$ns.log"
 }
@@ -355,6 +364,9 @@ c_baseline() {
   flows baseline
   check_synced "$DEADLINE" || fail "the C daemons did not sync (the lab itself is broken)"
 }
+
+# demo.sh sources this file for its helpers only.
+[ -n "${LIB_ONLY:-}" ] && return 0
 
 declare -A SCENARIOS=(
   [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
