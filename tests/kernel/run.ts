@@ -18,6 +18,7 @@ const CACHE = Deno.env.get("JOOLD_LAB_CACHE") ?? "/var/cache/joold-lab";
 const FLAVOURS = ["bookworm", "trixie"] as const;
 type Flavour = typeof FLAVOURS[number];
 const ALL = [
+  "control-no-daemon",
   "c-baseline",
   "a-sync-ipv6",
   "a-sync-ipv4",
@@ -196,6 +197,9 @@ function accel(): string[] {
     : ["-accel", "tcg,thread=multi", "-cpu", "max"];
 }
 
+/** How long a guest may take to show a sign of life (its guest.log) before it counts as not booting. */
+const BOOT_DEADLINE_S = Number(Deno.env.get("JOOLD_LAB_BOOT_DEADLINE") ?? 300);
+
 interface Outcome {
   name: string;
   status: "ok" | "FAILED" | "SKIPPED";
@@ -254,8 +258,19 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
   const seen = new Set<string>();
   let done = false;
   const watch = (async () => {
+    const bootBy = Date.now() + BOOT_DEADLINE_S * 1000;
     while (!done) {
       await new Promise((r) => setTimeout(r, 1000));
+      if (!done && Date.now() > bootBy && readLines(`${results}/guest.log`).length === 0) {
+        // Never booted (e.g. a nested KVM that emulates every instruction): stop waiting.
+        progress(`${flavour}: no sign of life after ${BOOT_DEADLINE_S}s, stopping QEMU`);
+        try {
+          qemu.kill("SIGTERM");
+        } catch {
+          // already gone
+        }
+        break;
+      }
       for (const line of readLines(`${results}/scenarios.log`)) {
         if (seen.has(line)) continue;
         if (line.startsWith("RESULT ")) {
@@ -289,9 +304,10 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
       outcomes.push({
         name,
         status: "SKIPPED",
-        detail: `the ${flavour} guest never booted (exit ${status.code}${
-          qemuErr ? `: ${qemuErr.split("\n")[0]}` : ""
-        }); console: ${readLines(`${results}/console.log`).slice(-3).join(" | ")}`,
+        detail:
+          `the ${flavour} guest did not boot within ${BOOT_DEADLINE_S}s (QEMU exit ${status.code}${
+            qemuErr ? `: ${qemuErr.split("\n")[0]}` : ""
+          }); console: ${readLines(`${results}/console.log`).slice(-3).join(" | ")}`,
       });
     } else {
       outcomes.push({

@@ -8,8 +8,9 @@ show() { while IFS= read -r line; do echo "DEMO     $line"; done; }
 side_by_side() {
   say ""
   say "$(printf '%-58s | %s' "J (active): jool session display" "K (standby): jool session display")"
-  paste -d'|' <(all_tables J | cut -d, -f1-3,6-9 | sed 's/,/ /g' | awk '{printf "%-58s\n", $0}') \
-    <(all_tables K | cut -d, -f1-3,6-9 | sed 's/,/ /g') | show
+  all_tables J | cut -d, -f1-3,6-9 | sed 's/,/ /g' | awk '{printf "%-58s\n", $0}' >/tmp/demo-J
+  all_tables K | cut -d, -f1-3,6-9 | sed 's/,/ /g' >/tmp/demo-K
+  paste -d'|' /tmp/demo-J /tmp/demo-K | show
   say ""
 }
 status=0

@@ -6,6 +6,12 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/tmp/home NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
 R=/mnt/results
 mkdir -p "$HOME"
+# devtmpfs lacks these links; bash's process substitution needs /dev/fd.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+for i in 0 1 2; do
+  n=(stdin stdout stderr)
+  [ -e "/dev/${n[$i]}" ] || ln -s "/proc/self/fd/$i" "/dev/${n[$i]}"
+done
 # Deno's cache lives on tmpfs (SQLite over 9p is not worth the risk); the host filled it.
 cp -a /mnt/deno/cache /tmp/deno-dir 2>/dev/null
 export DENO_DIR=/tmp/deno-dir
