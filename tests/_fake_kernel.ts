@@ -202,6 +202,22 @@ export class FakeKernel {
     if (n < 0) throw new Error(`fake kernel sendto: ${n}`);
   }
 
+  /**
+   * Multicasts a session batch to the "joold" group, as the kernel does (every member gets it).
+   *
+   * @param payload the SESSION_ENTRIES payload
+   * @returns the sendto result (bytes or -errno)
+   */
+  broadcastBatch(payload: Uint8Array): number {
+    const body = this.#joolBody(
+      0,
+      0,
+      encodeAttribute(JNLAR_SESSION_ENTRIES | NLA_F_NESTED, payload),
+    );
+    const message = encodeMessage({ type: this.familyId, flags: 0, seq: 0, pid: 0 }, body);
+    return sendto(this.fd, message, sockaddrNl(0, 1 << (this.groupId - 1)));
+  }
+
   /** Serves requests in the background (every 2 ms) until `stop()`. */
   start(): { stop: () => void } {
     const timer = setInterval(() => this.serve(), 2);

@@ -35,7 +35,12 @@ export class KernelError extends Error {
    * @param kernelMessage the kernel's text
    * @param instance the instance the request was for
    */
-  constructor(op: string, errno: number, kernelMessage: string, instance: string) {
+  constructor(
+    op: string,
+    errno: number,
+    kernelMessage: string,
+    instance: string,
+  ) {
     super(KernelError.describe(op, errno, kernelMessage, instance));
     this.name = "KernelError";
     this.op = op;
@@ -53,7 +58,12 @@ export class KernelError extends Error {
     return this.errno === 1;
   }
 
-  private static describe(op: string, errno: number, text: string, instance: string): string {
+  private static describe(
+    op: string,
+    errno: number,
+    text: string,
+    instance: string,
+  ): string {
     const said = text ? `: "${text.replace(/\s+/g, " ").trim()}"` : "";
     if (errno === 1) {
       return `Jool refused ${op} (EPERM): joold needs CAP_NET_ADMIN (run it as root or grant the capability)`;
@@ -61,12 +71,15 @@ export class KernelError extends Error {
     if (errno === 3 || /lacks an instance/i.test(text)) {
       return `no Jool instance named "${instance}" in this network namespace (${op}): create it (jool instance add) or fix --instance`;
     }
-    const mismatch = /userspace client's version is ([\d.]+),?\s*but the kernel module is ([\d.]+)/i
-      .exec(text);
+    const mismatch =
+      /userspace client's version is (\d+(?:\.\d+)*),?\s*but the kernel module is (\d+(?:\.\d+)*)/i
+        .exec(text);
     if (mismatch) {
-      return `Jool version mismatch (${op}): joold spoke ${mismatch[1]}, the kernel module is ${
+      return `Jool version mismatch (${op}): joold spoke ${
+        mismatch[1]
+      }, the kernel module is ${
         mismatch[2]
-      }; read access to /sys/module/jool/version lets joold match the module`;
+      }: Jool accepts only its own major.minor version; use a joold release that supports it`;
     }
     return `Jool refused ${op} (${errnoName(errno)})${said}`;
   }

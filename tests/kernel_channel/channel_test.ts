@@ -222,3 +222,98 @@ Deno.test("the real kernel's controller: resolving Jool on a host without it say
     reactor.stop();
   }
 });
+
+Deno.test({
+  name:
+    `kernel channel: a receive-buffer overrun (ENOBUFS) is counted, reported, and answered with JOOLD_ADVERTISE${
+      isRoot ? "" : ROOT_ONLY
+    }`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const reactor = new Reactor();
+    const running = reactor.run();
+    const { channel } = await NetlinkKernelChannel.open(reactor, {
+      instance: "default",
+      protocol: NETLINK_USERSOCK,
+      peerPortId: kernel.portId,
+      moduleVersion: parseVersion("4.1.13"),
+      receiveBuffer: 2048, // tiny, so a burst overflows it
+    });
+    const errors: Error[] = [];
+    let batches = 0;
+    channel.onError((e) => errors.push(e));
+    channel.onBatch(() => batches++);
+    try {
+      // A synchronous burst: the reactor cannot drain meanwhile, as when the daemon stalls.
+      const payload = fixture("4.1.13", "d-udp-payload-4sessions");
+      for (let i = 0; i < 200; i++) kernel.broadcastBatch(payload);
+      await waitFor(() => channel.counters.overruns >= 1, "the overrun");
+      await waitFor(
+        () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length >= 1,
+        "JOOLD_ADVERTISE after the overrun",
+      );
+      assert.match(
+        errors[0].message,
+        /receive buffer overrun \(ENOBUFS\): sessions from the kernel were lost; asking it to advertise/,
+      );
+      assert.ok(batches > 0 && batches < 200, `some batches arrived, some were lost: ${batches}`);
+    } finally {
+      channel.close();
+      reactor.stop();
+      await running;
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test("the real kernel's controller resolves nlctrl itself (family id 0x10)", async () => {
+  const { getFamilyRequest, parseFamilyReply } = await import("../../lib/genetlink/controller.ts");
+  const libc = await import("../../ffi/libc.ts");
+  const { sockaddrNl } = await import("../../ffi/sockaddr.ts");
+  const { parseMessages } = await import("../../lib/netlink/message.ts");
+  const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW, NETLINK_GENERIC);
+  try {
+    libc.bind(fd, sockaddrNl(0));
+    assert.ok(libc.sendto(fd, getFamilyRequest("nlctrl", 7, 0), sockaddrNl(0)) > 0);
+    const buffer = new Uint8Array(8192);
+    let n = -1;
+    await waitFor(() => (n = libc.recv(fd, buffer)) > 0, "the controller's reply");
+    const [reply] = parseMessages(buffer.subarray(0, n));
+    assert.equal(reply.seq, 7);
+    const family = parseFamilyReply(reply.body);
+    assert.deepEqual([family.name, family.id], ["nlctrl", 0x10]);
+    assert.ok(family.groups.has("notify"), "nlctrl has its notify group");
+  } finally {
+    libc.close(fd);
+  }
+});
+
+Deno.test("KernelError words the well-known refusals for an operator", () => {
+  assert.equal(
+    new KernelError("JOOLD_ADD", 1, "CAP_NET_ADMIN capability required.", "default").message,
+    "Jool refused JOOLD_ADD (EPERM): joold needs CAP_NET_ADMIN (run it as root or grant the capability)",
+  );
+  assert.equal(
+    new KernelError(
+      "INSTANCE_HELLO",
+      22,
+      "Version mismatch. The userspace client's version is 4.1.13.0,\nbut the kernel module is 4.2.0.0.\nPlease update the userspace client.",
+      "default",
+    ).message,
+    "Jool version mismatch (INSTANCE_HELLO): joold spoke 4.1.13.0, the kernel module is 4.2.0.0: Jool accepts only its own major.minor version; use a joold release that supports it",
+  );
+  const missing = new KernelError(
+    "JOOLD_ACK",
+    3,
+    "This namespace lacks an instance named 'x'.",
+    "x",
+  );
+  assert.ok(missing.instanceMissing);
+  assert.equal(
+    missing.message,
+    `no Jool instance named "x" in this network namespace (JOOLD_ACK): create it (jool instance add) or fix --instance`,
+  );
+});
