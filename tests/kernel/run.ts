@@ -6,6 +6,7 @@
  * `N passed, N failed, N skipped`. Scenarios the machine cannot run are SKIPPED with the reason.
  *
  *   deno task test:kernel [--flavour bookworm|trixie] [--scenario NAME[,NAME...]]
+ *   deno task lab:build [--flavour bookworm|trixie]      (build the guests only)
  *
  * @module
  */
@@ -25,6 +26,7 @@ const ALL = [
   "b-failover",
   "c-interop-ours-to-c",
   "c-interop-c-to-ours",
+  "c-interop-proxy",
   "d-advertise",
   "e-stats",
   "f-instance-late",
@@ -40,9 +42,12 @@ const { values } = parseArgs({
     flavour: { type: "string" },
     scenario: { type: "string" },
     demo: { type: "boolean" },
+    "build-only": { type: "boolean" },
   },
 });
 const demo = values.demo === true;
+/** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
+const buildOnly = values["build-only"] === true;
 const flavours = values.flavour
   ? [values.flavour as Flavour]
   : demo
@@ -359,6 +364,11 @@ for (const flavour of flavours) {
     if ("skip" in built) skip = built.skip;
     else image = built.dir;
   }
+  if (buildOnly) {
+    if (image !== null) console.log(`built ${flavour} ${image}`);
+    else console.log(`SKIPPED ${flavour}: ${skip}`);
+    continue;
+  }
   if (skip !== null || image === null) {
     for (const name of scenarios) {
       outcomes.push({ name: `${flavour} ${name}`, status: "SKIPPED", detail: skip ?? "no image" });
@@ -370,6 +380,8 @@ for (const flavour of flavours) {
     outcomes.push({ ...o, name: `${flavour} ${o.name}` });
   }
 }
+
+if (buildOnly) Deno.exit(0);
 
 if (demo) {
   const o = outcomes[0];
