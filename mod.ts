@@ -34,6 +34,67 @@ export type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./lib/
 export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from "./lib/channel.ts";
 export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
 export { helpText } from "./lib/help.ts";
+export { Daemon, type DaemonParts } from "./lib/daemon.ts";
+export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
+export {
+  type KernelChannelOptions,
+  type KernelCounters,
+  type KernelStatus,
+  NetlinkKernelChannel,
+} from "./lib/kernel/channel.ts";
+export { JoolNotLoadedError, KernelError } from "./lib/kernel/error.ts";
+export { MulticastChannel, NetworkConfigError, type NetworkCounters } from "./lib/net/multicast.ts";
+export { StatsServer } from "./lib/stats/server.ts";
+export {
+  type Counters,
+  createCounters,
+  type ExtraCounters,
+  formatStats,
+  type StatsCounters,
+} from "./lib/stats/counters.ts";
+export {
+  decodeCompact36,
+  decodeCompact48,
+  decodeNested,
+  decodePayload,
+  encodeCompact36,
+  encodeCompact48,
+  encodeNested,
+  formatTimeout,
+  type PayloadSummary,
+  type Session,
+  sessionCsv,
+} from "./lib/jool/session.ts";
+export {
+  batchPayload,
+  decodeJoolMessage,
+  errorReport,
+  type JoolErrorReport,
+  type JoolMessage,
+  joolRequest,
+  type RequestTarget,
+  sessionEntriesAttribute,
+} from "./lib/jool/message.ts";
+export { decodeJoolHeader, encodeJoolHeader, type JoolHeader } from "./lib/jool/header.ts";
+export {
+  type Commands,
+  commandsFor,
+  formatVersion,
+  type JoolVersion,
+  parseVersion,
+  type SessionFormat,
+  sessionFormatFor,
+} from "./lib/jool/version.ts";
+export { type Attribute, encodeAttribute, parseAttributes } from "./lib/netlink/attribute.ts";
+export {
+  encodeMessage,
+  type ErrorMessage,
+  type Message,
+  type MessageHeader,
+  parseErrorMessage,
+  parseMessages,
+} from "./lib/netlink/message.ts";
+export { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "./lib/genetlink/controller.ts";
 export { VERSION } from "./lib/version.ts";
 
 if (import.meta.main) {

@@ -13,7 +13,9 @@ import type { LogLevel } from "./types.ts";
 
 /** Where a raw value came from: the file path (or "command line") and the key or flag. */
 export interface Origin {
+  /** The file path, or "command line". */
   readonly source: string;
+  /** The JSON key or the flag. */
   readonly key: string;
 }
 

@@ -49,15 +49,19 @@ export interface Session {
   readonly proto: number;
   /** The IPv6 client. */
   readonly src6: Uint8Array;
+  /** The client's port (ICMP: identifier). */
   readonly src6Port: number;
   /** IPv6 side of the server (pool6 prefix + IPv4); absent in the 36-byte format. */
   readonly dst6?: Uint8Array;
+  /** The server's port as seen from IPv6. */
   readonly dst6Port?: number;
   /** The NAT64's pool4 address. */
   readonly src4: Uint8Array;
+  /** The NAT64's pool4 port (ICMP: identifier). */
   readonly src4Port: number;
   /** The IPv4 server; absent in the 48-byte format. */
   readonly dst4?: Uint8Array;
+  /** The server's port. */
   readonly dst4Port?: number;
   /** Milliseconds until the session expires. */
   readonly expirationMs: number;

@@ -6,9 +6,13 @@
 
 /** A Jool version. */
 export interface JoolVersion {
+  /** Major (4). */
   readonly major: number;
+  /** Minor (1). */
   readonly minor: number;
+  /** Revision (9, 13...). */
   readonly revision: number;
+  /** Development number (0 for releases). */
   readonly development: number;
 }
 
@@ -70,11 +74,17 @@ export function formatVersion(v: JoolVersion): string {
 
 /** The Generic Netlink command numbers joold uses (enum joolnl_operation, common/config.h). */
 export interface Commands {
+  /** Does the instance exist? */
   readonly INSTANCE_HELLO: number;
+  /** Read the globals. */
   readonly GLOBAL_FOREACH: number;
+  /** Change a global. */
   readonly GLOBAL_UPDATE: number;
+  /** Sessions from the network, for the kernel. */
   readonly JOOLD_ADD: number;
+  /** Ask the kernel for its whole table. */
   readonly JOOLD_ADVERTISE: number;
+  /** The kernel may send its next batch. */
   readonly JOOLD_ACK: number;
 }
 

@@ -25,16 +25,8 @@ import {
 } from "../../ffi/libc.ts";
 import { ERRNO, SystemError } from "../../ffi/errno.ts";
 import { netlinkPortId, sockaddrNl } from "../../ffi/sockaddr.ts";
-import type {
-  ErrorHandler,
-  KernelChannel,
-  PayloadHandler,
-} from "../channel.ts";
-import {
-  type FamilyInfo,
-  getFamilyRequest,
-  parseFamilyReply,
-} from "../genetlink/controller.ts";
+import type { ErrorHandler, KernelChannel, PayloadHandler } from "../channel.ts";
+import { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "../genetlink/controller.ts";
 import { align4, NLA_F_NESTED } from "../netlink/attribute.ts";
 import {
   type Message,
@@ -115,6 +107,7 @@ export interface KernelCounters {
   acks: number;
   /** JOOLD_ADD requests sent, and their payload bytes. */
   adds: number;
+  /** Payload bytes of those JOOLD_ADD requests. */
   addBytes: number;
   /** Error replies from the kernel. */
   kernelErrors: number;
@@ -193,15 +186,9 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#reactor = reactor;
     this.#instance = options.instance;
     this.#peer = sockaddrNl(options.peerPortId ?? 0);
-    const fromSys = options.moduleVersion === undefined
-      ? readModuleVersion()
-      : undefined;
+    const fromSys = options.moduleVersion === undefined ? readModuleVersion() : undefined;
     this.#version = options.moduleVersion ?? fromSys ?? FALLBACK_VERSION;
-    this.#versionSource = options.moduleVersion
-      ? "option"
-      : fromSys
-      ? "sysfs"
-      : "fallback";
+    this.#versionSource = options.moduleVersion ? "option" : fromSys ? "sysfs" : "fallback";
     this.#commands = commandsFor(this.#version);
     this.portId = netlinkPortId(getsockname(fd));
     this.family = { name: "", id: 0, version: 0, groups: new Map() };
@@ -321,12 +308,20 @@ export class NetlinkKernelChannel implements KernelChannel {
     return this.#version;
   }
 
-  /** @inheritdoc */
+  /**
+   * Sets the handler of our instance's batches (the channel ACKs each one after it).
+   *
+   * @param handler receives the SESSION_ENTRIES payload (a view)
+   */
   onBatch(handler: PayloadHandler): void {
     this.#onBatch = handler;
   }
 
-  /** @inheritdoc */
+  /**
+   * Sets the handler of kernel refusals and channel failures.
+   *
+   * @param handler receives the error
+   */
   onError(handler: ErrorHandler): void {
     this.#onError = handler;
   }
@@ -350,7 +345,13 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.counters.acks++;
   }
 
-  /** @inheritdoc */
+  /**
+   * Sends JOOLD_ADD with `payload` (a datagram from the group), unchanged.
+   *
+   * @param payload the session entries
+   * @throws {RangeError} when the payload cannot fit one netlink message
+   * @throws {SystemError} when the send fails
+   */
   add(payload: Uint8Array): void {
     // Hot path: headers prebuilt once, the payload copied behind them in a reusable buffer.
     const head = this.#addHead ??= this.#build(
@@ -401,7 +402,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#send(message, op);
   }
 
-  /** @inheritdoc */
+  /** Sends JOOLD_ADVERTISE: the kernel queues its whole table for sending. */
   advertise(): void {
     this.#request(
       this.#commands.JOOLD_ADVERTISE,
@@ -411,7 +412,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     );
   }
 
-  /** @inheritdoc */
+  /** Stops receiving and closes the socket. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

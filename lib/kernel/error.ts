@@ -58,6 +58,7 @@ export class KernelError extends Error {
     return this.errno === 1;
   }
 
+  /** Words the message for the well-known causes. */
   private static describe(
     op: string,
     errno: number,
@@ -75,9 +76,7 @@ export class KernelError extends Error {
       /userspace client's version is (\d+(?:\.\d+)*),?\s*but the kernel module is (\d+(?:\.\d+)*)/i
         .exec(text);
     if (mismatch) {
-      return `Jool version mismatch (${op}): joold spoke ${
-        mismatch[1]
-      }, the kernel module is ${
+      return `Jool version mismatch (${op}): joold spoke ${mismatch[1]}, the kernel module is ${
         mismatch[2]
       }: Jool accepts only its own major.minor version; use a joold release that supports it`;
     }

@@ -48,9 +48,11 @@ export const MAX_DATAGRAM = 65535;
 export interface NetworkCounters {
   /** Datagrams and bytes received from the group. */
   received: number;
+  /** Bytes of those datagrams. */
   receivedBytes: number;
   /** Datagrams and bytes sent to the group. */
   sent: number;
+  /** Bytes of those datagrams. */
   sentBytes: number;
   /** Sends that failed. */
   sendErrors: number;
@@ -252,7 +254,11 @@ export class MulticastChannel implements NetworkChannel {
     }
   }
 
-  /** @inheritdoc */
+  /**
+   * Sets the handler of the group's datagrams.
+   *
+   * @param handler receives each datagram (a view)
+   */
   onDatagram(handler: PayloadHandler): void {
     this.#onDatagram = handler;
   }
@@ -266,7 +272,12 @@ export class MulticastChannel implements NetworkChannel {
     this.#onError = handler;
   }
 
-  /** @inheritdoc */
+  /**
+   * Sends one datagram to the group.
+   *
+   * @param payload the bytes
+   * @throws {SystemError} when the send fails
+   */
   send(payload: Uint8Array<ArrayBuffer>): void {
     for (;;) {
       const n = sendto(this.#fd, payload, this.#group);
@@ -281,7 +292,7 @@ export class MulticastChannel implements NetworkChannel {
     }
   }
 
-  /** @inheritdoc */
+  /** Stops receiving and closes the socket. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
