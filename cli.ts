@@ -27,6 +27,7 @@ import {
 } from "./lib/kernel/channel.ts";
 import { granted } from "./ffi/libc.ts";
 import { advertiseWorks, formatVersion, sessionFormatFor } from "./lib/jool/version.ts";
+import { formatLatency } from "./lib/kernel/latency.ts";
 import { MulticastChannel } from "./lib/net/multicast.ts";
 import { Reactor } from "./lib/reactor.ts";
 import { createCounters } from "./lib/stats/counters.ts";
@@ -154,6 +155,16 @@ async function serve(config: Config, log: Logger): Promise<number> {
     await Promise.race([stopped, running]);
     if (failure !== null) throw failure;
     log.info("stopping");
+    const k = kernel.counters;
+    log.info(
+      `counters: ${k.batches} batches from the kernel (${k.otherInstances} of other instances ignored), ` +
+        `${counters.netSentPkts} datagrams sent (${counters.netSendErrors} failed), ` +
+        `${counters.netRcvdPkts} received (${counters.malformedDatagrams} malformed, ` +
+        `${counters.foreignFormatDatagrams} of another format), ${k.adds} JOOLD_ADD, ` +
+        `${k.kernelErrors} kernel errors, ${k.overruns} receive overruns`,
+    );
+    const latency = kernel.ackLatency.summary();
+    if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
     return EXIT.ok;
   } catch (error) {
     log.error(errorLine(error));

@@ -43,6 +43,12 @@ export {
   NetlinkKernelChannel,
 } from "./lib/kernel/channel.ts";
 export { JoolNotLoadedError, KernelError } from "./lib/kernel/error.ts";
+export {
+  formatLatency,
+  LATENCY_BOUNDS_US,
+  LatencyHistogram,
+  type LatencySummary,
+} from "./lib/kernel/latency.ts";
 export { MulticastChannel, NetworkConfigError, type NetworkCounters } from "./lib/net/multicast.ts";
 export { StatsServer } from "./lib/stats/server.ts";
 export {

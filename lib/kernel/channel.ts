@@ -46,7 +46,6 @@ import {
   JNLAR_SESSION_ENTRIES,
   type JoolMessage,
   joolRequest,
-  sessionEntriesAttribute,
   ssEnabledAttribute,
 } from "../jool/message.ts";
 import {
@@ -59,6 +58,7 @@ import {
 } from "../jool/version.ts";
 import type { Reactor } from "../reactor.ts";
 import { JoolNotLoadedError, KernelError } from "./error.ts";
+import { LatencyHistogram } from "./latency.ts";
 
 /** linux/netlink.h */
 export const NETLINK_USERSOCK = 2;
@@ -157,6 +157,12 @@ export class NetlinkKernelChannel implements KernelChannel {
   readonly family: FamilyInfo;
   /** Our netlink port id. */
   readonly portId: number;
+  /**
+   * Microseconds from reading each batch of our instance off the socket to sending its JOOLD_ACK
+   * (decode + the batch handler, i.e. the multicast send, + the ACK). The kernel holds its next
+   * batch until the ACK, so this bounds the sync rate.
+   */
+  readonly ackLatency: LatencyHistogram = new LatencyHistogram();
 
   readonly #fd: number;
   readonly #instance: string;
@@ -578,6 +584,7 @@ export class NetlinkKernelChannel implements KernelChannel {
         continue;
       }
       if (n < 0) throw new SystemError("recv(netlink)", -n);
+      const readAt = performance.now();
       let messages: Message[];
       try {
         messages = parseMessages(this.#buffer.subarray(0, n));
@@ -588,7 +595,7 @@ export class NetlinkKernelChannel implements KernelChannel {
         );
         continue;
       }
-      for (const m of messages) this.#dispatch(m);
+      for (const m of messages) this.#dispatch(m, readAt);
     }
   }
 
@@ -600,7 +607,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     }
   }
 
-  #dispatch(m: Message): void {
+  #dispatch(m: Message, readAt: number): void {
     if (m.type === NLMSG_ERROR) {
       const op = this.#pending.get(m.seq) ?? "request";
       this.#pending.delete(m.seq);
@@ -660,6 +667,7 @@ export class NetlinkKernelChannel implements KernelChannel {
       if (payload !== null) this.#onBatch(payload);
     } finally {
       this.ack();
+      this.ackLatency.record((performance.now() - readAt) * 1000);
     }
   }
 

@@ -317,3 +317,35 @@ Deno.test("KernelError words the well-known refusals for an operator", () => {
     `no Jool instance named "x" in this network namespace (JOOLD_ACK): create it (jool instance add) or fix --instance`,
   );
 });
+
+Deno.test({
+  name:
+    `kernel channel: each batch of ours adds one kernel->ACK latency sample that includes the handler's time${
+      isRoot ? "" : ROOT_ONLY
+    }`,
+  ignore: !isRoot,
+  async fn() {
+    const t = await setup("4.1.13");
+    try {
+      const handled: number[] = [];
+      t.channel.onBatch((p) => {
+        const until = performance.now() + 3; // a slow handler: 3 ms
+        while (performance.now() < until) { /* busy */ }
+        handled.push(p.length);
+      });
+      const one = fixture("4.1.13", "d-udp-payload-1session");
+      t.kernel.sendBatch(t.channel.portId, one);
+      t.kernel.sendBatch(t.channel.portId, one, "other");
+      t.kernel.sendBatch(t.channel.portId, one);
+      await waitFor(() => t.kernel.requests(COMMANDS_4_1.JOOLD_ACK).length === 2, "two ACKs");
+      const s = t.channel.ackLatency.summary();
+      assert.equal(handled.length, 2);
+      assert.equal(s.count, 2); // the other instance's batch is neither ACKed nor measured
+      assert.ok(s.max >= 3000 && s.mean >= 3000, `handler time missing: ${JSON.stringify(s)}`);
+      assert.ok(s.max < 2_000_000, `implausible latency: ${JSON.stringify(s)}`);
+      assert.ok(s.p50 >= 3000 && s.p50 <= 5000, `p50 bucket: ${JSON.stringify(s)}`);
+    } finally {
+      await t.teardown();
+    }
+  },
+});
