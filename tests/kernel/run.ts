@@ -43,9 +43,27 @@ const { values } = parseArgs({
     scenario: { type: "string" },
     demo: { type: "boolean" },
     "build-only": { type: "boolean" },
+    bench: { type: "boolean" },
+    "bench-count": { type: "string" },
+    "bench-rates": { type: "string" },
+    "bench-reps": { type: "string" },
   },
 });
 const demo = values.demo === true;
+/**
+ * `deno task lab:bench`: guest/bench.sh instead of the scenarios (our daemon against the C daemon,
+ * alternating on the same boot); its BENCH lines go to stdout.
+ */
+const bench = values.bench === true;
+/** Kernel command line parameters that tune guest/bench.sh. */
+const benchArgs = [
+  ["bench-count", "joold.bench_count"],
+  ["bench-rates", "joold.bench_rates"],
+  ["bench-reps", "joold.bench_reps"],
+].flatMap(([flag, param]) => {
+  const value = values[flag as "bench-count"];
+  return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
+});
 /** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
 const buildOnly = values["build-only"] === true;
 const flavours = values.flavour
@@ -53,7 +71,13 @@ const flavours = values.flavour
   : demo
   ? ["trixie" as const]
   : [...FLAVOURS];
-const scenarios = demo ? ["demo"] : values.scenario ? values.scenario.split(",") : ALL;
+const scenarios = demo
+  ? ["demo"]
+  : bench
+  ? ["bench"]
+  : values.scenario
+  ? values.scenario.split(",")
+  : ALL;
 const started = Date.now();
 
 function progress(message: string): void {
@@ -173,7 +197,13 @@ function prepareDeno(): string {
     // copy it
   }
   if (!same) Deno.copyFileSync(exe, target);
-  const cached = sh(exe, ["cache", "--quiet", `${PROJECT}cli.ts`, `${HERE}guest/storm.ts`], {
+  const cached = sh(exe, [
+    "cache",
+    "--quiet",
+    `${PROJECT}cli.ts`,
+    `${HERE}guest/storm.ts`,
+    `${HERE}guest/loadgen.ts`,
+  ], {
     DENO_DIR: `${share}/cache`,
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
   });
@@ -213,7 +243,7 @@ interface Outcome {
 
 async function boot(flavour: Flavour, image: string, denoShare: string): Promise<Outcome[]> {
   const results = Deno.makeTempDirSync({ prefix: `joold-lab-${flavour}-` });
-  const limitS = 180 + scenarios.length * 150;
+  const limitS = bench ? 2700 : 180 + scenarios.length * 150;
   progress(
     `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
   );
@@ -253,7 +283,7 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
       "-append",
       `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}${
         demo ? " joold.demo=1" : ""
-      }`,
+      }${bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""}`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -284,6 +314,9 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
         } else if (demo && line.startsWith("DEMO ")) {
           seen.add(line);
           console.log(line.slice(5));
+        } else if (bench && line.startsWith("BENCH ")) {
+          seen.add(line);
+          console.log(`BENCH ${flavour} ${line.slice(6)}`);
         }
       }
     }

@@ -24,6 +24,8 @@ scenarios=$(sed -n 's/.*joold\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
 busybox syslogd -n -O /tmp/syslog.log &
 if grep -q "joold.demo=1" /proc/cmdline; then
   /bin/bash /mnt/project/tests/kernel/guest/demo.sh >"$R/scenarios.log" 2>&1
+elif grep -q "joold.bench=1" /proc/cmdline; then
+  /bin/bash /mnt/project/tests/kernel/guest/bench.sh >"$R/scenarios.log" 2>&1
 else
   /bin/bash /mnt/project/tests/kernel/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
 fi

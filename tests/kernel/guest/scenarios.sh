@@ -3,6 +3,7 @@
 # topology in network namespaces, our daemon and the C daemon, checks against `jool` itself.
 # Prints one line per scenario: "RESULT <name> PASS|FAIL|SKIP <detail>".
 set -u
+export LC_ALL=C # one collation for sort and comm
 PROJECT=/mnt/project
 LIBC=$(for p in /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc.so.6; do [ -e "$p" ] && echo "$p" && break; done)
 CFG=/tmp/cfg
@@ -162,7 +163,10 @@ table() { # ns proto: the sessions, expiry aside
     grep -v '^$' | cut -d, -f1-9,11 | sort
 }
 
-all_tables() { for p in tcp udp icmp; do table "$1" "$p"; done; }
+all_tables() { # ns: every session, sorted as a whole (comm needs sorted input)
+  local p
+  for p in tcp udp icmp; do table "$1" "$p"; done | sort
+}
 
 synced() { # every session of J is in K's table (J has at least one)
   all_tables J >/tmp/table-J || return 1
@@ -173,12 +177,39 @@ synced() { # every session of J is in K's table (J has at least one)
   [ -z "$missing" ]
 }
 
+ms_now() { # wall clock in milliseconds (bash's EPOCHREALTIME: no process per call)
+  local us=${EPOCHREALTIME//[.,]/}
+  echo $((us / 1000))
+}
+
+# Polls a checker until it holds. A poll runs six `jool session display` (1-2 s under TCG), so the
+# deadline judges when the SUCCESSFUL poll STARTED, measured from the call; polling goes on 20 s
+# past the deadline so that the log says how late a late sync was.
+check_within() { # deadline seconds, checker, what
+  local limit_ms=$(($1 * 1000)) checker=$2 what=$3
+  local t0 began ended
+  t0=$(ms_now)
+  while :; do
+    began=$(ms_now)
+    if $checker; then
+      ended=$(ms_now)
+      if [ $((began - t0)) -le "$limit_ms" ]; then
+        log "K has $what within $((began - t0)) ms (that poll took $((ended - began)) ms)"
+        return 0
+      fi
+      log "K has $what only $((began - t0)) ms after the traffic: over the $1 s deadline"
+      return 1
+    fi
+    if [ $((began - t0)) -gt $((limit_ms + 20000)) ]; then
+      log "K still lacks $what $((began - t0)) ms after the traffic"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
 check_synced() { # deadline seconds
-  local start=$SECONDS
-  if wait_for "$1" "J's sessions in K" synced; then
-    log "K has J's $(all_tables J | wc -l) sessions after $((SECONDS - start))s"
-    return 0
-  fi
+  check_within "$1" synced "J's sessions" && return 0
   log "J's sessions:"; all_tables J
   log "K's sessions:"; all_tables K
   return 1
@@ -199,11 +230,7 @@ new_synced() { # every session J gained since the snapshot is in K's table (J ga
 }
 
 check_new_synced() { # deadline seconds: sessions made before the snapshot may be lost, new ones not
-  local start=$SECONDS
-  if wait_for "$1" "J's new sessions in K" new_synced; then
-    log "K has J's $(wc -l </tmp/table-new) new sessions after $((SECONDS - start))s"
-    return 0
-  fi
+  check_within "$1" new_synced "J's new sessions" && return 0
   log "J's sessions before:"; cat /tmp/table-before
   log "J's sessions now:"; all_tables J
   log "K's sessions:"; all_tables K
