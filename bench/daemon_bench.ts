@@ -8,6 +8,7 @@ import { waitReadableAsync } from "../ffi/libc.ts";
 import { Daemon } from "../lib/daemon.ts";
 import { COMMANDS_4_1, parseVersion, sessionFormatFor } from "../lib/jool/version.ts";
 import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
+import { formatLatency } from "../lib/kernel/latency.ts";
 import { silentLogger } from "../lib/log.ts";
 import { MulticastChannel } from "../lib/net/multicast.ts";
 import { Reactor } from "../lib/reactor.ts";
@@ -71,6 +72,7 @@ if (unavailable === null) {
   });
 
   globalThis.addEventListener("unload", () => {
+    console.error(`kernel->ACK latency: ${formatLatency(channel.ackLatency.summary())}`);
     peer.close();
     network.close();
     channel.close();

@@ -31,6 +31,8 @@ Deno.bench("reactor: one datagram round trip (wake-up latency)", { n: 500 }, asy
 });
 
 globalThis.addEventListener("unload", () => {
+  // Unwatch before closing: a pending poll would otherwise report the closed fd (POLLNVAL).
+  reactor.remove(a.fd);
   reactor.stop();
   void running;
   close(a.fd);

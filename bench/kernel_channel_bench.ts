@@ -1,0 +1,74 @@
+// The kernel channel's hot paths over real netlink sockets (NETLINK_USERSOCK, a fake Jool kernel in
+// this process, no network): the ACK-gated batch loop (the kernel sends a batch, the channel decodes
+// it, calls the handler, sends JOOLD_ACK; only then the next batch), and JOOLD_ADD framing + send.
+// Prints the channel's own kernel->ACK latency histogram at the end. Needs root.
+//   deno task bench
+import { ERRNO } from "../ffi/errno.ts";
+import { recv } from "../ffi/libc.ts";
+import { parseVersion } from "../lib/jool/version.ts";
+import { formatLatency } from "../lib/kernel/latency.ts";
+import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
+import { parseMessages } from "../lib/netlink/message.ts";
+import { Reactor } from "../lib/reactor.ts";
+import { FakeKernel } from "../tests/_fake_kernel.ts";
+import { fixture } from "../tests/_fixtures.ts";
+
+if (Deno.uid() === 0) {
+  const kernel = new FakeKernel("4.1.13");
+  const reactor = new Reactor();
+  const running = reactor.run();
+  const server = kernel.start(); // answers the startup requests
+  const { channel } = await NetlinkKernelChannel.open(reactor, {
+    instance: "default",
+    protocol: NETLINK_USERSOCK,
+    peerPortId: kernel.portId,
+    moduleVersion: parseVersion("4.1.13"),
+  });
+  server.stop();
+  const buffer = new Uint8Array(65536);
+  /** Reads what the channel sent to the fake kernel; returns the number of netlink messages. */
+  const drainKernel = (): number => {
+    let messages = 0;
+    for (;;) {
+      const n = recv(kernel.fd, buffer);
+      if (n === -ERRNO.EAGAIN) return messages;
+      if (n < 0) throw new Error(`recv: ${n}`);
+      messages += parseMessages(buffer.subarray(0, n)).length;
+    }
+  };
+  let wake: (() => void) | null = null;
+  channel.onBatch(() => wake?.());
+  const one = fixture("4.1.13", "d-udp-payload-1session");
+  const four = fixture("4.1.13", "d-udp-payload-4sessions");
+
+  Deno.bench("kernel channel: 100 ACK-gated 1-session batches (batch -> handler -> ACK)", {
+    group: "kernel",
+    n: 50,
+  }, async () => {
+    for (let i = 0; i < 100; i++) {
+      const handled = new Promise<void>((r) => (wake = r));
+      kernel.sendBatch(channel.portId, one);
+      await handled;
+      // The ACK left synchronously after the handler: it is already queued on the kernel side.
+      if (drainKernel() !== 1) throw new Error("no ACK after the batch");
+    }
+  });
+
+  Deno.bench("kernel channel: 100 JOOLD_ADD of a 4-session datagram (frame + sendto)", {
+    group: "kernel",
+    n: 200,
+  }, () => {
+    for (let i = 0; i < 100; i++) channel.add(four);
+    if (drainKernel() !== 100) throw new Error("lost JOOLD_ADDs");
+  });
+
+  globalThis.addEventListener("unload", () => {
+    console.error(`kernel->ACK latency: ${formatLatency(channel.ackLatency.summary())}`);
+    channel.close();
+    reactor.stop();
+    void running;
+    kernel.close();
+  });
+} else {
+  console.error("kernel_channel_bench skipped: needs root (NETLINK_USERSOCK multicast)");
+}
