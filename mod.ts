@@ -86,6 +86,7 @@ export {
   type Commands,
   commandsFor,
   formatVersion,
+  isMaptRelease,
   type JoolVersion,
   parseVersion,
   type SessionFormat,

@@ -98,7 +98,11 @@ export const COMMANDS_4_1: Commands = {
   JOOLD_ACK: 29,
 };
 
-/** 4.2.0-rc (mapt branch) numbering: four FMRT commands precede FILE_HANDLE. */
+/**
+ * 4.2.0-rc (mapt branch) numbering: four FMRT commands precede FILE_HANDLE. Tags v4.2.0-rc1, rc2 and
+ * rc3 all use it; their modules report version 4.1.255.2, .3 and .5 (see {@linkcode isMaptRelease}).
+ * Untagged mapt snapshots 4.1.255.0-.1 had only three FMRT commands (JOOLD_* = 30-32): unsupported.
+ */
 export const COMMANDS_4_2: Commands = {
   ...COMMANDS_4_1,
   JOOLD_ADD: 31,
@@ -107,13 +111,36 @@ export const COMMANDS_4_2: Commands = {
 };
 
 /**
+ * Whether a version is a 4.2.0 release candidate (the mapt branch): those modules report 4.1.255.x
+ * (common/xlat.h: rc1 = 4.1.255.2, rc2 = .3, rc3 = .5), in /sys/module/jool/version and in the Jool
+ * header alike. The kernel's version check compares major.minor only, so a 4.1 header passes; the
+ * command numbers and session format differ though.
+ *
+ * @param v a version
+ * @returns true for 4.1.255.x
+ * @example
+ * ```ts
+ * isMaptRelease(parseVersion("4.1.255.5")); // true
+ * ```
+ */
+export function isMaptRelease(v: JoolVersion): boolean {
+  return v.major === 4 && v.minor === 1 && v.revision === 255;
+}
+
+/**
  * Picks the command numbers for the loaded module's version.
  *
  * @param v the module version (from /sys/module/jool/version)
  * @returns the numbering
+ * @example
+ * ```ts
+ * commandsFor(parseVersion("4.1.255.5")).JOOLD_ADD; // 31
+ * ```
  */
 export function commandsFor(v: JoolVersion): Commands {
-  return v.major > 4 || (v.major === 4 && v.minor >= 2) ? COMMANDS_4_2 : COMMANDS_4_1;
+  return v.major > 4 || (v.major === 4 && v.minor >= 2) || isMaptRelease(v)
+    ? COMMANDS_4_2
+    : COMMANDS_4_1;
 }
 
 /** Session record format by kernel version (PROTOCOL.md section 4). */
@@ -126,6 +153,8 @@ export type SessionFormat = "nested" | "compact48" | "compact36";
  * @returns the format
  */
 export function sessionFormatFor(v: JoolVersion): SessionFormat {
+  // mapt: nested until 4.1.255.3 (rc2), the 36-byte record from 4.1.255.4 on (rc3 = .5).
+  if (isMaptRelease(v)) return v.development <= 3 ? "nested" : "compact36";
   if (v.major === 4 && v.minor === 1 && v.revision <= 11) return "nested";
   if (v.major === 4 && v.minor === 1 && v.revision === 12) return "compact48";
   return "compact36";
@@ -138,5 +167,7 @@ export function sessionFormatFor(v: JoolVersion): SessionFormat {
  * @returns true when it works
  */
 export function advertiseWorks(v: JoolVersion): boolean {
+  // mapt: the 4.1.9-style queue until 4.1.255.3 (rc2); the rewritten one from .4 on.
+  if (isMaptRelease(v)) return v.development >= 4;
   return !(v.major === 4 && v.minor === 1 && v.revision < 11) && v.major >= 4;
 }
