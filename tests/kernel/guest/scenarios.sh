@@ -164,16 +164,25 @@ table() { # ns proto: the sessions, expiry aside
 }
 
 all_tables() { # ns: every session, sorted as a whole (comm needs sorted input)
-  local p
-  for p in tcp udp icmp; do table "$1" "$p"; done | sort
+  # The three tables are read in parallel: a poll must be short for the deadline to mean something.
+  local tcp udp
+  table "$1" tcp >"/tmp/tables-$1-tcp" & tcp=$!
+  table "$1" udp >"/tmp/tables-$1-udp" & udp=$!
+  table "$1" icmp >"/tmp/tables-$1-icmp"
+  wait "$tcp" "$udp"
+  cat "/tmp/tables-$1-tcp" "/tmp/tables-$1-udp" "/tmp/tables-$1-icmp" | sort
 }
 
 synced() { # every session of J is in K's table (J has at least one)
   all_tables J >/tmp/table-J || return 1
+  k_has /tmp/table-J
+}
+
+k_has() { # file of sessions: K's table has every one of them (and there is at least one)
+  [ -s "$1" ] || return 1
   all_tables K >/tmp/table-K || return 1
-  [ -s /tmp/table-J ] || return 1
   local missing
-  missing=$(comm -23 /tmp/table-J /tmp/table-K) || return 1
+  missing=$(comm -23 "$1" /tmp/table-K) || return 1
   [ -z "$missing" ]
 }
 
@@ -182,16 +191,16 @@ ms_now() { # wall clock in milliseconds (bash's EPOCHREALTIME: no process per ca
   echo $((us / 1000))
 }
 
-# Polls a checker until it holds. A poll runs six `jool session display` (1-2 s under TCG), so the
-# deadline judges when the SUCCESSFUL poll STARTED, measured from the call; polling goes on 20 s
-# past the deadline so that the log says how late a late sync was.
-check_within() { # deadline seconds, checker, what
-  local limit_ms=$(($1 * 1000)) checker=$2 what=$3
-  local t0 began ended
-  t0=$(ms_now)
+# Polls a checker until it holds. A poll reads K's three tables (`jool session display`, 0.3-1 s
+# under TCG), so the deadline judges when the SUCCESSFUL poll STARTED, measured from t0 (the end of
+# the traffic); polling goes on 20 s past the deadline so that the log says how late a sync was.
+check_within() { # deadline seconds, start (ms), what, checker...
+  local limit_ms=$(($1 * 1000)) t0=$2 what=$3
+  shift 3
+  local began ended
   while :; do
     began=$(ms_now)
-    if $checker; then
+    if "$@"; then
       ended=$(ms_now)
       if [ $((began - t0)) -le "$limit_ms" ]; then
         log "K has $what within $((began - t0)) ms (that poll took $((ended - began)) ms)"
@@ -208,8 +217,19 @@ check_within() { # deadline seconds, checker, what
   done
 }
 
-check_synced() { # deadline seconds
-  check_within "$1" synced "J's sessions" && return 0
+joold_kstats() { # ns: the kernel's non-zero JSTAT_JOOLD_* counters on one line (4.1.12+; else empty)
+  in_ns "$1" jool stats display --all --csv 2>/dev/null | grep '^JSTAT_JOOLD_' | grep -v ',0$' |
+    sed 's/^JSTAT_JOOLD_//' | tr '\n' ' '
+}
+
+check_synced() { # deadline seconds: J's table is read once, then only K's is polled
+  local t0
+  t0=$(ms_now)
+  all_tables J >/tmp/table-J-then
+  if check_within "$1" "$t0" "J's $(wc -l </tmp/table-J-then) sessions" k_has /tmp/table-J-then; then
+    [ "$REV" -ge 12 ] && log "J's kernel joold counters: $(joold_kstats J)"
+    return 0
+  fi
   log "J's sessions:"; all_tables J
   log "K's sessions:"; all_tables K
   return 1
@@ -219,18 +239,12 @@ snapshot() { # remembers J's sessions now, for check_new_synced
   all_tables J >/tmp/table-before
 }
 
-new_synced() { # every session J gained since the snapshot is in K's table (J gained at least one)
-  all_tables J >/tmp/table-J || return 1
-  all_tables K >/tmp/table-K || return 1
-  comm -13 /tmp/table-before /tmp/table-J >/tmp/table-new || return 1
-  [ -s /tmp/table-new ] || return 1
-  local missing
-  missing=$(comm -23 /tmp/table-new /tmp/table-K) || return 1
-  [ -z "$missing" ]
-}
-
 check_new_synced() { # deadline seconds: sessions made before the snapshot may be lost, new ones not
-  check_within "$1" new_synced "J's new sessions" && return 0
+  local t0
+  t0=$(ms_now)
+  all_tables J >/tmp/table-J-now
+  comm -13 /tmp/table-before /tmp/table-J-now >/tmp/table-new
+  check_within "$1" "$t0" "J's $(wc -l </tmp/table-new) new sessions" k_has /tmp/table-new && return 0
   log "J's sessions before:"; cat /tmp/table-before
   log "J's sessions now:"; all_tables J
   log "K's sessions:"; all_tables K
