@@ -397,8 +397,11 @@ export class NetlinkKernelChannel implements KernelChannel {
     );
   }
 
-  /** Stamps a fresh sequence number into a prebuilt request, remembers it, and sends it. */
-  #sendTracked(message: Uint8Array<ArrayBuffer>, op: string): void {
+  /**
+   * Stamps a fresh sequence number into a prebuilt request, remembers which request it was (to
+   * name it in error replies), and sends it.
+   */
+  #sendTracked(message: Uint8Array<ArrayBuffer>, op: string): number {
     const seq = this.#nextSeq();
     new DataView(message.buffer, message.byteOffset).setUint32(8, seq, true);
     this.#pending.set(seq, op);
@@ -406,15 +409,14 @@ export class NetlinkKernelChannel implements KernelChannel {
       this.#pending.delete(this.#pending.keys().next().value!);
     }
     this.#send(message, op);
+    return seq;
   }
 
   /** Sends JOOLD_ADVERTISE: the kernel queues its whole table for sending. */
   advertise(): void {
-    this.#request(
-      this.#commands.JOOLD_ADVERTISE,
-      undefined,
+    this.#sendTracked(
+      this.#build(this.#commands.JOOLD_ADVERTISE, new Uint8Array()),
       "JOOLD_ADVERTISE",
-      true,
     );
   }
 
@@ -438,33 +440,6 @@ export class NetlinkKernelChannel implements KernelChannel {
       if (n === -ERRNO.EINTR) continue;
       throw new SystemError(`sendto(${op})`, -n);
     }
-  }
-
-  #request(
-    cmd: number,
-    attributes: Uint8Array | undefined,
-    op: string,
-    track: boolean,
-  ): void {
-    const seq = this.#nextSeq();
-    if (track || this.#pending.size < 4096) this.#pending.set(seq, op);
-    if (this.#pending.size > 4096) {
-      this.#pending.delete(this.#pending.keys().next().value!);
-    }
-    this.#send(
-      joolRequest(
-        {
-          familyId: this.family.id,
-          version: packVersion(this.#version),
-          iname: this.#instance,
-          seq,
-          pid: this.portId,
-        },
-        cmd,
-        attributes,
-      ),
-      op,
-    );
   }
 
   /** Synchronous request/reply, startup only (before the reactor drives the socket). */
@@ -498,21 +473,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     op: string,
     timeoutMs: number,
   ): Promise<JoolMessage> {
-    const seq = this.#nextSeq();
-    this.#send(
-      joolRequest(
-        {
-          familyId: this.family.id,
-          version: packVersion(this.#version),
-          iname: this.#instance,
-          seq,
-          pid: this.portId,
-        },
-        cmd,
-        attributes,
-      ),
-      op,
-    );
+    const seq = this.#sendTracked(this.#build(cmd, attributes ?? new Uint8Array()), op);
     const reply = await this.#awaitReply(seq, timeoutMs, op);
     if (reply.type === NLMSG_ERROR) {
       const e = parseErrorMessage(reply);
