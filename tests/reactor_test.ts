@@ -75,3 +75,61 @@ Deno.test("Reactor.stop before run() closes the eventfd and run() returns at onc
   reactor.stop();
   await reactor.run();
 });
+
+Deno.test("Reactor.remove stops dispatching to an fd while the loop runs; its datagrams stay queued", async () => {
+  const a = loopbackSocket();
+  const b = loopbackSocket();
+  const sender = loopbackSocket();
+  const reactor = new Reactor();
+  let aCalls = 0;
+  let bReads = 0;
+  reactor.add(a.fd, () => {
+    aCalls++;
+    while (recv(a.fd, new Uint8Array(64)) >= 0) { /* drain */ }
+  });
+  reactor.add(b.fd, () => {
+    while (recv(b.fd, new Uint8Array(64)) >= 0) bReads++;
+  });
+  const done = reactor.run();
+  try {
+    reactor.remove(a.fd);
+    sendto(sender.fd, Uint8Array.of(1), a.address);
+    sendto(sender.fd, Uint8Array.of(2), b.address);
+    await waitFor(() => bReads === 1, "b's datagram");
+    // b's datagram was sent after a's and has been handled: a's handler would have run by now.
+    assert.equal(aCalls, 0);
+    assert.equal(recv(a.fd, new Uint8Array(64)), 1, "a's datagram is still queued");
+  } finally {
+    reactor.stop();
+    await done;
+    for (const s of [a, b, sender]) close(s.fd);
+  }
+});
+
+Deno.test("Reactor reports a watched fd closed behind its back (POLLNVAL) and stops watching it", async () => {
+  const a = loopbackSocket();
+  const b = loopbackSocket();
+  const reactor = new Reactor();
+  const errors: unknown[] = [];
+  reactor.onError((e) => errors.push(e));
+  reactor.add(a.fd, () => {});
+  const done = reactor.run();
+  try {
+    const fd = a.fd;
+    close(fd); // without remove(): a caller bug the reactor must survive
+    reactor.add(b.fd, () => {}); // wakes the loop, whose next poll sees the closed fd
+    await waitFor(() => errors.length === 1, "the POLLNVAL report");
+    assert.equal(
+      (errors[0] as Error).message,
+      `fd ${fd} was closed while watched; no longer watching it`,
+    );
+    const wakeups = reactor.wakeups;
+    reactor.remove(b.fd); // another pass: the closed fd must not be reported again
+    await waitFor(() => reactor.wakeups > wakeups, "another loop pass");
+    assert.equal(errors.length, 1);
+  } finally {
+    reactor.stop();
+    await done;
+    close(b.fd);
+  }
+});
