@@ -283,7 +283,7 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
       "-append",
       `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}${
         demo ? " joold.demo=1" : ""
-      }${bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""}`,
+      }${bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""}${tuning()}`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -366,6 +366,18 @@ async function boot(flavour: Flavour, image: string, denoShare: string): Promise
   Deno.renameSync(results, keep);
   progress(`${flavour}: logs in ${keep}`);
   return outcomes;
+}
+
+/** Scenario tuning from the host's environment, passed on the guest's kernel command line. */
+function tuning(): string {
+  const params: [string, string][] = [
+    ["JOOLD_LAB_SYNC_DEADLINE", "joold.sync_deadline"],
+    ["JOOLD_LAB_FLUSH_DEADLINE_MS", "joold.flush_deadline_ms"],
+  ];
+  return params.flatMap(([env, param]) => {
+    const value = Deno.env.get(env);
+    return value && /^\d+$/.test(value) ? [` ${param}=${value}`] : [];
+  }).join("");
 }
 
 function readLines(path: string): string[] {

@@ -9,7 +9,11 @@ LIBC=$(for p in /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc.s
 CFG=/tmp/cfg
 JOOL_VERSION=$(cat /sys/module/jool/version 2>/dev/null)
 REV=$(echo "$JOOL_VERSION" | cut -d. -f3)
-DEADLINE=${JOOLD_LAB_SYNC_DEADLINE:-3}
+cmdline_param() { sed -n "s/.*joold\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; } # run.ts passes these
+DEADLINE=${JOOLD_LAB_SYNC_DEADLINE:-$(cmdline_param sync_deadline)}
+DEADLINE=${DEADLINE:-3}
+FLUSH_DEADLINE_MS=${JOOLD_LAB_FLUSH_DEADLINE_MS:-$(cmdline_param flush_deadline_ms)}
+FLUSH_DEADLINE_MS=${FLUSH_DEADLINE_MS:-500}
 
 log() { echo "[$(date +%T.%N | cut -c1-12)] $*"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -29,6 +33,13 @@ jool_instance() { # ns [ss-enabled true|false]
   in_ns "$1" jool pool4 add --udp 192.0.2.1 61001-65535
   in_ns "$1" jool pool4 add --icmp 192.0.2.1 0-65535
   in_ns "$1" jool global update ss-enabled "${2:-true}"
+  # From 4.1.11 on the kernel ignores ss-flush-asap and sends a batch only when it is full or when
+  # ss-flush-deadline (default 2000 ms) passes; a few flows then need two or three deadlines, and
+  # even the C daemons miss the 3 s sync deadline (measured on 4.1.13: 3.5 s). The lab shortens it
+  # so that the deadline judges the daemons, not the kernel's batching.
+  if [ "$REV" -ge 11 ]; then
+    in_ns "$1" jool global update ss-flush-deadline "$FLUSH_DEADLINE_MS"
+  fi
 }
 
 setup() { # sync family (6|4), ss-enabled (true|false), instances ("J K")
@@ -195,7 +206,7 @@ ms_now() { # wall clock in milliseconds (bash's EPOCHREALTIME: no process per ca
 # under TCG), so the deadline judges when the SUCCESSFUL poll STARTED, measured from t0 (the end of
 # the traffic); polling goes on 20 s past the deadline so that the log says how late a sync was.
 check_within() { # deadline seconds, start (ms), what, checker...
-  local limit_ms=$(($1 * 1000)) t0=$2 what=$3
+  local limit_s=$1 limit_ms=$(($1 * 1000)) t0=$2 what=$3
   shift 3
   local began ended
   while :; do
@@ -206,7 +217,7 @@ check_within() { # deadline seconds, start (ms), what, checker...
         log "K has $what within $((began - t0)) ms (that poll took $((ended - began)) ms)"
         return 0
       fi
-      log "K has $what only $((began - t0)) ms after the traffic: over the $1 s deadline"
+      log "K has $what only $((began - t0)) ms after the traffic: over the $limit_s s deadline"
       return 1
     fi
     if [ $((began - t0)) -gt $((limit_ms + 20000)) ]; then
