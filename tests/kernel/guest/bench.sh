@@ -38,6 +38,14 @@ jstat() { # ns name
   in_ns "$1" jool stats display --all --csv 2>/dev/null | sed -n "s/^$2,//p" | head -1
 }
 
+ack_latency() { # kind: ours logs its kernel->ACK latency when it stops; J's is the one that matters
+  [ "$1" = ours ] || return 0
+  stop_daemon ours J
+  local line
+  line=$(sed -n 's/^joold: info: kernel->ACK latency: //p' /tmp/ours-J.log | tail -1)
+  [ -n "$line" ] && echo " J_ack_latency=[$line]"
+}
+
 step() { # kind rate rep
   local kind=$1 rate=$2 rep=$3
   setup 6
@@ -45,7 +53,7 @@ step() { # kind rate rep
     for ns in J K; do in_ns "$ns" jool global update ss-max-sessions-per-packet 1; done
   fi
   if [ "$kind" = ours ]; then ours J && ours K; else c_daemon J && c_daemon K; fi || {
-    echo "BENCH $kind rate=$rate rep=$rep error=daemons-did-not-start"
+    echo "BENCH kind=$kind rate=$rate rep=$rep error=daemons-did-not-start"
     return
   }
   local gen
@@ -59,7 +67,7 @@ step() { # kind rate rep
     "J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
     "sss_sent=$(jstat J JSTAT_JOOLD_SSS_SENT) sss_rcvd=$(jstat K JSTAT_JOOLD_SSS_RCVD)" \
     "enospc=$(jstat J JSTAT_JOOLD_SSS_ENOSPC) acks=$(jstat J JSTAT_JOOLD_ACKS)" \
-    "loadgen=[$gen]"
+    "loadgen=[$gen]$(ack_latency "$kind")"
   teardown >/dev/null 2>&1
 }
 
