@@ -39,8 +39,9 @@ Deno.test("Reactor dispatches datagrams from several sockets and drains each unt
 
 Deno.test("Reactor.stop ends an idle run() promptly and leaves no pending call behind", async () => {
   const reactor = new Reactor();
-  const done = reactor.run();
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  const done = reactor.run(); // runs synchronously up to its first await: poll() is now pending
+  assert.equal(reactor.running, true);
+  assert.equal(reactor.wakeups, 0);
   const started = performance.now();
   reactor.stop();
   await done;
