@@ -102,6 +102,13 @@ function ipv4(option: string, text: string): Uint8Array {
   return bytes;
 }
 
+/** sin6_scope_id of an encoded sockaddr_in6 (offset 24, host byte order). */
+function scopeId(address: Uint8Array): number {
+  return address.length >= 28
+    ? new DataView(address.buffer, address.byteOffset).getUint32(24, true)
+    : 0;
+}
+
 /** The multicast channel. */
 export class MulticastChannel implements NetworkChannel {
   /** Counters, updated in place. */
@@ -160,6 +167,19 @@ export class MulticastChannel implements NetworkChannel {
       throw new NetworkConfigError(ADDR, `${config.multicastAddress} resolves to no IP address`);
     }
     const family = candidate.family === AF_INET ? 4 : 6;
+    if (
+      family === 6 && config.inInterface !== undefined && scopeId(candidate.address) === 0 &&
+      [1, 2].includes(candidate.address[9] & 0x0f) // group scope nibble (address at offset 8)
+    ) {
+      // Interface- and link-local groups (ff01::/16, ff02::/16) cannot be bound without a scope
+      // (the kernel says EINVAL): scope the bind (and the sends) to the in interface.
+      // sin6_scope_id: offset 24, host byte order (little-endian here).
+      new DataView(candidate.address.buffer, candidate.address.byteOffset).setUint32(
+        24,
+        interfaceIndex(IN, config.inInterface),
+        true,
+      );
+    }
     const fd = socket(candidate.family, SOCK_DGRAM, 0);
     try {
       if (config.reuseAddress) setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");

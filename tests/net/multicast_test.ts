@@ -208,3 +208,24 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    `IPv6 link-local group (ff02::): the socket binds scoped to the in interface and datagrams arrive${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(true, async ({ a, b, reactor }) => {
+      const config = { ...V6, multicastAddress: "ff02::db8:64:64" };
+      const chA = a.enter(() => MulticastChannel.open(reactor, config));
+      const chB = b.enter(() => MulticastChannel.open(reactor, config));
+      const got: Uint8Array[] = [];
+      chB.onDatagram((p) => got.push(p.slice()));
+      const payload = fixture("4.1.13", "d-udp-payload-1session");
+      chA.send(payload);
+      await waitFor(() => got.length === 1, "the datagram on B");
+      assert.deepEqual(got[0], payload);
+      chA.close();
+      chB.close();
+    });
+  },
+});
