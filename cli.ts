@@ -123,6 +123,7 @@ async function serve(config: Config, log: Logger): Promise<number> {
       counters,
       log,
       print: (line) => writeAll(Deno.stdout, line + "\n"),
+      debug: config.logLevel === "debug",
       // An assumed version must not decide which datagrams are dropped.
       localFormat: status.versionSource === "fallback"
         ? undefined

@@ -28,6 +28,8 @@ export interface DaemonParts {
   readonly localFormat?: SessionFormat;
   /** Clock for rate limiting (ms). */
   readonly now?: () => number;
+  /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
+  readonly debug?: boolean;
 }
 
 /** Logs a kind of event at most once per interval, counting what it held back. */
@@ -106,7 +108,7 @@ export class Daemon {
       network.send(payload as Uint8Array<ArrayBuffer>);
       counters.netSentPkts++;
       counters.netSentBytes += BigInt(payload.length);
-      log.debug(`sent ${payload.length} bytes to the sync group`);
+      if (this.#parts.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
     } catch (error) {
       counters.netSendErrors++;
       this.#warn.log("send", `cannot send sessions to the sync group: ${(error as Error).message}`);
@@ -145,7 +147,9 @@ export class Daemon {
       kernel.add(payload);
       counters.kernelSentPkts++;
       counters.kernelSentBytes += BigInt(payload.length);
-      log.debug(`handed ${count} sessions (${payload.length} bytes) to the kernel`);
+      if (this.#parts.debug) {
+        log.debug(`handed ${count} sessions (${payload.length} bytes) to the kernel`);
+      }
     } catch (error) {
       this.#warn.log("add", `cannot hand sessions to the kernel: ${(error as Error).message}`);
     }

@@ -42,6 +42,7 @@ export class Reactor {
   #running = false;
   #stopping = false;
   #closed = false;
+  #fds: number[] | null = null;
   #onError: (error: unknown) => void = (error) => {
     throw error;
   };
@@ -74,6 +75,7 @@ export class Reactor {
    */
   add(fd: number, handler: ReadableHandler): void {
     this.#handlers.set(fd, handler);
+    this.#fds = null;
     if (this.#running) this.#wake();
   }
 
@@ -84,6 +86,7 @@ export class Reactor {
    */
   remove(fd: number): void {
     this.#handlers.delete(fd);
+    this.#fds = null;
     if (this.#running) this.#wake();
   }
 
@@ -114,19 +117,27 @@ export class Reactor {
     this.#running = true;
     const lib = libc();
     try {
+      let fds: number[] = [];
+      let nfds = 0n;
+      let pollfds = new Uint8Array(0);
+      let view = new DataView(pollfds.buffer);
       while (!this.#stopping) {
-        const fds = [this.#wakeFd, ...this.#handlers.keys()];
-        const pollfds = new Uint8Array(8 * fds.length);
-        const view = new DataView(pollfds.buffer);
-        fds.forEach((fd, i) => {
-          view.setInt32(8 * i, fd, true);
-          view.setInt16(8 * i + 4, POLLIN, true);
-        });
-        const n = await lib.poll_wait(pollfds, BigInt(fds.length), -1);
+        // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
+        if (this.#fds === null) {
+          fds = this.#fds = [this.#wakeFd, ...this.#handlers.keys()];
+          nfds = BigInt(fds.length);
+          pollfds = new Uint8Array(8 * fds.length);
+          view = new DataView(pollfds.buffer);
+          fds.forEach((fd, i) => {
+            view.setInt32(8 * i, fd, true);
+            view.setInt16(8 * i + 4, POLLIN, true);
+          });
+        }
+        const n = await lib.poll_wait(pollfds, nfds, -1);
         this.wakeups++;
         if (n < 0) {
           // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
-          const again = Number(lib.poll(pollfds, BigInt(fds.length), 0));
+          const again = Number(lib.poll(pollfds, nfds, 0));
           if (again < 0) {
             const e = errno();
             if (e === 4) continue; // EINTR
@@ -145,6 +156,7 @@ export class Reactor {
           if (handler === undefined) continue;
           if (revents & POLLNVAL) {
             this.#handlers.delete(fd);
+            this.#fds = null;
             this.#onError(new Error(`fd ${fd} was closed while watched; no longer watching it`));
             continue;
           }

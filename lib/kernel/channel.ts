@@ -62,6 +62,8 @@ import { LatencyHistogram } from "./latency.ts";
 
 /** linux/netlink.h */
 export const NETLINK_USERSOCK = 2;
+/** How many recent requests are remembered by name (a power of two). */
+const OPS_RING = 1024;
 /** linux/netlink.h */
 export const NETLINK_GENERIC = 16;
 /** linux/socket.h */
@@ -159,7 +161,7 @@ export class NetlinkKernelChannel implements KernelChannel {
   readonly portId: number;
   /**
    * Microseconds from reading each batch of our instance off the socket to sending its JOOLD_ACK
-   * (decode + the batch handler, i.e. the multicast send, + the ACK). The kernel holds its next
+   * (decoding it and sending the ACK; the multicast send comes after the ACK). The kernel holds its next
    * batch until the ACK, so this bounds the sync rate.
    */
   readonly ackLatency: LatencyHistogram = new LatencyHistogram();
@@ -172,7 +174,8 @@ export class NetlinkKernelChannel implements KernelChannel {
   #versionSource: KernelStatus["versionSource"];
   #commands: Commands;
   #seq = Math.floor(Math.random() * 0x7fffffff);
-  readonly #pending = new Map<number, string>();
+  /** The request each recent sequence number was, to name it in error replies (a ring). */
+  readonly #ops: string[] = new Array<string>(OPS_RING).fill("request");
   readonly #buffer = new Uint8Array(65536);
   #onBatch: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
@@ -404,10 +407,7 @@ export class NetlinkKernelChannel implements KernelChannel {
   #sendTracked(message: Uint8Array<ArrayBuffer>, op: string): number {
     const seq = this.#nextSeq();
     new DataView(message.buffer, message.byteOffset).setUint32(8, seq, true);
-    this.#pending.set(seq, op);
-    if (this.#pending.size > 4096) {
-      this.#pending.delete(this.#pending.keys().next().value!);
-    }
+    this.#ops[seq & (OPS_RING - 1)] = op;
     this.#send(message, op);
     return seq;
   }
@@ -570,8 +570,7 @@ export class NetlinkKernelChannel implements KernelChannel {
 
   #dispatch(m: Message, readAt: number): void {
     if (m.type === NLMSG_ERROR) {
-      const op = this.#pending.get(m.seq) ?? "request";
-      this.#pending.delete(m.seq);
+      const op = this.#ops[m.seq & (OPS_RING - 1)];
       try {
         const e = parseErrorMessage(m);
         if (e.errno !== 0) {
@@ -597,9 +596,9 @@ export class NetlinkKernelChannel implements KernelChannel {
       );
       return;
     }
-    const op = this.#pending.get(m.seq);
-    if (m.seq !== 0 && op !== undefined) {
-      this.#pending.delete(m.seq);
+    // The kernel multicasts batches with sequence number 0; replies carry our request's.
+    if (m.seq !== 0) {
+      const op = this.#ops[m.seq & (OPS_RING - 1)];
       const report = errorReport(jm);
       if (report !== null) {
         this.counters.kernelErrors++;
@@ -624,12 +623,12 @@ export class NetlinkKernelChannel implements KernelChannel {
       );
     }
     this.counters.batches++;
-    try {
-      if (payload !== null) this.#onBatch(payload);
-    } finally {
-      this.ack();
-      this.ackLatency.record((performance.now() - readAt) * 1000);
-    }
+    // ACK first, then forward: the kernel builds its next batch while the datagram goes out, so
+    // the multicast send is off the kernel's critical path (BENCHMARKS.md). The payload is a view
+    // of the receive buffer, which sending the ACK does not touch; the C daemon sends, then ACKs.
+    this.ack();
+    this.ackLatency.record((performance.now() - readAt) * 1000);
+    if (payload !== null) this.#onBatch(payload);
   }
 
   #observeVersion(packed: number): void {

@@ -320,7 +320,7 @@ Deno.test("KernelError words the well-known refusals for an operator", () => {
 
 Deno.test({
   name:
-    `kernel channel: each batch of ours adds one kernel->ACK latency sample that includes the handler's time${
+    `kernel channel: each batch of ours is ACKed before its handler runs: a slow handler does not delay the ACK${
       isRoot ? "" : ROOT_ONLY
     }`,
   ignore: !isRoot,
@@ -328,7 +328,9 @@ Deno.test({
     const t = await setup("4.1.13");
     try {
       const handled: number[] = [];
+      const acksSeenByHandler: number[] = [];
       t.channel.onBatch((p) => {
+        acksSeenByHandler.push(t.channel.counters.acks);
         const until = performance.now() + 3; // a slow handler: 3 ms
         while (performance.now() < until) { /* busy */ }
         handled.push(p.length);
@@ -341,9 +343,10 @@ Deno.test({
       const s = t.channel.ackLatency.summary();
       assert.equal(handled.length, 2);
       assert.equal(s.count, 2); // the other instance's batch is neither ACKed nor measured
-      assert.ok(s.max >= 3000 && s.mean >= 3000, `handler time missing: ${JSON.stringify(s)}`);
-      assert.ok(s.max < 2_000_000, `implausible latency: ${JSON.stringify(s)}`);
-      assert.ok(s.p50 >= 3000 && s.p50 <= 5000, `p50 bucket: ${JSON.stringify(s)}`);
+      // The ACK goes out before the 3 ms handler: the kernel's wait excludes the forwarding.
+      assert.ok(s.max < 3000, `the handler delayed the ACK: ${JSON.stringify(s)}`);
+      // And the ACK really was on the wire before the handler finished: the handler saw it.
+      assert.equal(acksSeenByHandler[0], 1);
     } finally {
       await t.teardown();
     }
