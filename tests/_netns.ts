@@ -131,6 +131,18 @@ export function veth(
     }
     ns.exec("link", "set", dev, "up");
   }
+  // Wait until both ends have carrier and (IPv6) their multicast route: sending before the
+  // kernel has processed the carrier change fails with ENETUNREACH.
+  const deadline = Date.now() + 10_000;
+  for (const [ns, dev, addrs] of [[a, aName, aAddrs], [b, bName, bAddrs]] as const) {
+    const v6 = addrs.some((addr) => addr.includes(":"));
+    while (
+      !ns.exec("-o", "link", "show", "dev", dev).includes("LOWER_UP") ||
+      (v6 && !ns.exec("-6", "route", "show", "table", "local", "dev", dev).includes("ff00::/8"))
+    ) {
+      if (Date.now() > deadline) throw new Error(`${dev} in ${ns.name} did not come up`);
+    }
+  }
 }
 
 /** A frame seen by the sniffer. */

@@ -197,6 +197,8 @@ export class MulticastChannel implements NetworkChannel {
           `cannot bind ${config.multicastAddress} port ${config.multicastPort}: ${e.code}${
             e.errno === ERRNO.EADDRINUSE
               ? " (another process holds it: run joold with reuseaddr, or stop the other daemon)"
+              : e.errno === ERRNO.EINVAL && family === 6 && config.inInterface === undefined
+              ? " (a link-local or interface-local group needs the in interface: set --net.dev.in)"
               : ""
           }`,
           { cause: error },

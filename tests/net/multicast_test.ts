@@ -205,6 +205,17 @@ Deno.test({
           ),
         /"multicast port" \(--net\.mcast\.port\): cannot resolve ff08::db8:64:64 port "no-such-service"/,
       );
+      assert.throws(
+        () =>
+          a.enter(() =>
+            MulticastChannel.open(reactor, {
+              ...V6,
+              multicastAddress: "ff02::db8:64:64",
+              inInterface: undefined,
+            })
+          ),
+        /cannot bind ff02::db8:64:64 port 6464: EINVAL \(a link-local or interface-local group needs the in interface: set --net\.dev\.in\)/,
+      );
     });
   },
 });
