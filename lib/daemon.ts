@@ -32,6 +32,20 @@ export interface DaemonParts {
   readonly debug?: boolean;
 }
 
+/** Most kinds of events the rate limiter remembers. */
+const MAX_KINDS = 64;
+
+/**
+ * The rate limiter's kind of a kernel error: the request and errno for a refusal, the error's
+ * class and the message up to its first colon otherwise (messages carry varying details).
+ */
+function kernelErrorKind(error: Error): string {
+  const e = error as Error & { op?: unknown; errno?: unknown };
+  return typeof e.op === "string" && typeof e.errno === "number"
+    ? `kernel:${e.op}:${e.errno}`
+    : `kernel:${error.name}:${error.message.split(":", 1)[0]}`;
+}
+
 /** Logs a kind of event at most once per interval, counting what it held back. */
 class RateLimitedLog {
   #last = new Map<string, { at: number; suppressed: number }>();
@@ -49,6 +63,11 @@ class RateLimitedLog {
       return;
     }
     const held = entry?.suppressed ?? 0;
+    if (entry === undefined && this.#last.size >= MAX_KINDS) {
+      // Bounded memory whatever the kinds: forget the oldest kind.
+      this.#last.delete(this.#last.keys().next().value!);
+    }
+    this.#last.delete(kind); // re-insert: the Map's order is the last report's order
     this.#last.set(kind, { at: t, suppressed: 0 });
     this.emit(held > 0 ? `${message} (and ${held} more like it since the last report)` : message);
   }
@@ -79,7 +98,7 @@ export class Daemon {
     kernel.onBatch((payload) => this.#fromKernel(payload));
     kernel.onError((error) => {
       this.#parts.counters.kernelErrors++;
-      this.#warn.log(`kernel:${error.message}`, error.message);
+      this.#warn.log(kernelErrorKind(error), error.message);
     });
     network?.onDatagram((payload) => this.#fromNetwork(payload));
     log.debug("daemon started");

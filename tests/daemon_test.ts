@@ -166,3 +166,13 @@ Deno.test("kernel errors are counted and reported once per kind per interval", (
   assert.equal(t.counters.kernelErrors, 5n);
   assert.equal(t.lines.length, 1);
 });
+
+Deno.test("kernel errors that differ only in details are one kind for the rate limiter", () => {
+  const t = setup();
+  for (let i = 0; i < 100; i++) {
+    t.kernel.errorHandler(new Error(`malformed netlink datagram: length ${i} at offset ${i * 4}`));
+  }
+  t.kernel.errorHandler(new Error("malformed Jool message: too short"));
+  assert.equal(t.counters.kernelErrors, 101n);
+  assert.equal(t.lines.length, 2);
+});
