@@ -626,9 +626,12 @@ export class NetlinkKernelChannel implements KernelChannel {
     // ACK first, then forward: the kernel builds its next batch while the datagram goes out, so
     // the multicast send is off the kernel's critical path (BENCHMARKS.md). The payload is a view
     // of the receive buffer, which sending the ACK does not touch; the C daemon sends, then ACKs.
-    this.ack();
-    this.ackLatency.record((performance.now() - readAt) * 1000);
-    if (payload !== null) this.#onBatch(payload);
+    try {
+      this.ack();
+      this.ackLatency.record((performance.now() - readAt) * 1000);
+    } finally {
+      if (payload !== null) this.#onBatch(payload); // forwarded even when the ACK failed
+    }
   }
 
   #observeVersion(packed: number): void {
