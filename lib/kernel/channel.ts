@@ -57,6 +57,7 @@ import {
   unpackVersion,
 } from "../jool/version.ts";
 import type { Reactor } from "../reactor.ts";
+import { JOOLNLHDR_FLAGS_ERROR } from "../jool/header.ts";
 import { JoolNotLoadedError, KernelError } from "./error.ts";
 import { LatencyHistogram } from "./latency.ts";
 
@@ -177,6 +178,9 @@ export class NetlinkKernelChannel implements KernelChannel {
   /** The request each recent sequence number was, to name it in error replies (a ring). */
   readonly #ops: string[] = new Array<string>(OPS_RING).fill("request");
   readonly #buffer = new Uint8Array(65536);
+  readonly #view = new DataView(this.#buffer.buffer);
+  /** Our instance name as the joolnlhdr carries it: 16 bytes, NUL padded. */
+  readonly #iname: Uint8Array;
   #onBatch: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
   #onAdvertiseDone: (() => void) | null = null;
@@ -194,6 +198,8 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#fd = fd;
     this.#reactor = reactor;
     this.#instance = options.instance;
+    this.#iname = new Uint8Array(16);
+    this.#iname.set(new TextEncoder().encode(options.instance).subarray(0, 15));
     this.#peer = sockaddrNl(options.peerPortId ?? 0);
     const fromSys = options.moduleVersion === undefined ? readModuleVersion() : undefined;
     this.#version = options.moduleVersion ?? fromSys ?? FALLBACK_VERSION;
@@ -546,6 +552,7 @@ export class NetlinkKernelChannel implements KernelChannel {
       }
       if (n < 0) throw new SystemError("recv(netlink)", -n);
       const readAt = performance.now();
+      if (this.#fastBatch(n, readAt)) continue;
       let messages: Message[];
       try {
         messages = parseMessages(this.#buffer.subarray(0, n));
@@ -622,6 +629,47 @@ export class NetlinkKernelChannel implements KernelChannel {
         new Error(`malformed session batch: ${(error as Error).message}`),
       );
     }
+    this.#handleBatch(payload, readAt);
+  }
+
+  /**
+   * The hot path: a datagram that is exactly one session batch as the kernel multicasts it (one
+   * message, seq 0, cmd 0, no error flag, SESSION_ENTRIES as its first attribute) is recognized
+   * with a few fixed-offset reads and an instance-name compare, without decoding objects. Anything
+   * else returns false and takes the general path.
+   *
+   * @param n the datagram's length in the receive buffer
+   * @param readAt when it was read
+   * @returns true when the datagram was handled
+   */
+  #fastBatch(n: number, readAt: number): boolean {
+    const b = this.#buffer;
+    const v = this.#view;
+    // nlmsghdr 16 + genlmsghdr 4 + joolnlhdr 28 + nlattr 4
+    if (n < 52) return false;
+    const length = v.getUint32(0, true);
+    if ((length !== n && align4(length) !== n) || length < 52) return false;
+    if (v.getUint16(4, true) !== this.family.id || v.getUint32(8, true) !== 0 || b[16] !== 0) {
+      return false;
+    }
+    if (b[20] !== 0x6a || b[21] !== 0x6f || b[22] !== 0x6f || b[23] !== 0x6c) return false; // "jool"
+    if ((b[29] & JOOLNLHDR_FLAGS_ERROR) !== 0) return false;
+    const attrLength = v.getUint16(48, true);
+    if ((v.getUint16(50, true) & 0x3fff) !== JNLAR_SESSION_ENTRIES) return false;
+    if (attrLength < 4 || 48 + attrLength > length) return false;
+    const name = this.#iname;
+    for (let i = 0; i < 16; i++) {
+      if (b[32 + i] !== name[i]) {
+        this.counters.otherInstances++;
+        return true;
+      }
+    }
+    this.#observeVersion(v.getUint32(24, false));
+    this.#handleBatch(b.subarray(52, 48 + attrLength), readAt);
+    return true;
+  }
+
+  #handleBatch(payload: Uint8Array | null, readAt: number): void {
     this.counters.batches++;
     // ACK first, then forward: the kernel builds its next batch while the datagram goes out, so
     // the multicast send is off the kernel's critical path (BENCHMARKS.md). The payload is a view
