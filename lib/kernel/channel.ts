@@ -291,7 +291,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     if (alive) {
       syncEnabled = await this.#readSyncEnabled(timeout);
       if (syncEnabled === false && enableSync) {
-        await this.#requestOk(
+        await this.#jool(
           this.#commands.GLOBAL_UPDATE,
           ssEnabledAttribute(true),
           "GLOBAL_UPDATE ss-enabled",
@@ -491,15 +491,6 @@ export class NetlinkKernelChannel implements KernelChannel {
       throw new KernelError(op, report.code, report.message, this.#instance);
     }
     return jm;
-  }
-
-  async #requestOk(
-    cmd: number,
-    attributes: Uint8Array,
-    op: string,
-    timeoutMs: number,
-  ): Promise<void> {
-    await this.#jool(cmd, attributes, op, timeoutMs);
   }
 
   async #instanceAlive(timeoutMs: number): Promise<boolean> {
