@@ -5,15 +5,12 @@
 // reaches 244-366 sessions/s in the lab with one session per batch). Needs root.
 //   deno task bench
 import { waitReadableAsync } from "../ffi/libc.ts";
-import { Daemon } from "../lib/daemon.ts";
-import { COMMANDS_4_1, parseVersion, sessionFormatFor } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
+import type { NetConfig } from "../lib/config/types.ts";
+import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { formatLatency } from "../lib/kernel/latency.ts";
-import { silentLogger } from "../lib/log.ts";
 import { MulticastChannel } from "../lib/net/multicast.ts";
 import { Reactor } from "../lib/reactor.ts";
-import { createCounters } from "../lib/stats/counters.ts";
-import { FakeKernel } from "../tests/_fake_kernel.ts";
+import { node } from "../tests/_daemon_node.ts";
 import { fixture } from "../tests/_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "../tests/_netns.ts";
 
@@ -24,17 +21,7 @@ if (unavailable === null) {
   veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
   const reactor = new Reactor();
   const running = reactor.run();
-  const kernel = a.enter(() => new FakeKernel("4.1.13"));
-  let server = kernel.start();
-  const { channel } = await a.enter(() =>
-    NetlinkKernelChannel.open(reactor, {
-      instance: "default",
-      protocol: NETLINK_USERSOCK,
-      peerPortId: kernel.portId,
-      moduleVersion: parseVersion("4.1.13"),
-    })
-  );
-  const net = {
+  const net: NetConfig = {
     multicastAddress: "ff08::db8:64:64",
     multicastPort: "6464",
     inInterface: "sync0",
@@ -42,17 +29,10 @@ if (unavailable === null) {
     ttl: 1,
     reuseAddress: true,
   };
-  server.stop(); // from here on the bench loop answers for the kernel
-  server = { stop() {} };
-  const network = a.enter(() => MulticastChannel.open(reactor, net));
+  const daemon = await node(a, reactor, net, "4.1.13");
+  daemon.stopServing(); // from here on the bench loop answers for the kernel
   const peer = b.enter(() => MulticastChannel.open(reactor, net));
-  new Daemon({
-    kernel: channel,
-    network,
-    counters: createCounters(),
-    log: silentLogger,
-    localFormat: sessionFormatFor(parseVersion("4.1.13")),
-  }).start();
+  const { kernel, channel } = daemon;
   const one = fixture("4.1.13", "d-udp-payload-1session");
   const acks = () => kernel.requests(COMMANDS_4_1.JOOLD_ACK).length;
 
@@ -74,12 +54,9 @@ if (unavailable === null) {
   globalThis.addEventListener("unload", () => {
     console.error(`kernel->ACK latency: ${formatLatency(channel.ackLatency.summary())}`);
     peer.close();
-    network.close();
-    channel.close();
+    daemon.close();
     reactor.stop();
     void running;
-    server.stop();
-    kernel.close();
     a.dispose();
     b.dispose();
   });

@@ -16,57 +16,16 @@ import {
 import { sockaddrIn6 } from "../ffi/sockaddr.ts";
 import { parseIPv6 } from "../lib/config/address.ts";
 import type { NetConfig } from "../lib/config/types.ts";
-import { Daemon } from "../lib/daemon.ts";
 import { batchPayload } from "../lib/jool/message.ts";
-import { COMMANDS_4_1, parseVersion, sessionFormatFor } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
-import { silentLogger } from "../lib/log.ts";
-import { MulticastChannel } from "../lib/net/multicast.ts";
+import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { Reactor } from "../lib/reactor.ts";
-import { createCounters } from "../lib/stats/counters.ts";
-import { FakeKernel } from "./_fake_kernel.ts";
+import { node } from "./_daemon_node.ts";
 import { fixture } from "./_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "./_netns.ts";
 import { waitFor } from "./_udp.ts";
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? ` (skipped: ${unavailable})` : "";
-
-async function node(ns: Netns, reactor: Reactor, net: NetConfig, recording: "4.1.9" | "4.1.13") {
-  // Sockets belong to the namespace they are created in: create them inside `enter` (the kernel
-  // channel's socket is created synchronously, before open() first awaits).
-  const kernel = ns.enter(() => new FakeKernel(recording));
-  const server = kernel.start();
-  const { channel } = await ns.enter(() =>
-    NetlinkKernelChannel.open(reactor, {
-      instance: "default",
-      protocol: NETLINK_USERSOCK,
-      peerPortId: kernel.portId,
-      moduleVersion: parseVersion(recording),
-    })
-  );
-  const network = ns.enter(() => MulticastChannel.open(reactor, net));
-  const counters = createCounters();
-  new Daemon({
-    kernel: channel,
-    network,
-    counters,
-    log: silentLogger,
-    localFormat: sessionFormatFor(parseVersion(recording)),
-  }).start();
-  return {
-    kernel,
-    channel,
-    network,
-    counters,
-    close() {
-      network.close();
-      channel.close();
-      server.stop();
-      kernel.close();
-    },
-  };
-}
 
 for (
   const [family, recording] of [["IPv6", "4.1.13"], ["IPv4", "4.1.9"]] as const
