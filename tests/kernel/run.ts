@@ -47,6 +47,9 @@ const { values } = parseArgs({
     "bench-count": { type: "string" },
     "bench-rates": { type: "string" },
     "bench-reps": { type: "string" },
+    "bench-interop": { type: "string" },
+    "bench-idle": { type: "string" },
+    "bench-kinds": { type: "string" },
   },
 });
 const demo = values.demo === true;
@@ -60,10 +63,22 @@ const benchArgs = [
   ["bench-count", "joold.bench_count"],
   ["bench-rates", "joold.bench_rates"],
   ["bench-reps", "joold.bench_reps"],
+  ["bench-interop", "joold.bench_interop"],
+  ["bench-idle", "joold.bench_idle"],
+  ["bench-kinds", "joold.bench_kinds"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];
   return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
 });
+/** A generous time limit for guest/bench.sh: about 2 minutes per step under TCG (each takes ~1). */
+function benchLimitS(): number {
+  const rates = (values["bench-rates"] ?? "200,400,800,1600,3200").split(/[, ]+/).length;
+  const kinds = (values["bench-kinds"] ?? "c,ours").split(/[, ]+/).length;
+  const reps = Number(values["bench-reps"] ?? 2);
+  const interop = Number(values["bench-interop"] ?? 400) > 0 ? 2 * reps : 0;
+  const idleS = Number(values["bench-idle"] ?? 30);
+  return 300 + (kinds * rates * reps + interop) * 120 + (idleS > 0 ? kinds * (idleS + 120) : 0);
+}
 /** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
 const buildOnly = values["build-only"] === true;
 const flavours = values.flavour
@@ -243,7 +258,7 @@ interface Outcome {
 
 async function boot(flavour: Flavour, image: string, denoShare: string): Promise<Outcome[]> {
   const results = Deno.makeTempDirSync({ prefix: `joold-lab-${flavour}-` });
-  const limitS = bench ? 2700 : 180 + scenarios.length * 150;
+  const limitS = bench ? benchLimitS() : 180 + scenarios.length * 150;
   progress(
     `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
   );

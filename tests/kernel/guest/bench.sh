@@ -1,14 +1,24 @@
 #!/bin/bash
 # Lab benchmark (deno task lab:bench): lossless session-sync rate of our daemon against Jool's C
-# daemon, on the same kernel, same boot, alternating. Each step: fresh topology, daemons of one kind
-# on both translators, COUNT new UDP sessions at RATE/s through J, let the queue settle, then count
-# J's and K's sessions and read the kernel's joold counters. Prints "BENCH ..." lines.
+# daemon, on the same kernel, same boot, alternating. Each step: fresh topology, daemons on both
+# translators, COUNT new UDP sessions at RATE/s through J, let the queue settle, then count J's and
+# K's sessions and read the kernel's joold counters. J's netlink traffic is captured on an nlmon
+# device during the step, and guest/acklat.ts measures from it the kernel->ACK latency of whichever
+# daemon runs there (the same yardstick for both). Then interop steps (ours -> C, C -> ours) at a
+# fixed rate, and each kind's idle CPU. Prints "BENCH ..." lines.
 # The kernel's own batching (ss-flush-deadline 2000 ms) is part of what the benchmark measures.
 JOOLD_LAB_FLUSH_DEADLINE_MS=2000 LIB_ONLY=1 source /mnt/project/tests/kernel/guest/scenarios.sh
 cmdline() { sed -n "s/.*joold\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; } # set by run.ts --bench-*
 COUNT=$(cmdline bench_count); COUNT=${COUNT:-2000}
 RATES=$(cmdline bench_rates | tr , ' '); RATES=${RATES:-200 400 800 1600 3200}
 REPS=$(cmdline bench_reps); REPS=${REPS:-2}
+INTEROP_RATE=$(cmdline bench_interop); INTEROP_RATE=${INTEROP_RATE:-400} # 0: no interop steps
+IDLE_S=$(cmdline bench_idle); IDLE_S=${IDLE_S:-30}                        # 0: no idle steps
+# Daemon kinds compared: c, ours, and variants of ours for diagnosis: ours-gctrace (V8 logs its
+# garbage collections), ours-st (V8 without its background threads: --single-threaded).
+KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
+# The Generic Netlink family id of Jool (families are global: any namespace sees the same id).
+FAMILY=$(( $(genl ctrl get name Jool 2>/dev/null | sed -n 's/.*ID: \(0x[0-9a-fA-F]*\).*/\1/p' | head -1) + 0 ))
 
 settle() { # waits until K's UDP table holds J's count, or stops growing for 3 s (> ss-flush-deadline)
   local j k last=-1 still=0 end=$((SECONDS + 120))
@@ -39,43 +49,134 @@ jstat() { # ns name
 }
 
 ack_latency() { # kind: ours logs its kernel->ACK latency when it stops; J's is the one that matters
-  [ "$1" = ours ] || return 0
+  [ "${1%%-*}" = ours ] || return 0
   stop_daemon ours J
   local line
   line=$(sed -n 's/^joold: info: kernel->ACK latency: //p' /tmp/ours-J.log | tail -1)
-  [ -n "$line" ] && echo " J_ack_latency=[$line]"
+  [ -n "$line" ] && echo " J_ack_latency_own=[$line]"
 }
 
-step() { # kind rate rep
-  local kind=$1 rate=$2 rep=$3
+capture_start() { # ns: records the namespace's netlink traffic (nlmon) until capture_stop
+  CAPTURE_PID=
+  [ "$FAMILY" -gt 0 ] || return 0
+  in_ns "$1" ip link add nlmon0 type nlmon 2>/dev/null && in_ns "$1" ip link set nlmon0 up || return 0
+  rm -f "/tmp/nl-$1.pcap"
+  in_ns "$1" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$1.pcap" >"/tmp/tcpdump-$1.log" 2>&1 &
+  CAPTURE_PID=$!
+  wait_for 30 "tcpdump on $1's nlmon0" grep -q "listening on" "/tmp/tcpdump-$1.log" || CAPTURE_PID=
+}
+
+capture_stop() { # ns name -> " J_nl_ack=[...]" (nothing when there is no capture)
+  [ -n "$CAPTURE_PID" ] || return 0
+  kill -INT "$CAPTURE_PID" 2>/dev/null
+  wait "$CAPTURE_PID" 2>/dev/null
+  mkdir -p /mnt/results/captures && cp "/tmp/nl-$1.pcap" "/mnt/results/captures/$2.pcap"
+  local line
+  line=$(deno run --quiet --no-prompt --allow-read "$PROJECT/tests/kernel/guest/acklat.ts" \
+    "/tmp/nl-$1.pcap" "$FAMILY" "$JOOL_VERSION" 2>&1 | tail -1)
+  echo " $1_nl_ack=[$line]"
+}
+
+cpu_ticks() { # pids... -> their user+system CPU time in clock ticks, summed
+  local pid total=0 t
+  for pid in "$@"; do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+quiesce() { # pids...: waits (at most 60 s) until they used no CPU for a second: start-up is over
+  local end=$((SECONDS + 60)) prev now
+  prev=$(cpu_ticks "$@")
+  while [ $SECONDS -lt $end ]; do
+    sleep 1
+    now=$(cpu_ticks "$@")
+    [ "$now" = "$prev" ] && return 0
+    prev=$now
+  done
+}
+
+start() { # kind ns
+  case $1 in
+    c) c_daemon "$2" ;;
+    ours) ours "$2" ;;
+    ours-gctrace) OURS_DENO_FLAGS=--v8-flags=--trace-gc ours "$2" ;;
+    ours-st) OURS_DENO_FLAGS=--v8-flags=--single-threaded ours "$2" ;;
+    *) echo "unknown daemon kind $1" >&2; return 1 ;;
+  esac
+}
+
+step() { # kindJ kindK rate rep
+  local kindJ=$1 kindK=$2 rate=$3 rep=$4 kind=$1
+  [ "$kindJ" = "$kindK" ] || kind="$kindJ-to-$kindK"
   setup 6
+  rm -f /tmp/ours-J.log /tmp/ours-K.log
   if [ "$REV" -ge 12 ]; then
     for ns in J K; do in_ns "$ns" jool global update ss-max-sessions-per-packet 1; done
   fi
-  if [ "$kind" = ours ]; then ours J && ours K; else c_daemon J && c_daemon K; fi || {
+  start "$kindJ" J && start "$kindK" K || {
     echo "BENCH kind=$kind rate=$rate rep=$rep error=daemons-did-not-start"
+    teardown >/dev/null 2>&1
     return
   }
-  local gen
+  local pidJ pidK
+  pidJ=$(cat "/tmp/daemon-${kindJ%%-*}-J.pid"); pidK=$(cat "/tmp/daemon-${kindK%%-*}-K.pid")
+  # A daemon has just started (ours: seconds of JIT and GC under emulation): measure it settled,
+  # as it is when a failover comes.
+  quiesce "$pidJ" "$pidK"
+  capture_start J
+  local gen ticks0
+  ticks0=$(cpu_ticks "$pidJ")
   gen=$(in_ns n6 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
     "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 10000 "$COUNT" "$rate")
   settle
-  local j k pidJ pidK
+  local step_ms j k nl
+  step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / $(getconf CLK_TCK) ))
+  nl=$(capture_stop J "$kind-$rate-$rep")
   j=$(table J udp | grep -c .); k=$(table K udp | grep -c .)
-  pidJ=$(cat "/tmp/daemon-$kind-J.pid"); pidK=$(cat "/tmp/daemon-$kind-K.pid")
   echo "BENCH kind=$kind rate=$rate rep=$rep created=$j synced=$k loss=$(( (j - k) * 1000 / (j > 0 ? j : 1) ))permille" \
-    "J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
+    "J_step_cpu_ms=$step_ms J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
     "sss_sent=$(jstat J JSTAT_JOOLD_SSS_SENT) sss_rcvd=$(jstat K JSTAT_JOOLD_SSS_RCVD)" \
     "enospc=$(jstat J JSTAT_JOOLD_SSS_ENOSPC) acks=$(jstat J JSTAT_JOOLD_ACKS)" \
-    "loadgen=[$gen]$(ack_latency "$kind")"
+    "loadgen=[$gen]$nl$(ack_latency "$kindJ")"
+  cp /tmp/ours-J.log "/mnt/results/captures/$kind-$rate-$rep.J.log" 2>/dev/null
   teardown >/dev/null 2>&1
 }
 
-log "benchmark: Jool $JOOL_VERSION, $COUNT sessions per step, rates $RATES, $REPS repetitions"
+idle() { # kind: CPU a daemon uses with nothing to sync, after its start-up
+  local kind=$1
+  setup 6
+  start "$kind" J && start "$kind" K || {
+    echo "BENCH idle kind=$kind error=daemons-did-not-start"
+    teardown >/dev/null 2>&1
+    return
+  }
+  local pid before after
+  pid=$(cat "/tmp/daemon-${kind%%-*}-J.pid")
+  quiesce "$pid" # start-up work (JIT, GC, the first advertise) is not idle time
+  before=$(proc_stat "$pid")
+  sleep "$IDLE_S"
+  after=$(proc_stat "$pid")
+  echo "BENCH idle kind=$kind seconds=$IDLE_S J_cpu_ms=$(awk -v a="${before% *}" -v b="${after% *}" \
+    'BEGIN { printf "%.0f", (b - a) * 1000 }') J_rss_kib=${after#* }"
+  teardown >/dev/null 2>&1
+}
+
+log "benchmark: Jool $JOOL_VERSION, $COUNT sessions per step, rates $RATES, $REPS repetitions," \
+  "interop at ${INTEROP_RATE}/s, idle ${IDLE_S}s, kinds $KINDS, Jool family id $FAMILY"
 for rate in $RATES; do
   for rep in $(seq "$REPS"); do
-    step c "$rate" "$rep"
-    step ours "$rate" "$rep"
+    for kind in $KINDS; do step "$kind" "$kind" "$rate" "$rep"; done
   done
 done
+if [ "$INTEROP_RATE" -gt 0 ]; then
+  for rep in $(seq "$REPS"); do
+    step ours c "$INTEROP_RATE" "$rep"
+    step c ours "$INTEROP_RATE" "$rep"
+  done
+fi
+if [ "$IDLE_S" -gt 0 ]; then
+  for kind in $KINDS; do idle "$kind"; done
+fi
 result bench PASS

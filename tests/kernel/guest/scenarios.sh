@@ -127,7 +127,8 @@ ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon
   # A restarted daemon appends to the same log: wait for a new "ready", not the old one.
   local readies; readies=$(ready_count "/tmp/ours-$ns.log")
   # `ip netns exec` execs deno: $! is the daemon itself, so signals reach it.
-  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" \
+  # shellcheck disable=SC2086 # OURS_DENO_FLAGS: extra flags of a benchmark variant, word-split
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${OURS_DENO_FLAGS:-} \
     "$PROJECT/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
   echo $! >"/tmp/daemon-ours-$ns.pid"
   wait_for 90 "our daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
