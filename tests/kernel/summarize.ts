@@ -39,7 +39,7 @@ for (const line of text.split("\n")) {
     kind: fields.match(/kind=(\S+)/)![1],
     rate: get(/rate=(\d+)/),
     loss: get(/loss=(-?\d+)permille/),
-    reached: get(/: (\d+)\/s\]/),
+    reached: get(/loadgen=\[[^\]]*: (\d+)\/s/),
     p50: get(/_nl_ack=\[[^\]]*p50=(\d+)us/),
     p99: get(/_nl_ack=\[[^\]]*p99=(\d+)us/),
     max: get(/_nl_ack=\[[^\]]*max=(\d+)us/),
