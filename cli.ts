@@ -29,7 +29,7 @@ import { granted } from "./ffi/libc.ts";
 import { advertiseWorks, formatVersion, sessionFormatFor } from "./lib/jool/version.ts";
 import { formatLatency } from "./lib/kernel/latency.ts";
 import { MulticastChannel } from "./lib/net/multicast.ts";
-import { Reactor } from "./lib/reactor.ts";
+import { LINGER_MS, Reactor } from "./lib/reactor.ts";
 import { createCounters } from "./lib/stats/counters.ts";
 import { StatsServer } from "./lib/stats/server.ts";
 
@@ -63,6 +63,19 @@ function testKernelPeer(): { protocol: number; peerPortId: number } | Record<nev
 }
 
 /**
+ * The reactor's synchronous linger: {@linkcode LINGER_MS}, or, as a benchmark knob,
+ * `JOOLD_LINGER_MS=<ms>` (lib/reactor.ts; 0 turns it off). Read only when `--allow-env=JOOLD_LINGER_MS` is granted, which the production
+ * permission flags never do.
+ *
+ * @returns the reactor options
+ */
+function reactorTuning(): { lingerMs: number } {
+  const name = "JOOLD_LINGER_MS";
+  const value = granted({ name: "env", variable: name }) ? Deno.env.get(name) : undefined;
+  return { lingerMs: value && /^\d+$/.test(value) ? Number(value) : LINGER_MS };
+}
+
+/**
  * Runs the daemon with a validated configuration until SIGTERM or SIGINT.
  *
  * @param config the effective configuration
@@ -70,7 +83,7 @@ function testKernelPeer(): { protocol: number; peerPortId: number } | Record<nev
  * @returns the exit code: 0 after a clean stop, 1 when startup or the loop fails
  */
 async function serve(config: Config, log: Logger): Promise<number> {
-  const reactor = new Reactor();
+  const reactor = new Reactor(reactorTuning());
   const counters = createCounters();
   const closers: (() => void)[] = [];
   let failure: unknown = null;

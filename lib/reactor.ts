@@ -4,6 +4,16 @@
  * (`nonblocking: true`); when it returns, each ready fd's handler drains its socket with synchronous
  * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
  *
+ * While traffic flows, a reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers:
+ * after a wake-up it waits up to `lingerMs` more in a SYNCHRONOUS `poll()` on the main thread, so that the next message
+ * wakes the main thread directly (one kernel wake-up, as in a C daemon) instead of through the
+ * off-thread call (two thread hand-offs, a promise and an event-loop turn: tens of microseconds of
+ * CPU per message on the host, BENCHMARKS.md). A quiet `lingerMs`, or {@linkcode BUSY_MS} without a
+ * turn of the event loop, returns to the off-thread wait: an idle daemon sleeps in the kernel, and
+ * timers, signals and promise continuations wait at most {@linkcode BUSY_MS}. In-process peers
+ * (tests, benchmarks with a fake kernel) cannot answer during a synchronous wait, so lingering is
+ * off by default.
+ *
  * @module
  */
 
@@ -20,6 +30,11 @@ import {
   POLLNVAL,
 } from "../ffi/libc.ts";
 import { SystemError } from "../ffi/errno.ts";
+
+/** How long the daemon's synchronous wait lingers for the next message after one arrived, ms. */
+export const LINGER_MS = 5;
+/** The longest stretch of synchronous waits and handlers before the event loop gets a turn, ms. */
+export const BUSY_MS = 50;
 
 /** Called when an fd is readable (or in error); it must drain the fd until EAGAIN. */
 export type ReadableHandler = () => void;
@@ -48,13 +63,20 @@ export class Reactor {
   };
   /** Wake-ups of the poll loop (for benchmarks and tests). */
   wakeups = 0;
+  /** Of those, the wake-ups of a synchronous (lingering) wait. */
+  syncWakeups = 0;
+
+  readonly #lingerMs: number;
 
   /**
    * Creates the reactor and its eventfd.
    *
+   * @param options `lingerMs`: how long a synchronous wait lingers after a message (0, the
+   *   default: always wait off-thread; the daemon uses {@linkcode LINGER_MS})
    * @throws {SystemError} when the eventfd cannot be created
    */
-  constructor() {
+  constructor(options: { lingerMs?: number } = {}) {
+    this.#lingerMs = Math.max(0, Math.floor(options.lingerMs ?? 0));
     this.#wakeFd = check("eventfd", libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   }
 
@@ -121,6 +143,8 @@ export class Reactor {
       let nfds = 0n;
       let pollfds = new Uint8Array(0);
       let view = new DataView(pollfds.buffer);
+      // While performance.now() is below this, wait synchronously (see the module comment).
+      let lingerUntil = 0;
       while (!this.#stopping) {
         // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
         if (this.#fds === null) {
@@ -133,17 +157,32 @@ export class Reactor {
             view.setInt16(8 * i + 4, POLLIN, true);
           });
         }
-        const n = await lib.poll_wait(pollfds, nfds, -1);
-        this.wakeups++;
-        if (n < 0) {
-          // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
-          const again = Number(lib.poll(pollfds, nfds, 0));
-          if (again < 0) {
+        if (performance.now() < lingerUntil) {
+          const n = Number(lib.poll(pollfds, nfds, this.#lingerMs));
+          if (n === 0) {
+            lingerUntil = 0; // quiet: back to the off-thread wait
+            continue;
+          }
+          if (n < 0) {
             const e = errno();
             if (e === 4) continue; // EINTR
             throw new SystemError("poll", e);
           }
+          this.syncWakeups++;
+        } else {
+          const n = await lib.poll_wait(pollfds, nfds, -1);
+          if (n < 0) {
+            // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
+            const again = Number(lib.poll(pollfds, nfds, 0));
+            if (again < 0) {
+              const e = errno();
+              if (e === 4) continue; // EINTR
+              throw new SystemError("poll", e);
+            }
+          }
+          if (this.#lingerMs > 0) lingerUntil = performance.now() + BUSY_MS;
         }
+        this.wakeups++;
         for (let i = 0; i < fds.length; i++) {
           const revents = view.getInt16(8 * i + 6, true);
           if (revents === 0) continue;

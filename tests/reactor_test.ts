@@ -134,3 +134,85 @@ Deno.test("Reactor reports a watched fd closed behind its back (POLLNVAL) and st
     close(b.fd);
   }
 });
+
+/**
+ * Sends `count` datagrams to 127.0.0.1:`port` from ANOTHER process (an in-process sender could not
+ * run while the reactor waits synchronously), ten at a time with a millisecond between.
+ */
+function burstFromChild(port: number, count: number): Deno.ChildProcess {
+  const libc = new URL("../ffi/libc.ts", import.meta.url).href;
+  const sockaddr = new URL("../ffi/sockaddr.ts", import.meta.url).href;
+  const code = `
+    import { AF_INET, SOCK_DGRAM, sendto, socket } from "${libc}";
+    import { sockaddrIn } from "${sockaddr}";
+    const fd = socket(AF_INET, SOCK_DGRAM, 0);
+    const to = sockaddrIn(Uint8Array.of(127, 0, 0, 1), ${port});
+    for (let i = 0; i < ${count}; i++) {
+      sendto(fd, new TextEncoder().encode("m" + i), to);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 1));
+    }`;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-prompt", code],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+}
+
+for (const lingerMs of [0, 5]) {
+  Deno.test(`Reactor with lingerMs ${lingerMs}: every datagram of a steady flow, and the event loop keeps running`, async () => {
+    const a = loopbackSocket();
+    const reactor = new Reactor({ lingerMs });
+    const buffer = new Uint8Array(64);
+    const count = 600;
+    let got = 0;
+    reactor.add(a.fd, () => {
+      while (recv(a.fd, buffer) >= 0) got++;
+    });
+    // A timer that must keep firing while datagrams flow: a lingering reactor yields to the
+    // event loop at least every BUSY_MS.
+    let ticks = 0;
+    let ticksDuringFlow = 0;
+    const timer = setInterval(() => {
+      ticks++;
+      if (got > 0 && got < count) ticksDuringFlow++;
+    }, 5);
+    const done = reactor.run();
+    const child = burstFromChild(a.port, count);
+    try {
+      assert.equal((await child.status).code, 0);
+      await waitFor(() => got === count, `${count} datagrams (got ${got})`);
+      assert.ok(ticksDuringFlow >= 2, `the timer fired ${ticksDuringFlow} times during the flow`);
+      if (lingerMs === 0) assert.equal(reactor.syncWakeups, 0);
+      else {
+        // Datagrams 1 ms apart: most arrive while the reactor lingers in a synchronous wait.
+        assert.ok(reactor.syncWakeups > 0, `${reactor.syncWakeups} synchronous wake-ups`);
+      }
+      // Quiet again: the loop is back in the off-thread wait, so stop() ends it promptly.
+      const quietSince = ticks;
+      await waitFor(() => ticks > quietSince + 2, "timer ticks after the flow");
+    } finally {
+      clearInterval(timer);
+      reactor.stop();
+      await done;
+      close(a.fd);
+    }
+  });
+}
+
+Deno.test("Reactor with lingerMs: stop() from a handler ends the run during a flow", async () => {
+  const a = loopbackSocket();
+  const reactor = new Reactor({ lingerMs: 5 });
+  let got = 0;
+  reactor.add(a.fd, () => {
+    while (recv(a.fd, new Uint8Array(64)) >= 0) {
+      if (++got === 50) reactor.stop();
+    }
+  });
+  const done = reactor.run();
+  const child = burstFromChild(a.port, 400);
+  await done; // resolves although datagrams keep coming
+  assert.equal(reactor.running, false);
+  assert.ok(got >= 50, `stopped after ${got}`);
+  await child.status;
+  close(a.fd);
+});

@@ -15,7 +15,8 @@ REPS=$(cmdline bench_reps); REPS=${REPS:-2}
 INTEROP_RATE=$(cmdline bench_interop); INTEROP_RATE=${INTEROP_RATE:-400} # 0: no interop steps
 IDLE_S=$(cmdline bench_idle); IDLE_S=${IDLE_S:-30}                        # 0: no idle steps
 # Daemon kinds compared: c, ours, and variants of ours for diagnosis: ours-gctrace (V8 logs its
-# garbage collections), ours-st (V8 without its background threads: --single-threaded).
+# garbage collections), ours-st (V8 without its background threads: --single-threaded),
+# ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # The Generic Netlink family id of Jool (families are global: any namespace sees the same id).
 FAMILY=$(( $(genl ctrl get name Jool 2>/dev/null | sed -n 's/.*ID: \(0x[0-9a-fA-F]*\).*/\1/p' | head -1) + 0 ))
@@ -103,6 +104,7 @@ start() { # kind ns
     ours) ours "$2" ;;
     ours-gctrace) OURS_DENO_FLAGS=--v8-flags=--trace-gc ours "$2" ;;
     ours-st) OURS_DENO_FLAGS=--v8-flags=--single-threaded ours "$2" ;;
+    ours-nolinger) JOOLD_LINGER_MS=0 OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
   esac
 }
