@@ -29,11 +29,9 @@ import type { ErrorHandler, KernelChannel, PayloadHandler } from "../channel.ts"
 import { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "../genetlink/controller.ts";
 import { align4, NLA_F_NESTED } from "../netlink/attribute.ts";
 import {
-  encodeMessage,
   type Message,
   NLMSG_DONE,
   NLMSG_ERROR,
-  NLMSG_NOOP,
   parseErrorMessage,
   parseMessages,
 } from "../netlink/message.ts";
@@ -48,7 +46,6 @@ import {
   JNLAR_SESSION_ENTRIES,
   type JoolMessage,
   joolRequest,
-  sessionEntriesAttribute,
   ssEnabledAttribute,
 } from "../jool/message.ts";
 import {
@@ -76,11 +73,6 @@ export const SOL_NETLINK = 270;
 export const NETLINK_ADD_MEMBERSHIP = 1;
 /** linux/netlink.h: extended ack (readable error messages). */
 export const NETLINK_EXT_ACK = 11;
-
-/** The batch recognizer's verdict: not a plain kernel batch. */
-const NOT_PLAIN = -1;
-/** The batch recognizer's verdict: a plain batch of another instance. */
-const OTHER_INSTANCE = -2;
 
 /** Where the module reports its version. */
 export const MODULE_VERSION_FILE = "/sys/module/jool/version";
@@ -254,7 +246,6 @@ export class NetlinkKernelChannel implements KernelChannel {
       }
       const channel = new NetlinkKernelChannel(fd, reactor, options);
       const status = await channel.#startup(options, enableSync);
-      channel.#warmUp();
       return { channel, status };
     } catch (error) {
       close(fd);
@@ -643,74 +634,30 @@ export class NetlinkKernelChannel implements KernelChannel {
    * @returns true when the datagram was handled
    */
   #fastBatch(n: number, readAt: number): boolean {
-    const end = this.#plainBatch(this.#buffer, this.#view, n);
-    if (end === NOT_PLAIN) return false;
-    if (end === OTHER_INSTANCE) {
-      this.counters.otherInstances++;
-      return true;
-    }
-    this.#observeVersion(this.#view.getUint32(24, false));
-    this.#handleBatch(this.#buffer.subarray(52, end), readAt);
-    return true;
-  }
-
-  /**
-   * Recognizes a plain kernel batch (see {@linkcode NetlinkKernelChannel.#fastBatch}); no side
-   * effects, so start-up can run it on a synthetic batch to get it compiled.
-   *
-   * @returns the payload's end offset, {@linkcode NOT_PLAIN} or {@linkcode OTHER_INSTANCE}
-   */
-  #plainBatch(b: Uint8Array, v: DataView, n: number): number {
+    const b = this.#buffer;
+    const v = this.#view;
     // nlmsghdr 16 + genlmsghdr 4 + joolnlhdr 28 + nlattr 4
-    if (n < 52) return NOT_PLAIN;
+    if (n < 52) return false;
     const length = v.getUint32(0, true);
-    if ((length !== n && align4(length) !== n) || length < 52) return NOT_PLAIN;
+    if ((length !== n && align4(length) !== n) || length < 52) return false;
     if (v.getUint16(4, true) !== this.family.id || v.getUint32(8, true) !== 0 || b[16] !== 0) {
-      return NOT_PLAIN;
+      return false;
     }
-    if (b[20] !== 0x6a || b[21] !== 0x6f || b[22] !== 0x6f || b[23] !== 0x6c) return NOT_PLAIN; // "jool"
-    if ((b[29] & JOOLNLHDR_FLAGS_ERROR) !== 0) return NOT_PLAIN;
+    if (b[20] !== 0x6a || b[21] !== 0x6f || b[22] !== 0x6f || b[23] !== 0x6c) return false; // "jool"
+    if ((b[29] & JOOLNLHDR_FLAGS_ERROR) !== 0) return false;
     const attrLength = v.getUint16(48, true);
-    if ((v.getUint16(50, true) & 0x3fff) !== JNLAR_SESSION_ENTRIES) return NOT_PLAIN;
-    if (attrLength < 4 || 48 + attrLength > length) return NOT_PLAIN;
+    if ((v.getUint16(50, true) & 0x3fff) !== JNLAR_SESSION_ENTRIES) return false;
+    if (attrLength < 4 || 48 + attrLength > length) return false;
     const name = this.#iname;
     for (let i = 0; i < 16; i++) {
-      if (b[32 + i] !== name[i]) return OTHER_INSTANCE;
+      if (b[32 + i] !== name[i]) {
+        this.counters.otherInstances++;
+        return true;
+      }
     }
-    return 48 + attrLength;
-  }
-
-  /**
-   * Start-up warm-up, so that the FIRST batch is not the one that pays for lazy work (measured in
-   * the lab under emulation: the first JOOLD_ACK took 86-90 ms where the next took well under 1 ms,
-   * and on Jool 4.1.9 sessions arriving meanwhile are lost): builds the JOOLD_ACK and JOOLD_ADD
-   * templates, runs the batch recognizer on a synthetic batch until V8 has compiled it, and sends
-   * the kernel one NLMSG_NOOP (netlink skips it without a reply) through the same `sendto` the ACK
-   * uses.
-   */
-  #warmUp(): void {
-    this.#ackMessage ??= this.#build(this.#commands.JOOLD_ACK, new Uint8Array());
-    this.#addHead ??= this.#build(this.#commands.JOOLD_ADD, new Uint8Array());
-    const batch = joolRequest(
-      {
-        familyId: this.family.id,
-        version: packVersion(this.#version),
-        iname: this.#instance,
-        seq: 0,
-        pid: 0,
-      },
-      0,
-      sessionEntriesAttribute(new Uint8Array(36)),
-    );
-    const view = new DataView(batch.buffer);
-    let sum = 0;
-    for (let i = 0; i < 2000; i++) sum += this.#plainBatch(batch, view, batch.length);
-    if (sum === 0) return; // keeps the loop from being optimized away
-    const noop = encodeMessage(
-      { type: NLMSG_NOOP, flags: 0, seq: 0, pid: this.portId },
-      new Uint8Array(),
-    );
-    sendto(this.#fd, noop, this.#peer);
+    this.#observeVersion(v.getUint32(24, false));
+    this.#handleBatch(b.subarray(52, 48 + attrLength), readAt);
+    return true;
   }
 
   #handleBatch(payload: Uint8Array | null, readAt: number): void {
