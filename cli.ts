@@ -64,8 +64,8 @@ function testKernelPeer(): { protocol: number; peerPortId: number } | Record<nev
 
 /**
  * The reactor's synchronous linger: {@linkcode LINGER_MS}, or, as a benchmark knob,
- * `JOOLD_LINGER_MS=<ms>` (lib/reactor.ts; 0 turns it off). Read only when `--allow-env=JOOLD_LINGER_MS` is granted, which the production
- * permission flags never do.
+ * `JOOLD_LINGER_MS=<ms>` (lib/reactor.ts; 0 turns it off). The knob is read only when
+ * `--allow-env=JOOLD_LINGER_MS` is granted, which the production permission flags never do.
  *
  * @returns the reactor options
  */

@@ -5,10 +5,10 @@
  * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
  *
  * While traffic flows, a reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers:
- * after a wake-up it waits up to `lingerMs` more in a SYNCHRONOUS `poll()` on the main thread, so that the next message
- * wakes the main thread directly (one kernel wake-up, as in a C daemon) instead of through the
- * off-thread call (two thread hand-offs, a promise and an event-loop turn: tens of microseconds of
- * CPU per message on the host, BENCHMARKS.md). A quiet `lingerMs`, or {@linkcode BUSY_MS} without a
+ * after a wake-up it waits up to `lingerMs` more in a SYNCHRONOUS `poll()` on the main thread, so
+ * that the next message wakes the main thread directly (one kernel wake-up, as in a C daemon)
+ * instead of through the off-thread call (two thread hand-offs, a promise and an event-loop turn:
+ * tens of microseconds of CPU per message on the host, BENCHMARKS.md). A quiet `lingerMs`, or {@linkcode BUSY_MS} without a
  * turn of the event loop, returns to the off-thread wait: an idle daemon sleeps in the kernel, and
  * timers, signals and promise continuations wait at most {@linkcode BUSY_MS}. In-process peers
  * (tests, benchmarks with a fake kernel) cannot answer during a synchronous wait, so lingering is
@@ -157,31 +157,26 @@ export class Reactor {
             view.setInt16(8 * i + 4, POLLIN, true);
           });
         }
-        if (performance.now() < lingerUntil) {
-          const n = Number(lib.poll(pollfds, nfds, this.#lingerMs));
+        const lingering = performance.now() < lingerUntil;
+        let n: number;
+        if (lingering) {
+          n = Number(lib.poll(pollfds, nfds, this.#lingerMs));
           if (n === 0) {
             lingerUntil = 0; // quiet: back to the off-thread wait
             continue;
           }
-          if (n < 0) {
-            const e = errno();
-            if (e === 4) continue; // EINTR
-            throw new SystemError("poll", e);
-          }
-          this.syncWakeups++;
         } else {
-          const n = await lib.poll_wait(pollfds, nfds, -1);
-          if (n < 0) {
-            // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
-            const again = Number(lib.poll(pollfds, nfds, 0));
-            if (again < 0) {
-              const e = errno();
-              if (e === 4) continue; // EINTR
-              throw new SystemError("poll", e);
-            }
-          }
-          if (this.#lingerMs > 0) lingerUntil = performance.now() + BUSY_MS;
+          n = await lib.poll_wait(pollfds, nfds, -1);
+          // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
+          if (n < 0) n = Number(lib.poll(pollfds, nfds, 0));
         }
+        if (n < 0) {
+          const e = errno();
+          if (e === 4) continue; // EINTR
+          throw new SystemError("poll", e);
+        }
+        if (lingering) this.syncWakeups++;
+        else if (this.#lingerMs > 0) lingerUntil = performance.now() + BUSY_MS;
         this.wakeups++;
         for (let i = 0; i < fds.length; i++) {
           const revents = view.getInt16(8 * i + 6, true);

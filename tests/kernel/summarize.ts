@@ -65,12 +65,13 @@ console.log(
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const [key, g] of groups) {
   const [flavour, kind, rate] = key.split("\t");
+  const cpuMs = median(g.map((s) => s.cpuMs));
   console.log(
     `| ${flavour} | ${kind} | ${rate} | ${g.map((s) => s.reached).join(", ")} | ${
       g.map((s) => s.loss).join(", ")
     } | ${ms(median(g.map((s) => s.p50)))} | ${ms(median(g.map((s) => s.p99)))} | ${
       ms(median(g.map((s) => s.max)))
-    } | ${Number.isNaN(median(g.map((s) => s.cpuMs))) ? "-" : median(g.map((s) => s.cpuMs))} |`,
+    } | ${Number.isNaN(cpuMs) ? "-" : cpuMs} |`,
   );
 }
 

@@ -37,12 +37,14 @@ settle() { # waits until K's UDP table holds J's count, or stops growing for 3 s
   done
 }
 
+HZ=$(getconf CLK_TCK) # clock ticks per second, the unit of /proc/PID/stat's CPU times
+
+rss_kib() { # pid
+  awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
 proc_stat() { # pid -> "cpu_seconds rss_kib"
-  local pid=$1 hz ticks rss
-  hz=$(getconf CLK_TCK)
-  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-  echo "$(awk -v t="$ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') $rss"
+  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1")"
 }
 
 jstat() { # ns name
@@ -136,7 +138,7 @@ step() { # kindJ kindK rate rep
     "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 10000 "$COUNT" "$rate")
   settle
   local step_ms j k nl
-  step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / $(getconf CLK_TCK) ))
+  step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / HZ ))
   nl=$(capture_stop J "$kind-$rate-$rep")
   j=$(table J udp | grep -c .); k=$(table K udp | grep -c .)
   echo "BENCH kind=$kind rate=$rate rep=$rep created=$j synced=$k loss=$(( (j - k) * 1000 / (j > 0 ? j : 1) ))permille" \
@@ -163,9 +165,8 @@ idle() { # kind: CPU a daemon uses with nothing to sync, after its start-up
   t0=$(cpu_ticks "$pid"); sleep $((IDLE_S / 2))
   t1=$(cpu_ticks "$pid"); sleep $((IDLE_S / 2))
   t2=$(cpu_ticks "$pid")
-  echo "BENCH idle kind=$kind seconds=$IDLE_S J_cpu_ms=$(( (t2 - t0) * 1000 / $(getconf CLK_TCK) ))" \
-    "halves_ms=$(( (t1 - t0) * 1000 / $(getconf CLK_TCK) )),$(( (t2 - t1) * 1000 / $(getconf CLK_TCK) ))" \
-    "J_rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")"
+  echo "BENCH idle kind=$kind seconds=$IDLE_S J_cpu_ms=$(( (t2 - t0) * 1000 / HZ ))" \
+    "halves_ms=$(( (t1 - t0) * 1000 / HZ )),$(( (t2 - t1) * 1000 / HZ ))" "J_rss_kib=$(rss_kib "$pid")"
   teardown >/dev/null 2>&1
 }
 
