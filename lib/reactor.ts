@@ -4,15 +4,16 @@
  * (`nonblocking: true`); when it returns, each ready fd's handler drains its socket with synchronous
  * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
  *
- * While traffic flows, a reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers:
- * after a wake-up it waits up to `lingerMs` more in a SYNCHRONOUS `poll()` on the main thread, so
- * that the next message wakes the main thread directly (one kernel wake-up, as in a C daemon)
- * instead of through the off-thread call (two thread hand-offs, a promise and an event-loop turn:
- * tens of microseconds of CPU per message on the host, BENCHMARKS.md). A quiet `lingerMs`, or {@linkcode BUSY_MS} without a
- * turn of the event loop, returns to the off-thread wait: an idle daemon sleeps in the kernel, and
- * timers, signals and promise continuations wait at most {@linkcode BUSY_MS}. In-process peers
- * (tests, benchmarks with a fake kernel) cannot answer during a synchronous wait, so lingering is
- * off by default.
+ * A reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers: after each
+ * off-thread wake-up it keeps waiting in a SYNCHRONOUS `poll()` on the main thread, for `lingerMs`
+ * in all, so that the next messages wake the main thread directly (one kernel wake-up, as in a C
+ * daemon) instead of through the off-thread call (two thread hand-offs, a promise and an event-loop
+ * turn: tens of microseconds of CPU per message on the host, and milliseconds of delay when the CPUs
+ * are busy, BENCHMARKS.md). Then it waits off-thread once, which gives the event loop its turn:
+ * timers, signals and promise continuations wait at most `lingerMs`. A synchronous wait sleeps in the
+ * kernel like the off-thread one, so lingering costs no CPU; an idle daemon ends up in the off-thread
+ * wait. In-process peers (tests, benchmarks with a fake kernel) cannot answer during a synchronous
+ * wait, so lingering is off by default.
  *
  * @module
  */
@@ -31,10 +32,11 @@ import {
 } from "../ffi/libc.ts";
 import { SystemError } from "../ffi/errno.ts";
 
-/** How long the daemon's synchronous wait lingers for the next message after one arrived, ms. */
-export const LINGER_MS = 5;
-/** The longest stretch of synchronous waits and handlers before the event loop gets a turn, ms. */
-export const BUSY_MS = 50;
+/**
+ * The daemon's linger, ms: how long it waits synchronously after an off-thread wake-up, which is
+ * also how long a signal (SIGTERM, SIGUSR1) may wait for the event loop while sessions flow.
+ */
+export const LINGER_MS = 250;
 
 /** Called when an fd is readable (or in error); it must drain the fd until EAGAIN. */
 export type ReadableHandler = () => void;
@@ -71,8 +73,8 @@ export class Reactor {
   /**
    * Creates the reactor and its eventfd.
    *
-   * @param options `lingerMs`: how long a synchronous wait lingers after a message (0, the
-   *   default: always wait off-thread; the daemon uses {@linkcode LINGER_MS})
+   * @param options `lingerMs`: how long to wait synchronously after an off-thread wake-up (0,
+   *   the default: always wait off-thread; the daemon uses {@linkcode LINGER_MS})
    * @throws {SystemError} when the eventfd cannot be created
    */
   constructor(options: { lingerMs?: number } = {}) {
@@ -143,7 +145,7 @@ export class Reactor {
       let nfds = 0n;
       let pollfds = new Uint8Array(0);
       let view = new DataView(pollfds.buffer);
-      // While performance.now() is below this, wait synchronously (see the module comment).
+      // Until performance.now() reaches this, wait synchronously (see the module comment).
       let lingerUntil = 0;
       while (!this.#stopping) {
         // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
@@ -157,14 +159,12 @@ export class Reactor {
             view.setInt16(8 * i + 4, POLLIN, true);
           });
         }
-        const lingering = performance.now() < lingerUntil;
+        const left = lingerUntil - performance.now();
+        const lingering = left >= 1;
         let n: number;
         if (lingering) {
-          n = Number(lib.poll(pollfds, nfds, this.#lingerMs));
-          if (n === 0) {
-            lingerUntil = 0; // quiet: back to the off-thread wait
-            continue;
-          }
+          n = Number(lib.poll(pollfds, nfds, Math.floor(left)));
+          if (n === 0) continue; // the linger is over: next, the off-thread wait
         } else {
           n = await lib.poll_wait(pollfds, nfds, -1);
           // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
@@ -176,7 +176,7 @@ export class Reactor {
           throw new SystemError("poll", e);
         }
         if (lingering) this.syncWakeups++;
-        else if (this.#lingerMs > 0) lingerUntil = performance.now() + BUSY_MS;
+        else if (this.#lingerMs > 0) lingerUntil = performance.now() + this.#lingerMs;
         this.wakeups++;
         for (let i = 0; i < fds.length; i++) {
           const revents = view.getInt16(8 * i + 6, true);

@@ -158,18 +158,19 @@ function burstFromChild(port: number, count: number): Deno.ChildProcess {
   }).spawn();
 }
 
-for (const lingerMs of [0, 5]) {
+for (const lingerMs of [0, 5, 100]) {
   Deno.test(`Reactor with lingerMs ${lingerMs}: every datagram of a steady flow, and the event loop keeps running`, async () => {
     const a = loopbackSocket();
     const reactor = new Reactor({ lingerMs });
     const buffer = new Uint8Array(64);
-    const count = 600;
+    // At least 400 ms of flow (ten datagrams per ms): several of the 100 ms reactor's windows.
+    const count = lingerMs >= 100 ? 4000 : 600;
     let got = 0;
     reactor.add(a.fd, () => {
       while (recv(a.fd, buffer) >= 0) got++;
     });
     // A timer that must keep firing while datagrams flow: a lingering reactor yields to the
-    // event loop at least every BUSY_MS.
+    // event loop every lingerMs.
     let ticks = 0;
     let ticksDuringFlow = 0;
     const timer = setInterval(() => {
