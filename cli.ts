@@ -5,7 +5,7 @@
  *
  * @example
  * ```sh
- * deno run --allow-ffi=/lib/x86_64-linux-gnu/libc.so.6 --allow-read cli.ts netsocket.json modsocket.json
+ * deno run --allow-ffi=/lib/x86_64-linux-gnu/libc.so.6 --allow-read --v8-flags=--no-turbofan cli.ts netsocket.json modsocket.json
  * ```
  *
  * @module

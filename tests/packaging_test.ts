@@ -29,6 +29,7 @@ function install(root: string, configDir: string) {
     `${ROOT}deno.json`,
     `--allow-ffi=${libcPath()}`,
     `--allow-read=${configDir},/sys/module/jool/version`,
+    "--v8-flags=--no-turbofan",
     `${ROOT}cli.ts`,
   ]);
 }
@@ -41,6 +42,8 @@ Deno.test("deno install -g gives a joold command that works with the minimal per
   try {
     const installed = install(root, config);
     assert.equal(installed.code, 0, installed.stderr);
+    // The shim runs the daemon with the V8 flag of the README (no optimizing-compiler pauses).
+    assert.match(Deno.readTextFileSync(`${root}/bin/joold`), / --v8-flags=--no-turbofan /);
     const help = run(`${root}/bin/joold`, ["--help"]);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^NAME\n {4}joold/);

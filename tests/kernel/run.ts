@@ -50,6 +50,7 @@ const { values } = parseArgs({
     "bench-interop": { type: "string" },
     "bench-idle": { type: "string" },
     "bench-kinds": { type: "string" },
+    "bench-warmup": { type: "string" },
   },
 });
 const demo = values.demo === true;
@@ -66,6 +67,7 @@ const benchArgs = [
   ["bench-interop", "joold.bench_interop"],
   ["bench-idle", "joold.bench_idle"],
   ["bench-kinds", "joold.bench_kinds"],
+  ["bench-warmup", "joold.bench_warmup"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];
   return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
@@ -77,7 +79,9 @@ function benchLimitS(): number {
   const reps = Number(values["bench-reps"] ?? 2);
   const interop = Number(values["bench-interop"] ?? 400) > 0 ? 2 * reps : 0;
   const idleS = Number(values["bench-idle"] ?? 30);
-  return 300 + (kinds * rates * reps + interop) * 120 + (idleS > 0 ? kinds * (idleS + 120) : 0);
+  const warmupS = Number(values["bench-warmup"] ?? 0) / 100; // at 200/s, twice that to settle
+  return 300 + (kinds * rates * reps + interop) * (120 + warmupS) +
+    (idleS > 0 ? kinds * (idleS + 120) : 0);
 }
 /** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
 const buildOnly = values["build-only"] === true;

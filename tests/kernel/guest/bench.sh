@@ -14,9 +14,14 @@ RATES=$(cmdline bench_rates | tr , ' '); RATES=${RATES:-200 400 800 1600 3200}
 REPS=$(cmdline bench_reps); REPS=${REPS:-2}
 INTEROP_RATE=$(cmdline bench_interop); INTEROP_RATE=${INTEROP_RATE:-400} # 0: no interop steps
 IDLE_S=$(cmdline bench_idle); IDLE_S=${IDLE_S:-30}                        # 0: no idle steps
+# Sessions synced before each measured load (0: none, a cold daemon): a daemon that has been running
+# for a while has compiled its hot path; a just-started one compiles it during the first load.
+WARMUP=$(cmdline bench_warmup); WARMUP=${WARMUP:-0}
 # Daemon kinds compared: c, ours, and variants of ours for diagnosis: ours-gctrace (V8 logs its
 # garbage collections), ours-st (V8 without its background threads: --single-threaded),
-# ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0).
+# ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0), ours-jittrace (V8 logs
+# what it compiles and how long each compilation took), ours-turbofan (V8's default compilers,
+# without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # The Generic Netlink family id of Jool (families are global: any namespace sees the same id).
 FAMILY=$(( $(genl ctrl get name Jool 2>/dev/null | sed -n 's/.*ID: \(0x[0-9a-fA-F]*\).*/\1/p' | head -1) + 0 ))
@@ -104,9 +109,12 @@ start() { # kind ns
   case $1 in
     c) c_daemon "$2" ;;
     ours) ours "$2" ;;
-    ours-gctrace) OURS_DENO_FLAGS=--v8-flags=--trace-gc ours "$2" ;;
-    ours-st) OURS_DENO_FLAGS=--v8-flags=--single-threaded ours "$2" ;;
+    ours-gctrace) OURS_V8_FLAGS=--no-turbofan,--trace-gc ours "$2" ;;
+    ours-st) OURS_V8_FLAGS=--no-turbofan,--single-threaded ours "$2" ;;
+    ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
+    ours-turbofan) OURS_V8_FLAGS="" ours "$2" ;;
     ours-nolinger) JOOLD_LINGER_MS=0 OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
+    ours-linger[0-9]*) JOOLD_LINGER_MS=${1#ours-linger} OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
   esac
 }
@@ -129,6 +137,16 @@ step() { # kindJ kindK rate rep
   # A daemon has just started (ours: seconds of JIT and GC under emulation): measure it settled,
   # as it is when a failover comes.
   quiesce "$pidJ" "$pidK"
+  local j0=0 k0=0 warm=
+  if [ "$WARMUP" -gt 0 ]; then
+    # Other ports than the measured load's, at a rate every daemon syncs: different sessions.
+    warm=$(in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
+      "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 40000 "$WARMUP" 200)
+    settle
+    quiesce "$pidJ" "$pidK" # the compilations the warm-up started are over
+    j0=$(table J udp | grep -c .); k0=$(table K udp | grep -c .)
+    warm=" warmup=$WARMUP warmup_synced=$k0/$j0"
+  fi
   capture_start J
   local gen ticks0
   ticks0=$(cpu_ticks "$pidJ")
@@ -140,8 +158,8 @@ step() { # kindJ kindK rate rep
   local step_ms j k nl
   step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / HZ ))
   nl=$(capture_stop J "$kind-$rate-$rep")
-  j=$(table J udp | grep -c .); k=$(table K udp | grep -c .)
-  echo "BENCH kind=$kind rate=$rate rep=$rep created=$j synced=$k loss=$(( (j - k) * 1000 / (j > 0 ? j : 1) ))permille" \
+  j=$(( $(table J udp | grep -c .) - j0 )); k=$(( $(table K udp | grep -c .) - k0 ))
+  echo "BENCH kind=$kind rate=$rate rep=$rep created=$j synced=$k loss=$(( (j - k) * 1000 / (j > 0 ? j : 1) ))permille$warm" \
     "J_step_cpu_ms=$step_ms J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
     "sss_sent=$(jstat J JSTAT_JOOLD_SSS_SENT) sss_rcvd=$(jstat K JSTAT_JOOLD_SSS_RCVD)" \
     "enospc=$(jstat J JSTAT_JOOLD_SSS_ENOSPC) acks=$(jstat J JSTAT_JOOLD_ACKS)" \
@@ -170,7 +188,7 @@ idle() { # kind: CPU a daemon uses with nothing to sync, after its start-up
   teardown >/dev/null 2>&1
 }
 
-log "benchmark: Jool $JOOL_VERSION, $COUNT sessions per step, rates $RATES, $REPS repetitions," \
+log "benchmark: Jool $JOOL_VERSION, $COUNT sessions per step (after $WARMUP warm-up sessions), rates $RATES, $REPS repetitions," \
   "interop at ${INTEROP_RATE}/s, idle ${IDLE_S}s, kinds $KINDS, Jool family id $FAMILY"
 for rate in $RATES; do
   for rep in $(seq "$REPS"); do
