@@ -1,14 +1,15 @@
 // Idle CPU of the daemon process (root: the fake kernel is a NETLINK_USERSOCK socket): starts
 // cli.ts against an in-process fake Jool 4.1.13 kernel (the tests' JOOLD_TEST_NETLINK_PEER seam),
 // waits for it to be ready, then prints the process's CPU time (user + system, /proc/PID/stat)
-// per 5-second window for WINDOWS windows. Extra V8 flags (e.g. --trace-gc) may follow.
-//   deno run -A bench/idle_cpu.ts [WINDOWS=16] [V8_FLAGS]
+// per 5-second window for WINDOWS windows, with the README's V8 flags or the ones given (e.g.
+// --no-turbofan,--trace-gc).
+//   deno run -A bench/idle_cpu.ts [WINDOWS=16] [V8_FLAGS=--no-turbofan]
 import { FakeKernel } from "../tests/_fake_kernel.ts";
 import { tempFiles } from "../tests/_cli.ts";
 import { libcPath } from "../ffi/libc.ts";
 
 const windows = Number(Deno.args[0] ?? 16);
-const v8 = Deno.args[1];
+const v8 = Deno.args[1] ?? "--no-turbofan";
 const kernel = new FakeKernel("4.1.13");
 const server = kernel.start();
 const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });

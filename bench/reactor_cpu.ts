@@ -3,12 +3,12 @@
 // socket on 127.0.0.1 that a Reactor drains; prints this process's CPU time (user + system, from
 // /proc/self/stat) and the send -> handler latency. Not a `deno bench` file: the sender must be
 // another process, or it could not run while the reactor waits synchronously.
-//   deno run -A bench/reactor_cpu.ts [LINGER_MS=5] [RATE=2000] [COUNT=10000]
-import { Reactor } from "../lib/reactor.ts";
+//   deno run -A bench/reactor_cpu.ts [LINGER_MS=250, the daemon's] [RATE=2000] [COUNT=10000]
+import { LINGER_MS, Reactor } from "../lib/reactor.ts";
 import { close, recv } from "../ffi/libc.ts";
 import { loopbackSocket } from "../tests/_udp.ts";
 
-const lingerMs = Number(Deno.args[0] ?? 5);
+const lingerMs = Number(Deno.args[0] ?? LINGER_MS);
 const rate = Number(Deno.args[1] ?? 2000);
 const count = Number(Deno.args[2] ?? 10000);
 

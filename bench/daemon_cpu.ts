@@ -1,0 +1,130 @@
+// The daemon process's CPU per batch and the kernel's wait for each ACK (root): cli.ts, run as the
+// README runs it (plus the V8 flags given), against an in-process fake Jool 4.1.13 kernel (the
+// tests' JOOLD_TEST_NETLINK_PEER seam), in a network namespace of its own whose loopback carries the
+// sync group. The fake kernel sends COUNT one-session batches at RATE/s, each only after the ACK of
+// the previous one, as Jool does; the daemon also receives its own datagrams (multicast loopback)
+// and hands them back as JOOLD_ADD, so its CPU is both translators' work. Prints the daemon's CPU
+// (user + system, /proc/PID/stat, 10 ms ticks) per batch and the ACK wait's p50, p99 and max.
+//   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=--no-turbofan]
+// (V8_FLAGS "" runs with V8's defaults.)
+import { FakeKernel } from "../tests/_fake_kernel.ts";
+import { tempFiles } from "../tests/_cli.ts";
+import { fixture } from "../tests/_fixtures.ts";
+import { libcPath } from "../ffi/libc.ts";
+import { commandsFor, parseVersion } from "../lib/jool/version.ts";
+
+const rate = Number(Deno.args[0] ?? 2000);
+const count = Number(Deno.args[1] ?? 20000);
+const v8 = Deno.args[2] ?? "--no-turbofan";
+
+function ip(...args: string[]): void {
+  const r = new Deno.Command("ip", { args, stderr: "piped" }).outputSync();
+  if (!r.success) throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+}
+
+if (Deno.env.get("JOOLD_BENCH_NS") === undefined) {
+  // Outside: make the namespace, run this script in it, clean up.
+  const ns = `joold-bench-${Deno.pid}`;
+  ip("netns", "add", ns);
+  try {
+    ip("-n", ns, "link", "set", "lo", "up", "multicast", "on");
+    ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo");
+    const { code } = await new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        ns,
+        Deno.execPath(),
+        "run",
+        "-A",
+        import.meta.filename!,
+        ...Deno.args,
+      ],
+      env: { JOOLD_BENCH_NS: ns },
+    }).spawn().status;
+    if (code !== 0) Deno.exitCode = code;
+  } finally {
+    ip("netns", "del", ns);
+  }
+} else {
+  await measure();
+}
+
+async function measure(): Promise<void> {
+  const kernel = new FakeKernel("4.1.13");
+  const ack = commandsFor(parseVersion("4.1.13")).JOOLD_ACK;
+  const payload = fixture("4.1.13", "d-udp-payload-1session");
+  const dir = tempFiles({
+    "mod.json": `{ "instance": "default" }`,
+    "net.json": `{ "multicast address": "239.1.2.3", "multicast port": "6464",
+      "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1 }`,
+  });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      `--allow-ffi=${libcPath()}`,
+      `--allow-read=${dir}`,
+      "--allow-env=JOOLD_TEST_NETLINK_PEER",
+      ...(v8 ? [`--v8-flags=${v8}`] : []),
+      new URL("../cli.ts", import.meta.url).pathname,
+      `${dir}/net.json`,
+      `${dir}/mod.json`,
+    ],
+    env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  const reader = child.stderr.getReader();
+  const server = kernel.start(); // answers the start-up requests
+  for (let text = ""; !text.includes("joold: info: ready");) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
+    text += decoder.decode(value);
+  }
+  (async () => { // keep draining the log
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  await new Promise((r) => setTimeout(r, 1000)); // start-up over
+  server.stop();
+  kernel.serve();
+  const pid = kernel.received[0].message.pid; // the daemon's netlink port id
+  const ticks = () => {
+    const f = Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime in ms (100 ticks per second)
+  };
+  let scanned = kernel.received.length;
+  const acked = () => {
+    let found = false;
+    for (; scanned < kernel.received.length; scanned++) {
+      if (kernel.received[scanned].jool?.cmd === ack) found = true;
+    }
+    return found;
+  };
+  const cpu0 = ticks();
+  const waits: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const due = t0 + (i * 1000) / rate;
+    while (performance.now() < due) { /* the schedule: no timer is this precise */ }
+    const sent = performance.now();
+    kernel.sendBatch(pid, payload);
+    while (!acked()) {
+      kernel.serve();
+      if (performance.now() - sent > 2000) throw new Error(`no ACK for batch ${i} in 2 s`);
+    }
+    waits.push((performance.now() - sent) * 1000);
+  }
+  await new Promise((r) => setTimeout(r, 300)); // the last datagrams' JOOLD_ADD
+  const cpuMs = ticks() - cpu0;
+  child.kill("SIGTERM");
+  await child.status;
+  kernel.close();
+  waits.sort((a, b) => a - b);
+  const at = (p: number) => waits[Math.min(count - 1, Math.ceil(p * count) - 1)].toFixed(0);
+  console.log(
+    `V8 flags "${v8}": ${count} batches at ${rate}/s: daemon CPU ${cpuMs} ms = ${
+      (cpuMs * 1000 / count).toFixed(1)
+    } us per batch; ACK wait p50 ${at(0.5)} us, p99 ${at(0.99)} us, max ${at(1)} us`,
+  );
+}
