@@ -10,7 +10,7 @@
 import { FakeKernel } from "../tests/_fake_kernel.ts";
 import { tempFiles } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
-import { libcPath } from "../ffi/libc.ts";
+import { cpuMs, startDaemon } from "./_daemon_process.ts";
 import { commandsFor, parseVersion } from "../lib/jool/version.ts";
 
 const rate = Number(Deno.args[0] ?? 2000);
@@ -59,40 +59,13 @@ async function measure(): Promise<void> {
     "net.json": `{ "multicast address": "239.1.2.3", "multicast port": "6464",
       "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1 }`,
   });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      `--allow-ffi=${libcPath()}`,
-      `--allow-read=${dir}`,
-      "--allow-env=JOOLD_TEST_NETLINK_PEER",
-      ...(v8 ? [`--v8-flags=${v8}`] : []),
-      new URL("../cli.ts", import.meta.url).pathname,
-      `${dir}/net.json`,
-      `${dir}/mod.json`,
-    ],
-    env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-    stderr: "piped",
-  }).spawn();
-  const decoder = new TextDecoder();
-  const reader = child.stderr.getReader();
   const server = kernel.start(); // answers the start-up requests
-  for (let text = ""; !text.includes("joold: info: ready");) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
-    text += decoder.decode(value);
-  }
-  (async () => { // keep draining the log
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
+  const child = await startDaemon(kernel, dir, v8, [`${dir}/net.json`, `${dir}/mod.json`]);
   await new Promise((r) => setTimeout(r, 1000)); // start-up over
   server.stop();
   kernel.serve();
   const pid = kernel.received[0].message.pid; // the daemon's netlink port id
-  const ticks = () => {
-    const f = Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime in ms (100 ticks per second)
-  };
+  const ticks = () => cpuMs(child.pid);
   let scanned = kernel.received.length;
   const acked = () => {
     let found = false;
@@ -116,15 +89,15 @@ async function measure(): Promise<void> {
     waits.push((performance.now() - sent) * 1000);
   }
   await new Promise((r) => setTimeout(r, 300)); // the last datagrams' JOOLD_ADD
-  const cpuMs = ticks() - cpu0;
+  const used = ticks() - cpu0;
   child.kill("SIGTERM");
   await child.status;
   kernel.close();
   waits.sort((a, b) => a - b);
   const at = (p: number) => waits[Math.min(count - 1, Math.ceil(p * count) - 1)].toFixed(0);
   console.log(
-    `V8 flags "${v8}": ${count} batches at ${rate}/s: daemon CPU ${cpuMs} ms = ${
-      (cpuMs * 1000 / count).toFixed(1)
+    `V8 flags "${v8}": ${count} batches at ${rate}/s: daemon CPU ${used} ms = ${
+      (used * 1000 / count).toFixed(1)
     } us per batch; ACK wait p50 ${at(0.5)} us, p99 ${at(0.99)} us, max ${at(1)} us`,
   );
 }
