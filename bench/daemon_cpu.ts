@@ -8,14 +8,14 @@
 //   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=--no-turbofan]
 // (V8_FLAGS "" runs with V8's defaults.)
 import { FakeKernel } from "../tests/_fake_kernel.ts";
-import { tempFiles } from "../tests/_cli.ts";
+import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
 import { cpuMs, startDaemon } from "./_daemon_process.ts";
 import { commandsFor, parseVersion } from "../lib/jool/version.ts";
 
 const rate = Number(Deno.args[0] ?? 2000);
 const count = Number(Deno.args[1] ?? 20000);
-const v8 = Deno.args[2] ?? "--no-turbofan";
+const v8 = Deno.args[2] ?? V8_FLAGS;
 
 function ip(...args: string[]): void {
   const r = new Deno.Command("ip", { args, stderr: "piped" }).outputSync();

@@ -13,6 +13,9 @@ export interface CliRun {
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
+/** The V8 flags of the README's run command (`--v8-flags=` + this). */
+export const V8_FLAGS = "--no-turbofan";
+
 /** Absolute path of an entry point of the project (`cli.ts`, `mod.ts`). */
 export function entry(name: string): string {
   return `${ROOT}${name}`;

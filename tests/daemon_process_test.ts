@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { libcPath } from "../ffi/libc.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
-import { entry, tempFiles } from "./_cli.ts";
+import { entry, tempFiles, V8_FLAGS } from "./_cli.ts";
 import { fixture } from "./_fixtures.ts";
 import { waitFor } from "./_udp.ts";
 
@@ -23,7 +23,7 @@ function spawn(args: string[], kernel: FakeKernel, files: string[]) {
       `--allow-ffi=${libcPath()}`,
       `--allow-read=${files.join(",")}`,
       "--allow-env=JOOLD_TEST_NETLINK_PEER",
-      "--v8-flags=--no-turbofan",
+      `--v8-flags=${V8_FLAGS}`,
       entry("cli.ts"),
       ...args,
     ],
@@ -215,7 +215,7 @@ Deno.test({
           `--allow-ffi=${libcPath()}`,
           `--allow-read=${dir}`,
           "--allow-env=JOOLD_TEST_NETLINK_PEER",
-          "--v8-flags=--no-turbofan",
+          `--v8-flags=${V8_FLAGS}`,
           entry("cli.ts"),
           `${dir}/netsocket.json`,
           `${dir}/modsocket.json`,

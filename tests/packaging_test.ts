@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { libcPath } from "../ffi/libc.ts";
-import { tempFiles } from "./_cli.ts";
+import { tempFiles, V8_FLAGS } from "./_cli.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -29,7 +29,7 @@ function install(root: string, configDir: string) {
     `${ROOT}deno.json`,
     `--allow-ffi=${libcPath()}`,
     `--allow-read=${configDir},/sys/module/jool/version`,
-    "--v8-flags=--no-turbofan",
+    `--v8-flags=${V8_FLAGS}`,
     `${ROOT}cli.ts`,
   ]);
 }

@@ -105,6 +105,13 @@ quiesce() { # pids...: waits (at most 60 s) until they used no CPU for a second:
   done
 }
 
+load() { # base_port count rate: new UDP sessions through J from the client; prints the generator's report
+  # The generator runs at a higher priority than the daemons: otherwise the daemon that needs more
+  # CPU would also lower the load it is offered (the guest has two vCPUs for everything).
+  in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
+    "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
+}
+
 start() { # kind ns
   case $1 in
     c) c_daemon "$2" ;;
@@ -140,8 +147,7 @@ step() { # kindJ kindK rate rep
   local j0=0 k0=0 warm=
   if [ "$WARMUP" -gt 0 ]; then
     # Other ports than the measured load's, at a rate every daemon syncs: different sessions.
-    warm=$(in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
-      "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 40000 "$WARMUP" 200)
+    load 40000 "$WARMUP" 200 >/dev/null
     settle
     quiesce "$pidJ" "$pidK" # the compilations the warm-up started are over
     j0=$(table J udp | grep -c .); k0=$(table K udp | grep -c .)
@@ -150,10 +156,7 @@ step() { # kindJ kindK rate rep
   capture_start J
   local gen ticks0
   ticks0=$(cpu_ticks "$pidJ")
-  # The generator runs at a higher priority than the daemons: otherwise the daemon that needs more
-  # CPU would also lower the load it is offered (the guest has two vCPUs for everything).
-  gen=$(in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
-    "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 10000 "$COUNT" "$rate")
+  gen=$(load 10000 "$COUNT" "$rate")
   settle
   local step_ms j k nl
   step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / HZ ))
