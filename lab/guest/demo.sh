@@ -2,7 +2,7 @@
 # The narrated demo (deno task demo): two NAT64 translators with the real Jool module, our daemon on
 # both, traffic through J, both session tables side by side, failover to K on the synced sessions,
 # and both daemons' stats. Lines starting with "DEMO " are shown to the user as they come.
-LIB_ONLY=1 source /mnt/project/tests/kernel/guest/scenarios.sh
+LIB_ONLY=1 source /mnt/project/lab/guest/scenarios.sh
 say() { echo "DEMO $*"; }
 show() { while IFS= read -r line; do echo "DEMO     $line"; done; }
 side_by_side() {

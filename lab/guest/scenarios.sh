@@ -439,7 +439,7 @@ fault_peer_restart() {
 fault_storm() {
   setup 6
   ours J && ours K || fail "daemons did not start"
-  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/tests/kernel/guest/storm.ts" \
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/storm.ts" \
     ff08::db8:64:64 6464 eth2 2000 || fail "the storm could not be sent"
   kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died in the storm"
   grep -q "not a session list" /tmp/ours-K.log || fail "K's daemon did not report the bad datagrams"

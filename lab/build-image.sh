@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (idempotently) a Debian guest for the kernel lab, only from Debian packages:
-#   tests/kernel/build-image.sh FLAVOUR OUTDIR
+#   lab/build-image.sh FLAVOUR OUTDIR
 # FLAVOUR: bookworm (Jool 4.1.9) or trixie (Jool 4.1.13). OUTDIR receives vmlinux, initrd.cpio,
 # rootfs.ext4 and jool-version; it is complete only when OUTDIR/ok exists.
 set -euo pipefail

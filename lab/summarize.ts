@@ -3,7 +3,7 @@
 // load generator reached, the kernel->ACK latency seen by the kernel (median over repetitions of
 // p50, p99, max), J's CPU over the step; then the highest offered rate at which every repetition
 // of a kind was lossless, and the ratio ours / C.
-//   deno run --allow-read tests/kernel/summarize.ts [FILE]
+//   deno run --allow-read lab/summarize.ts [FILE]
 const text = Deno.args[0]
   ? Deno.readTextFileSync(Deno.args[0])
   : await new Response(Deno.stdin.readable).text();

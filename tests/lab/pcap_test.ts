@@ -12,7 +12,7 @@ import {
   netlinkHead,
   parsePcap,
   percentile,
-} from "./guest/pcap.ts";
+} from "../../lab/guest/pcap.ts";
 import { COMMANDS_4_1 } from "../../lib/jool/version.ts";
 
 const CAPTURE = Deno.readFileSync(

@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 
 const HERE = new URL(".", import.meta.url).pathname;
-const PROJECT = new URL("../../", import.meta.url).pathname;
+const PROJECT = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("JOOLD_LAB_CACHE") ?? "/var/cache/joold-lab";
 const FLAVOURS = ["bookworm", "trixie"] as const;
 type Flavour = typeof FLAVOURS[number];

@@ -13,8 +13,8 @@ modprobe 9p 2>/dev/null
 for tag in project results deno; do
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "$tag" "/mnt/$tag"
 done
-if [ -f /mnt/project/tests/kernel/guest/init.sh ]; then
-  exec /bin/bash /mnt/project/tests/kernel/guest/init.sh
+if [ -f /mnt/project/lab/guest/init.sh ]; then
+  exec /bin/bash /mnt/project/lab/guest/init.sh
 fi
 echo "lab-init: the project share is missing" >/dev/console
 echo o >/proc/sysrq-trigger

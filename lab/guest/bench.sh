@@ -7,7 +7,7 @@
 # daemon runs there (the same yardstick for both). Then interop steps (ours -> C, C -> ours) at a
 # fixed rate, and each kind's idle CPU. Prints "BENCH ..." lines.
 # The kernel's own batching (ss-flush-deadline 2000 ms) is part of what the benchmark measures.
-JOOLD_LAB_FLUSH_DEADLINE_MS=2000 LIB_ONLY=1 source /mnt/project/tests/kernel/guest/scenarios.sh
+JOOLD_LAB_FLUSH_DEADLINE_MS=2000 LIB_ONLY=1 source /mnt/project/lab/guest/scenarios.sh
 cmdline() { sed -n "s/.*joold\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; } # set by run.ts --bench-*
 COUNT=$(cmdline bench_count); COUNT=${COUNT:-2000}
 RATES=$(cmdline bench_rates | tr , ' '); RATES=${RATES:-200 400 800 1600 3200}
@@ -80,7 +80,7 @@ capture_stop() { # ns name -> " J_nl_ack=[...]" (nothing when there is no captur
   wait "$CAPTURE_PID" 2>/dev/null
   mkdir -p /mnt/results/captures && cp "/tmp/nl-$1.pcap" "/mnt/results/captures/$2.pcap"
   local line
-  line=$(deno run --quiet --no-prompt --allow-read "$PROJECT/tests/kernel/guest/acklat.ts" \
+  line=$(deno run --quiet --no-prompt --allow-read "$PROJECT/lab/guest/acklat.ts" \
     "/tmp/nl-$1.pcap" "$FAMILY" "$JOOL_VERSION" 2>&1 | tail -1)
   echo " $1_nl_ack=[$line]"
 }
@@ -109,7 +109,7 @@ load() { # base_port count rate: new UDP sessions through J from the client; pri
   # The generator runs at a higher priority than the daemons: otherwise the daemon that needs more
   # CPU would also lower the load it is offered (the guest has two vCPUs for everything).
   in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
-    "$PROJECT/tests/kernel/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
+    "$PROJECT/lab/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
 }
 
 start() { # kind ns

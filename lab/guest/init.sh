@@ -23,11 +23,11 @@ scenarios=$(sed -n 's/.*joold\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
 } >"$R/guest.log" 2>&1
 busybox syslogd -n -O /tmp/syslog.log &
 if grep -q "joold.demo=1" /proc/cmdline; then
-  /bin/bash /mnt/project/tests/kernel/guest/demo.sh >"$R/scenarios.log" 2>&1
+  /bin/bash /mnt/project/lab/guest/demo.sh >"$R/scenarios.log" 2>&1
 elif grep -q "joold.bench=1" /proc/cmdline; then
-  /bin/bash /mnt/project/tests/kernel/guest/bench.sh >"$R/scenarios.log" 2>&1
+  /bin/bash /mnt/project/lab/guest/bench.sh >"$R/scenarios.log" 2>&1
 else
-  /bin/bash /mnt/project/tests/kernel/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
+  /bin/bash /mnt/project/lab/guest/scenarios.sh "${scenarios//,/ }" >"$R/scenarios.log" 2>&1
 fi
 echo $? >"$R/exit.tmp"
 cp /tmp/syslog.log "$R/syslog.log" 2>/dev/null

@@ -1,0 +1,91 @@
+/**
+ * The daemon's one counters model. One plain object is created per daemon and handed to every
+ * part; each field has one owner (the part that increments it, named below) and every reader (the
+ * stats reply, the stop summary, metrics) reads the same object. Counters are JS numbers: exact up
+ * to 2^53 (9 PB of session bytes), which no sync channel reaches, and cheap on the hot path.
+ *
+ * @module
+ */
+
+/** Every counter of a running daemon. */
+export interface Counters {
+  // Owner: the kernel channel (lib/kernel/channel.ts).
+  /** Session batches of our instance received from the kernel. */
+  kernelBatchesReceived: number;
+  /** Session batches of other Jool instances in the namespace, ignored. */
+  kernelOtherInstanceBatches: number;
+  /** JOOLD_ACKs sent to the kernel. */
+  kernelAcksSent: number;
+  /** JOOLD_ADD requests sent to the kernel (stats reply: KERNEL_SENT_PKTS). */
+  kernelAddsSent: number;
+  /** Session bytes in those requests (stats reply: KERNEL_SENT_BYTES). */
+  kernelAddBytes: number;
+  /** JOOLD_ADVERTISE requests sent to the kernel. */
+  kernelAdvertisesSent: number;
+  /** Requests the kernel answered with an error (it refused them). */
+  kernelRefusals: number;
+  /** Netlink receive-buffer overruns (ENOBUFS): sessions from the kernel were lost. */
+  kernelOverruns: number;
+  /** Netlink messages from the kernel side that could not be decoded. */
+  kernelMalformedMessages: number;
+
+  // Owner: the daemon core (lib/daemon.ts).
+  /** JOOLD_ADD requests that could not be sent (a local socket error, not a kernel refusal). */
+  kernelAddFailures: number;
+  /** Datagrams from the sync group that were not a well-formed session list, dropped. */
+  netMalformedDatagrams: number;
+  /** Datagrams whose session format differs from the local kernel's, dropped. */
+  netForeignFormatDatagrams: number;
+
+  // Owner: the network channel (lib/net/multicast.ts).
+  /** Sends to the sync group that failed. */
+  netSendErrors: number;
+  /** Datagrams longer than the receive buffer (cut by the kernel), dropped. */
+  netTruncatedDatagrams: number;
+  /** Datagrams received from the sync group (stats reply: NET_RCVD_PKTS). */
+  netDatagramsReceived: number;
+  /** Bytes of those datagrams (stats reply: NET_RCVD_BYTES). */
+  netBytesReceived: number;
+  /** Datagrams sent to the sync group (stats reply: NET_SENT_PKTS). */
+  netDatagramsSent: number;
+  /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
+  netBytesSent: number;
+}
+
+/**
+ * Creates zeroed counters.
+ *
+ * @returns the counters, every field 0
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createCounters } from "./counters.ts";
+ *
+ * const counters = createCounters();
+ * counters.netDatagramsSent++;
+ * assert.equal(counters.netDatagramsSent, 1);
+ * assert.equal(counters.kernelAddsSent, 0);
+ * ```
+ */
+export function createCounters(): Counters {
+  return {
+    kernelBatchesReceived: 0,
+    kernelOtherInstanceBatches: 0,
+    kernelAcksSent: 0,
+    kernelAddsSent: 0,
+    kernelAddBytes: 0,
+    kernelAdvertisesSent: 0,
+    kernelRefusals: 0,
+    kernelOverruns: 0,
+    kernelMalformedMessages: 0,
+    kernelAddFailures: 0,
+    netMalformedDatagrams: 0,
+    netForeignFormatDatagrams: 0,
+    netSendErrors: 0,
+    netTruncatedDatagrams: 0,
+    netDatagramsReceived: 0,
+    netBytesReceived: 0,
+    netDatagramsSent: 0,
+    netBytesSent: 0,
+  };
+}
