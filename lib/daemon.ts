@@ -8,7 +8,10 @@
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
 import type { Logger } from "./log.ts";
-import { decodePayload, sessionCsv } from "./jool/session.ts";
+import { createCounters as createMeaningCounters } from "./counters.ts";
+import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
+import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
+import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./stats/counters.ts";
 
@@ -30,6 +33,10 @@ export interface DaemonParts {
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
   readonly debug?: boolean;
+  /** The local instance's session timeouts, for the meaning checks (default: Jool's defaults). */
+  readonly timeouts?: SessionTimeouts;
+  /** Where the meaning checks count (lib/counters.ts fields; default: counters of its own). */
+  readonly meaningCounters?: MeaningCounters;
 }
 
 /** Most kinds of events the rate limiter remembers. */
@@ -77,6 +84,7 @@ class RateLimitedLog {
 export class Daemon {
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
+  readonly #meaning: MeaningCounters;
 
   /**
    * Wires the channels together.
@@ -89,6 +97,7 @@ export class Daemon {
    */
   constructor(parts: DaemonParts) {
     this.#parts = parts;
+    this.#meaning = parts.meaningCounters ?? createMeaningCounters();
     this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
   }
 
@@ -138,12 +147,9 @@ export class Daemon {
     const { kernel, counters, log, localFormat } = this.#parts;
     counters.netRcvdPkts++;
     counters.netRcvdBytes += BigInt(payload.length);
-    let format: SessionFormat;
-    let count: number;
+    let summary: PayloadSummary;
     try {
-      const summary = decodePayload(payload);
-      format = summary.format;
-      count = summary.sessions.length;
+      summary = decodePayload(payload);
     } catch (error) {
       counters.malformedDatagrams++;
       this.#warn.log(
@@ -154,6 +160,7 @@ export class Daemon {
       );
       return;
     }
+    const { format } = summary;
     if (localFormat !== undefined && format !== localFormat) {
       counters.foreignFormatDatagrams++;
       this.#warn.log(
@@ -162,6 +169,27 @@ export class Daemon {
       );
       return;
     }
+    const legal = checkMeaning(
+      payload,
+      summary,
+      this.#parts.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+      this.#meaning,
+    );
+    if (legal === null) {
+      this.#warn.log(
+        "meaning",
+        `dropped a datagram from the sync group: none of its ${summary.sessions.length} sessions has a protocol, state and timer Jool can hold`,
+      );
+      return;
+    }
+    if (legal !== payload) {
+      this.#warn.log(
+        "meaning",
+        "corrected a datagram from the sync group: dropped the sessions Jool cannot hold and cut expirations to the local timeouts (counters netSessions*)",
+      );
+    }
+    const count = summary.sessions.length;
+    payload = legal;
     try {
       kernel.add(payload);
       counters.kernelSentPkts++;
