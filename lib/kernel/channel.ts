@@ -308,7 +308,7 @@ export class NetlinkKernelChannel implements KernelChannel {
       group,
       "NETLINK_ADD_MEMBERSHIP",
     );
-    this.#reactor.add(this.#fd, () => this.#drain());
+    this.#reactor.add(this.#fd, () => this.#drain(), { priority: true });
     this.#registered = true;
     return {
       version: this.#version,

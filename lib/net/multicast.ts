@@ -211,7 +211,7 @@ export class MulticastChannel implements NetworkChannel {
       throw error;
     }
     const channel = new MulticastChannel(fd, family, candidate.address, reactor);
-    reactor.add(fd, () => channel.#drain());
+    reactor.add(fd, (budget) => channel.#drain(budget));
     return channel;
   }
 
@@ -322,14 +322,15 @@ export class MulticastChannel implements NetworkChannel {
     close(this.#fd);
   }
 
-  #drain(): void {
-    for (;;) {
+  /** Reads at most `budget` datagrams; true when it stopped for the budget (more may wait). */
+  #drain(budget = Infinity): boolean {
+    for (let read = 0; read < budget; read++) {
       const n = recv(this.#fd, this.#buffer, MSG_TRUNC);
-      if (n === -ERRNO.EAGAIN) return;
+      if (n === -ERRNO.EAGAIN) return false;
       if (n === -ERRNO.EINTR) continue;
       if (n < 0) {
         this.#onError(new SystemError("recv(sync group)", -n));
-        return;
+        return false;
       }
       if (n > MAX_DATAGRAM) {
         this.counters.truncated++;
@@ -340,5 +341,6 @@ export class MulticastChannel implements NetworkChannel {
       this.counters.receivedBytes += n;
       this.#onDatagram(this.#buffer.subarray(0, n));
     }
+    return true;
   }
 }
