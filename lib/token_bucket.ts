@@ -60,7 +60,7 @@ export class TokenBucket {
       );
       this.#at = nowMs;
     }
-    if (this.#tokens < 1) return false;
+    if (this.#tokens < 1 - 1e-9) return false; // sums of fractions of a token are inexact
     this.#tokens--;
     return true;
   }
