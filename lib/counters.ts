@@ -62,6 +62,14 @@ export interface Counters {
   netDatagramsSent: number;
   /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
   netBytesSent: number;
+  /** Datagrams from one of this host's own addresses (multicast loop, a local user), dropped. */
+  netLocalSourceDrops: number;
+  /** Datagrams that arrived on another interface than the in interface, dropped. */
+  netWrongInterfaceDrops: number;
+  /** Datagrams from a sender outside the "peers allowed" list, dropped. */
+  netUnknownPeerDrops: number;
+  /** Datagrams of a sender over its rate (lib/net/multicast.ts PEER_RATE), dropped. */
+  netRateLimitedDrops: number;
 }
 
 /**
@@ -105,5 +113,9 @@ export function createCounters(): Counters {
     netBytesReceived: 0,
     netDatagramsSent: 0,
     netBytesSent: 0,
+    netLocalSourceDrops: 0,
+    netWrongInterfaceDrops: 0,
+    netUnknownPeerDrops: 0,
+    netRateLimitedDrops: 0,
   };
 }

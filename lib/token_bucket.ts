@@ -47,12 +47,13 @@ export class TokenBucket {
   }
 
   /**
-   * Takes one token if there is one.
+   * Takes `cost` tokens if there are that many.
    *
    * @param nowMs the current time, ms (a clock that goes back is treated as standing still)
-   * @returns true when a token was taken (the event may pass)
+   * @param cost tokens the event costs (1; or its bytes, for a byte rate)
+   * @returns true when they were taken (the event may pass)
    */
-  take(nowMs: number): boolean {
+  take(nowMs: number, cost = 1): boolean {
     if (nowMs > this.#at) {
       this.#tokens = Math.min(
         this.#limit.burst,
@@ -60,8 +61,8 @@ export class TokenBucket {
       );
       this.#at = nowMs;
     }
-    if (this.#tokens < 1 - 1e-9) return false; // sums of fractions of a token are inexact
-    this.#tokens--;
+    if (this.#tokens < cost - 1e-9) return false; // sums of fractions of a token are inexact
+    this.#tokens -= cost;
     return true;
   }
 }
@@ -108,9 +109,10 @@ export class KeyedTokenBuckets {
    *
    * @param key the source
    * @param nowMs the current time, ms
-   * @returns true when a token was taken
+   * @param cost tokens the event costs
+   * @returns true when they were taken
    */
-  take(key: string, nowMs: number): boolean {
+  take(key: string, nowMs: number, cost = 1): boolean {
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
       if (this.#buckets.size >= this.#maxKeys) {
@@ -121,6 +123,6 @@ export class KeyedTokenBuckets {
       this.#buckets.delete(key); // re-insert: the Map's order is the order of last use
     }
     this.#buckets.set(key, bucket);
-    return bucket.take(nowMs);
+    return bucket.take(nowMs, cost);
   }
 }
