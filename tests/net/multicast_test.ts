@@ -418,7 +418,7 @@ Deno.test({
     `without an in interface the channel warns that the group may be joined on the uplink${skip}`,
   ignore: unavailable !== null,
   async fn() {
-    await pair(false, async ({ a, reactor }) => {
+    await pair(false, ({ a, reactor }) => {
       a.exec("route", "add", "224.0.0.0/4", "dev", "sync0");
       const ch = a.enter(() => MulticastChannel.open(reactor, cfg4(undefined)));
       try {
@@ -428,6 +428,7 @@ Deno.test({
       } finally {
         ch.close();
       }
+      return Promise.resolve();
     });
   },
 });
