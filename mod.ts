@@ -35,7 +35,7 @@ export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from
 export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
 export { helpText } from "./lib/help.ts";
 export { Daemon, type DaemonParts } from "./lib/daemon.ts";
-export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
+export { Reactor, type ReadableHandler, ROUND_BUDGET, type WatchOptions } from "./lib/reactor.ts";
 export {
   type KernelChannelOptions,
   type KernelCounters,
@@ -49,8 +49,36 @@ export {
   LatencyHistogram,
   type LatencySummary,
 } from "./lib/kernel/latency.ts";
-export { MulticastChannel, NetworkConfigError, type NetworkCounters } from "./lib/net/multicast.ts";
-export { StatsServer } from "./lib/stats/server.ts";
+export {
+  type ChannelOptions,
+  MulticastChannel,
+  NetworkConfigError,
+  type NetworkCounters,
+  PEER_RATE,
+  type SourceCheckCounters,
+} from "./lib/net/multicast.ts";
+export {
+  MAX_REQUEST,
+  REPLY_LIMIT,
+  replyPolicy,
+  type StatsDrop,
+  StatsServer,
+} from "./lib/stats/server.ts";
+export { KeyedTokenBuckets, type RateLimit, TokenBucket } from "./lib/token_bucket.ts";
+export {
+  checkMeaning,
+  judgeSession,
+  lifetime,
+  type MeaningCounters,
+  type SessionProblem,
+  type SessionVerdict,
+} from "./lib/jool/meaning.ts";
+export {
+  decodeTimeouts,
+  JOOL_DEFAULT_TIMEOUTS,
+  type SessionTimeouts,
+  TCP_INCOMING_SYN_MS,
+} from "./lib/jool/timeouts.ts";
 export {
   type Counters,
   createCounters,

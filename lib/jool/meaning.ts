@@ -30,7 +30,6 @@
  */
 
 import { align4, type Attribute, NLA_HDRLEN, parseAttributes } from "../netlink/attribute.ts";
-import type { Counters } from "../counters.ts";
 import { JNLAL_ENTRY, JNLASE_EXPIRATION, type PayloadSummary, type Session } from "./session.ts";
 import { type SessionTimeouts, TCP_INCOMING_SYN_MS } from "./timeouts.ts";
 
@@ -135,16 +134,21 @@ export function judgeSession(
   return session.expirationMs > limit ? { kind: "clamp", expirationMs: limit } : LEGAL;
 }
 
-/** What the meaning checks count (fields of lib/counters.ts, owned by the daemon core). */
-export type MeaningCounters = Pick<
-  Counters,
-  | "netSessionsBadProtocol"
-  | "netSessionsBadState"
-  | "netSessionsBadTimer"
-  | "netSessionsWrongTimer"
-  | "netSessionsClamped"
-  | "netDatagramsAllDropped"
->;
+/** What the meaning checks count: these fields of lib/counters.ts (owner: the daemon core). */
+export interface MeaningCounters {
+  /** Sessions of an unknown protocol, dropped. */
+  netSessionsBadProtocol: number;
+  /** Sessions in a state their protocol lacks, dropped. */
+  netSessionsBadState: number;
+  /** Sessions on a timer their protocol lacks, dropped. */
+  netSessionsBadTimer: number;
+  /** TCP sessions on a timer that never holds their state, dropped. */
+  netSessionsWrongTimer: number;
+  /** Sessions whose expiration was cut to the local lifetime of their timer. */
+  netSessionsClamped: number;
+  /** Datagrams left with no session, not handed to the kernel. */
+  netDatagramsAllDropped: number;
+}
 
 const COUNTER_OF: Record<SessionProblem, keyof MeaningCounters> = {
   protocol: "netSessionsBadProtocol",

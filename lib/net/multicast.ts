@@ -55,26 +55,33 @@ import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 import type { ErrorHandler, NetworkChannel, PayloadHandler } from "../channel.ts";
 import { parseIPv4, parseIPv6 } from "../config/address.ts";
 import type { NetConfig } from "../config/types.ts";
-import { type Counters, createCounters } from "../counters.ts";
+import { createCounters } from "../counters.ts";
 import type { Reactor } from "../reactor.ts";
 import { KeyedTokenBuckets, type RateLimit } from "../token_bucket.ts";
 
 /**
  * The default rate per sender, in datagram bytes (each datagram becomes one JOOLD_ADD): 4 MB/s,
- * burst 1 MB, about 100,000 sessions a second in 36-byte records (28,000 nested). A Jool peer
+ * about 100,000 sessions a second in 36-byte records (28,000 nested), and a burst of 4 MB, what
+ * the socket's receive buffer holds (a sender may fill it once). A Jool peer
  * sends far less (the lab's fastest sync: 2,600 sessions/s); the audit's forged flood, 1,600
  * sessions a datagram 3,300 times a second, is cut to a twentieth.
  */
-export const PEER_RATE: RateLimit = { ratePerSecond: 4 << 20, burst: 1 << 20 };
+export const PEER_RATE: RateLimit = { ratePerSecond: 4 << 20, burst: 4 << 20 };
 
 /** Most senders the rate limiter remembers at once (spoofed sources cost bounded memory). */
 export const MAX_SOURCES = 1024;
 
-/** The drops the source checks count (fields of lib/counters.ts; owner: the network channel). */
-export type SourceCheckCounters = Pick<
-  Counters,
-  "netLocalSourceDrops" | "netWrongInterfaceDrops" | "netUnknownPeerDrops" | "netRateLimitedDrops"
->;
+/** The drops the source checks count: these fields of lib/counters.ts (owner: this channel). */
+export interface SourceCheckCounters {
+  /** Datagrams from one of this host's own addresses, dropped. */
+  netLocalSourceDrops: number;
+  /** Datagrams that arrived on another interface than the in interface, dropped. */
+  netWrongInterfaceDrops: number;
+  /** Datagrams from a sender outside the "peers allowed" list, dropped. */
+  netUnknownPeerDrops: number;
+  /** Datagrams of a sender over its rate, dropped. */
+  netRateLimitedDrops: number;
+}
 
 /** How the channel checks what it receives, beyond the configuration file's settings. */
 export interface ChannelOptions {
