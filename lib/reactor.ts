@@ -10,7 +10,9 @@
  * round, which the next poll starts at once. Sockets added with `priority` (the kernel socket,
  * whose batch the kernel holds its next one for until the ACK) are served first in every round,
  * that is before and between the rounds of the others, and drain without a budget (the kernel
- * sends one batch at a time).
+ * sends one batch at a time). While a socket is flooded (a handler stopped for its budget), the
+ * linger window shrinks to {@linkcode FLOOD_LINGER_MS}, so signals are handled within that and a
+ * round under any flood, and within `lingerMs` otherwise.
  *
  * A reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers: after each
  * off-thread wake-up it keeps waiting in a SYNCHRONOUS `poll()` on the main thread, for `lingerMs`
@@ -52,6 +54,12 @@ export const LINGER_MS = 250;
  * socket needs few polls (each costs a system call).
  */
 export const ROUND_BUDGET = 64;
+
+/**
+ * The linger window while a socket is flooded (a handler stopped for its budget): the event loop
+ * gets its turn at least this often, so signals wait at most this plus a round under a flood.
+ */
+export const FLOOD_LINGER_MS = 50;
 
 /**
  * Called when an fd is readable (or in error). It reads at most `budget` messages (a priority fd's
@@ -180,6 +188,8 @@ export class Reactor {
       let view = new DataView(pollfds.buffer);
       // Until performance.now() reaches this, wait synchronously (see the module comment).
       let lingerUntil = 0;
+      // When the last off-thread wait returned: a flood shortens the window from there.
+      let windowStart = 0;
       while (!this.#stopping) {
         // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
         // Its order is the order of service: priority fds first.
@@ -219,7 +229,10 @@ export class Reactor {
           throw new SystemError("poll", e);
         }
         if (lingering) this.syncWakeups++;
-        else if (this.#lingerMs > 0) lingerUntil = performance.now() + this.#lingerMs;
+        else if (this.#lingerMs > 0) {
+          windowStart = performance.now();
+          lingerUntil = windowStart + this.#lingerMs;
+        }
         this.wakeups++;
         for (let i = 0; i < fds.length; i++) {
           const revents = view.getInt16(8 * i + 6, true);
@@ -241,6 +254,9 @@ export class Reactor {
             try {
               if (handler(this.#priority.has(fd) ? Infinity : ROUND_BUDGET) === true) {
                 this.budgetStops++;
+                // A flood: the loop is busy anyway, so an event-loop turn costs nothing next to
+                // it, while signals and timers would wait the whole window.
+                lingerUntil = Math.min(lingerUntil, windowStart + FLOOD_LINGER_MS);
               }
             } catch (error) {
               this.#onError(error);

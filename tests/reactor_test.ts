@@ -401,7 +401,8 @@ Deno.test({
       // Bounds with room for this small, shared host: without the fair reactor, the sync socket's
       // flood holds the ACK for the whole flood (seconds) and SIGUSR1 until it ends.
       const P99_MS = 150;
-      const SIGNAL_MS = 400; // the linger (250 ms), a round, and this small busy host's delays
+      // Under a flood the window shrinks to FLOOD_LINGER_MS (50 ms); quiet, it is the linger (250).
+      const SIGNAL_MS: Record<string, number> = { quiet: 400, stats: 250, network: 250 };
       const once = (ms: number, signalAt: number) => [measure(ms, signalAt)];
       const startFlood = (...args: Parameters<typeof flood>) => floods.push(flood(...args));
       const results: Record<string, ReturnType<typeof measure>[]> = { quiet: [measure(300, 100)] };
@@ -435,7 +436,10 @@ Deno.test({
       for (const [name, rs] of Object.entries(results)) {
         const r = rs[rs.length - 1];
         assert.ok(r.p99 < P99_MS, `${name}: kernel->ACK p99 ${r.p99.toFixed(2)} ms (${summary})`);
-        assert.ok(r.signalMs < SIGNAL_MS, `${name}: SIGUSR1 took ${r.signalMs} ms (${summary})`);
+        assert.ok(
+          r.signalMs < SIGNAL_MS[name],
+          `${name}: SIGUSR1 took ${r.signalMs} ms (${summary})`,
+        );
       }
       assert.ok(stopMs < 1000, `SIGTERM took ${stopMs.toFixed(0)} ms (${summary})`);
     } finally {
