@@ -12,6 +12,7 @@ import { addressOf, IP_PKTINFO, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, recvmsg 
 const CONTROL_SIZE = 128;
 /** Size of the name buffer: a sockaddr_storage. */
 const NAME_SIZE = 128;
+const CONTROL_SIZE_BIG = BigInt(CONTROL_SIZE);
 
 /**
  * The arrival interface out of a control buffer: the first IP_PKTINFO or IPV6_PKTINFO message
@@ -88,7 +89,7 @@ export class DatagramReceiver {
    */
   receive(fd: number, flags = 0): number {
     this.#header.setUint32(8, NAME_SIZE, true);
-    this.#header.setBigUint64(40, BigInt(CONTROL_SIZE), true);
+    this.#header.setBigUint64(40, CONTROL_SIZE_BIG, true);
     return recvmsg(fd, this.#msghdr, flags);
   }
 
