@@ -190,6 +190,8 @@ export class Reactor {
       let lingerUntil = 0;
       // When the last off-thread wait returned: a flood shortens the window from there.
       let windowStart = 0;
+      // When the loop last gave the event loop a whole turn (a timer).
+      let yieldedAt = 0;
       while (!this.#stopping) {
         // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
         // Its order is the order of service: priority fds first.
@@ -221,7 +223,11 @@ export class Reactor {
           // Under load the wait above returns at once, and its promise can resolve before the
           // signal and timer callbacks that are due: without a whole event-loop turn here, a
           // lingering loop could hold them for another window. One timer per window is free.
-          if (this.#lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+          // At most every FLOOD_LINGER_MS: the timer turn delays what arrives meanwhile (~1 ms).
+          if (this.#lingerMs > 0 && performance.now() - yieldedAt >= FLOOD_LINGER_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            yieldedAt = performance.now();
+          }
         }
         if (n < 0) {
           const e = errno();
