@@ -10,9 +10,9 @@
 // client's own loopback, which creates no session), and when it falls behind by more than
 // MAX_LAG datagrams it moves its schedule instead of bursting. It reports the rate it reached
 // and how often it slipped.
-import { AF_INET6, close, sendto, SOCK_DGRAM, socket } from "../../../ffi/libc.ts";
-import { sockaddrIn6 } from "../../../ffi/sockaddr.ts";
-import { parseIPv6 } from "../../../lib/config/address.ts";
+import { AF_INET6, close, sendto, SOCK_DGRAM, socket } from "../../ffi/libc.ts";
+import { sockaddrIn6 } from "../../ffi/sockaddr.ts";
+import { parseIPv6 } from "../../lib/config/address.ts";
 
 /** The most datagrams sent at once to catch up with the schedule. */
 const MAX_LAG = 16;
