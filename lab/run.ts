@@ -34,6 +34,7 @@ const ALL = [
   "f-peer-restart",
   "f-storm",
   "g-ss-enabled",
+  "h-nonroot",
 ];
 
 const { values } = parseArgs({

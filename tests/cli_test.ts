@@ -179,7 +179,8 @@ Deno.test("a file outside --allow-read is reported as a missing permission, exit
   assert.equal(run.code, 2);
   assert.equal(
     run.stderr,
-    "joold: /etc/hostname: joold was not granted read access to this file: add it to --allow-read\n",
+    "joold: /etc/hostname: Deno's permissions do not let joold read this file: run it with " +
+      "deno run --allow-read=/etc/hostname (the service reads only /etc/joold: keep its files there)\n",
   );
 });
 

@@ -44,12 +44,14 @@ export function lineColumn(text: string, offset: number): string {
   return `${line}:${offset - start + 1}`;
 }
 
-function describeReadError(error: unknown): string {
+function describeReadError(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotFound) {
     return "no such file: check the path (relative paths start at the current directory)";
   }
   if (error instanceof Deno.errors.NotCapable) {
-    return "joold was not granted read access to this file: add it to --allow-read";
+    // Deno's --allow-read, not an option of joold: name the flag that grants it, and where the
+    // packaged service looks (packaging/README.md).
+    return `Deno's permissions do not let joold read this file: run it with deno run --allow-read=${path} (the service reads only /etc/joold: keep its files there)`;
   }
   if (error instanceof Deno.errors.PermissionDenied) {
     return "permission denied: make the file readable by the user joold runs as";
@@ -81,7 +83,9 @@ export function readJsonObject(
   try {
     text = read(path);
   } catch (error) {
-    throw new ConfigError(path, undefined, describeReadError(error), { cause: error });
+    throw new ConfigError(path, undefined, describeReadError(error, path), {
+      cause: error,
+    });
   }
   const errors: ParseError[] = [];
   const value: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
