@@ -67,8 +67,8 @@ const MAGIC_J = 0x6a, MAGIC_O = 0x6f, MAGIC_L = 0x6c;
 export type BatchRecognition =
   /**
    * A session batch of our instance. `version` is the joolnlhdr's packed version (read in network
-   * order, as unpackVersion in lib/jool/version.ts takes it); the payload is the SESSION_ENTRIES attribute's
-   * content, `bytes.subarray(payloadStart, payloadEnd)`.
+   * order, as unpackVersion in lib/jool/version.ts takes it); the payload is the SESSION_ENTRIES
+   * attribute's content, `bytes.subarray(payloadStart, payloadEnd)`.
    */
   | { kind: "batch"; payloadStart: number; payloadEnd: number; version: number }
   /** A well-formed batch of another Jool instance in this namespace: ignore it. */

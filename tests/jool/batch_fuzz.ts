@@ -607,7 +607,8 @@ export function formatFailure(f: FuzzFailure): string {
   const hex = Array.from(f.input.bytes, (b) => b.toString(16).padStart(2, "0"))
     .join(" ").replace(/((?:[0-9a-f]{2} ){16})/g, "$1\n");
   return [
-    `disagreement at seed ${f.seed} index ${f.index} (replay: deno task fuzz --seed ${f.seed} --index ${f.index})`,
+    `disagreement at seed ${f.seed} index ${f.index}`,
+    `  replay: deno task fuzz --seed ${f.seed} --index ${f.index}`,
     `  ${f.message}`,
     `  input: ${f.input.origin}; family ${f.input.family}, instance ${
       JSON.stringify(f.input.instance)
@@ -648,9 +649,13 @@ if (import.meta.main) {
   const { stats, failure } = runFuzz(seeds, seed, count);
   const seconds = (performance.now() - started) / 1000;
   console.log(
-    `fuzz: ${stats.inputs} inputs in ${
-      seconds.toFixed(1)
-    } s: ${stats.batch} batches, ${stats.otherInstance} other-instance, ${stats.declinedBatch} batches declined to the general path, ${stats.malformed} malformed, ${stats.notABatch} other not-a-batch`,
+    [
+      `fuzz: ${stats.inputs} inputs in ${seconds.toFixed(1)} s: ${stats.batch} batches`,
+      `${stats.otherInstance} other-instance`,
+      `${stats.declinedBatch} batches declined to the general path`,
+      `${stats.malformed} malformed`,
+      `${stats.notABatch} other not-a-batch`,
+    ].join(", "),
   );
   if (failure !== null) {
     console.error(formatFailure(failure));
