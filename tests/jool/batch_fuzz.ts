@@ -537,6 +537,11 @@ function disagreement(
   return null;
 }
 
+/** What lies in the buffer after the datagram: nothing, or random bytes. */
+function tailOf(r: Random): Uint8Array {
+  return r.chance(0.5) ? randomBytes(r, 1 + r.int(64)) : new Uint8Array();
+}
+
 /** How often each side said what, over a run. */
 export interface FuzzStats {
   /** Inputs checked. */
@@ -586,8 +591,7 @@ export function runFuzz(
   };
   for (let index = first; index < first + count; index++) {
     const input = makeInput(seeds, seed, index);
-    const r = inputRandom(seed ^ 0x5bd1e995, index);
-    const tail = r.chance(0.5) ? randomBytes(r, 1 + r.int(64)) : new Uint8Array();
+    const tail = tailOf(inputRandom(seed ^ 0x5bd1e995, index));
     const { recognized, general, disagreement } = check(input, tail);
     stats.inputs++;
     if (disagreement !== null) {
@@ -602,18 +606,30 @@ export function runFuzz(
   return { stats, failure: null };
 }
 
-/** A failure as the lines to print: the seed, the index, the input in hex. */
-export function formatFailure(f: FuzzFailure): string {
-  const hex = Array.from(f.input.bytes, (b) => b.toString(16).padStart(2, "0"))
+/** An input as lines to print: where it came from, what it asks, its bytes in hex. */
+export function formatInput(input: FuzzInput): string {
+  const hex = Array.from(input.bytes, (b) => b.toString(16).padStart(2, "0"))
     .join(" ").replace(/((?:[0-9a-f]{2} ){16})/g, "$1\n");
   return [
-    `disagreement at seed ${f.seed} index ${f.index}`,
-    `  replay: deno task fuzz --seed ${f.seed} --index ${f.index}`,
-    `  ${f.message}`,
-    `  input: ${f.input.origin}; family ${f.input.family}, instance ${
-      JSON.stringify(f.input.instance)
-    }, ${f.input.bytes.length} bytes:`,
+    `  input: ${input.origin}; family ${input.family}, instance ${
+      JSON.stringify(input.instance)
+    }, ${input.bytes.length} bytes:`,
     hex,
+  ].join("\n");
+}
+
+/**
+ * A failure as the lines to print: the seed, the index, how to replay it, the input in hex.
+ *
+ * @param f the failure
+ * @param extraArgs the run's other arguments (its `--pcap` files), for the replay line
+ */
+export function formatFailure(f: FuzzFailure, extraArgs = ""): string {
+  return [
+    `disagreement at seed ${f.seed} index ${f.index}`,
+    `  replay: deno task fuzz --seed ${f.seed} --index ${f.index}${extraArgs}`,
+    `  ${f.message}`,
+    formatInput(f.input),
   ].join("\n");
 }
 
@@ -636,13 +652,22 @@ if (import.meta.main) {
     ? Number(values.seed) >>> 0
     : crypto.getRandomValues(new Uint32Array(1))[0];
   const seeds = [...fixtureSeeds(), ...(values.pcap ?? []).flatMap((p) => pcapSeeds(p))];
+  const extraArgs = (values.pcap ?? []).map((p) => ` --pcap ${p}`).join("");
   if (values.index !== undefined) {
     const index = Number(values.index);
-    const { stats, failure } = runFuzz(seeds, seed, 1, index);
+    const { failure } = runFuzz(seeds, seed, 1, index);
+    if (failure !== null) {
+      console.error(formatFailure(failure, extraArgs));
+      Deno.exit(1);
+    }
     const input = makeInput(seeds, seed, index);
-    console.log(formatFailure({ seed, index, message: failure?.message ?? "agree", input }));
-    console.log(JSON.stringify(stats));
-    Deno.exit(failure === null ? 0 : 1);
+    const tail = inputRandom(seed ^ 0x5bd1e995, index);
+    const { recognized, general } = check(input, tailOf(tail));
+    console.log(
+      `seed ${seed} index ${index}: agree (recognizer "${recognized.kind}", general "${general.kind}")`,
+    );
+    console.log(formatInput(input));
+    Deno.exit(0);
   }
   console.log(`fuzz: ${count} inputs from ${seeds.length} seed messages, seed ${seed}`);
   const started = performance.now();
@@ -658,7 +683,7 @@ if (import.meta.main) {
     ].join(", "),
   );
   if (failure !== null) {
-    console.error(formatFailure(failure));
+    console.error(formatFailure(failure, extraArgs));
     Deno.exit(1);
   }
 }

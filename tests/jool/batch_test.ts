@@ -1,7 +1,12 @@
 /**
  * The batch recognizer (lib/jool/batch.ts): table tests on the captured bytes of both Jool versions
- * and on edited copies, and the differential fuzz against the general decoder (batch_fuzz.ts says
- * what "agree" means; `deno task fuzz` runs a million inputs).
+ * and on edited copies, and the differential fuzz against the general decoder (parseMessages,
+ * decodeJoolMessage, batchPayload). They agree on an input (batch_fuzz.ts states it in full) when:
+ * "batch" means the general path finds exactly one message, of the family, sequence 0, naming our
+ * instance, and batchPayload returns the same bytes at the same offsets with the same header
+ * version; "other-instance" means one such message naming another instance; and a plain batch (one
+ * message filling the datagram, command 0, no error flag, SESSION_ENTRIES first, attributes well
+ * formed) is never "not-a-batch". Any other shape may be declined. `deno task fuzz` runs a million.
  */
 import assert from "node:assert/strict";
 import {
