@@ -1,8 +1,9 @@
 // End-to-end daemon throughput on the host, ACK-gated like the kernel: a fake Jool kernel (real
 // netlink bytes over NETLINK_USERSOCK) sends one 1-session batch, waits for its JOOLD_ACK, sends the
 // next; the daemon forwards each batch to a real multicast group in a network namespace pair.
-// batches/s here = the kernel->daemon->ACK rate that caps sync throughput (DESIGN.md: the C daemon
-// reaches 244-366 sessions/s in the lab with one session per batch). Needs root.
+// batches/s here = the kernel->daemon->ACK rate that caps sync throughput (docs/DESIGN.md, "One
+// FFI reactor for every socket": the C daemon reaches 244-366 sessions/s in the lab with one
+// session per batch). Needs root.
 //   deno task bench
 import { waitReadableAsync } from "../ffi/libc.ts";
 import type { NetConfig } from "../lib/config/types.ts";

@@ -1,6 +1,6 @@
 /**
- * The daemon's counters and the stats reply (PROTOCOL.md section 6). Counters are bigints: exact
- * past 2^53, as a long-lived daemon's byte counters need.
+ * The daemon's counters and the stats reply (docs/PROTOCOL.md, "Stats reply"). Counters are
+ * bigints: exact past 2^53, as a long-lived daemon's byte counters need.
  *
  * @module
  */
