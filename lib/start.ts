@@ -201,6 +201,28 @@ function restartNeeded(running: Config, next: Config): string[] {
   return changed;
 }
 
+/** Logs what the kernel said at start-up, with what to do about it. */
+function logStartup(log: Logger, config: Config, startup: KernelStartup): void {
+  log.info(
+    `Jool ${formatVersion(startup.version)} (${
+      startup.versionSource === "sysfs"
+        ? MODULE_VERSION_FILE
+        : `assumed: ${MODULE_VERSION_FILE} unreadable`
+    }), family id ${startup.familyId}`,
+  );
+  if (!startup.instanceAlive) {
+    log.warn(
+      `no Jool instance named "${config.mod.instance}" in this network namespace yet: waiting for it (jool instance add)`,
+    );
+  } else if (startup.syncEnabled === false) {
+    log.warn(
+      `session synchronization is disabled on instance "${config.mod.instance}": run jool global update ss-enabled true, or start joold with --enable-sync`,
+    );
+  } else if (config.enableSync && startup.syncEnabled === true) {
+    log.info(`ss-enabled is on for instance "${config.mod.instance}"`);
+  }
+}
+
 /**
  * Starts a daemon: logs the start-up lines, opens the kernel channel (resolving the family,
  * checking the instance and its ss-enabled), the sync group (or print mode) and the stats server,
@@ -222,22 +244,19 @@ function restartNeeded(running: Config, next: Config): string[] {
  */
 export async function startDaemon(config: Config, parts: StartParts = {}): Promise<DaemonHandle> {
   const log = parts.log ?? silentLogger;
-  const now = parts.now ?? Date.now;
   const inNamespace = parts.inNamespace ?? (<T>(open: () => T) => open());
   const owned = parts.reactor === undefined;
   const reactor = parts.reactor ?? new Reactor({ lingerMs: parts.lingerMs ?? LINGER_MS });
   const counters = createCounters();
   const closers: (() => void)[] = [];
-  let failure: { error: unknown } | null = null;
-  let failed: () => void = () => {};
-  const failedSignal = new Promise<void>((resolve) => (failed = resolve));
+  // Settles only when the own reactor's loop fails (poll itself failed).
   let running: Promise<void> = Promise.resolve();
+  let reactorFailed: Promise<unknown> = new Promise(() => {});
   if (owned) {
     reactor.onError((error) => log.error(errorLine(error)));
-    running = reactor.run().catch((error) => {
-      failure = { error };
-      failed();
-    });
+    const loop = reactor.run();
+    running = loop.catch(() => {});
+    reactorFailed = loop.then(() => new Promise(() => {}), (error) => error);
   }
   const shutDown = async () => {
     for (const close of closers.reverse()) close();
@@ -247,10 +266,6 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       await running;
     }
   };
-
-  let kernel: NetlinkKernelChannel;
-  let startup: KernelStartup;
-  let daemon: Daemon;
   try {
     log.info(
       `joold ${VERSION} starting: instance "${config.mod.instance}", ${
@@ -259,33 +274,16 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
           : "sync network disabled (printing the kernel's sessions)"
       }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}`,
     );
-    ({ channel: kernel, startup } = await inNamespace(() =>
+    const { channel: kernel, startup } = await inNamespace(() =>
       openKernel(reactor, {
         instance: config.mod.instance,
         counters,
         enableSync: config.enableSync,
         ...parts.kernel,
       })
-    ));
-    closers.push(() => kernel.close());
-    log.info(
-      `Jool ${formatVersion(startup.version)} (${
-        startup.versionSource === "sysfs"
-          ? MODULE_VERSION_FILE
-          : `assumed: ${MODULE_VERSION_FILE} unreadable`
-      }), family id ${startup.familyId}`,
     );
-    if (!startup.instanceAlive) {
-      log.warn(
-        `no Jool instance named "${config.mod.instance}" in this network namespace yet: waiting for it (jool instance add)`,
-      );
-    } else if (startup.syncEnabled === false) {
-      log.warn(
-        `session synchronization is disabled on instance "${config.mod.instance}": run jool global update ss-enabled true, or start joold with --enable-sync`,
-      );
-    } else if (config.enableSync && startup.syncEnabled === true) {
-      log.info(`ss-enabled is on for instance "${config.mod.instance}"`);
-    }
+    closers.push(() => kernel.close());
+    logStartup(log, config, startup);
     const net = config.net;
     const network = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
     if (network) closers.push(() => network.close());
@@ -294,13 +292,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       ? inNamespace(() => StatsServer.open(reactor, statsConfig, counters))
       : null;
     if (stats) closers.push(() => stats.close());
-    daemon = new Daemon({
+    const daemon = new Daemon({
       kernel,
       network,
       counters,
       log,
       print: parts.print,
-      now,
+      now: parts.now,
       debug: config.logLevel === "debug",
       // An assumed version must not decide which datagrams are dropped.
       localFormat: startup.versionSource === "fallback"
@@ -308,31 +306,104 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
         : sessionFormatFor(startup.version),
     });
     daemon.start();
+    kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));
+    const handle = new RunningDaemon({
+      config,
+      log,
+      counters,
+      kernel,
+      startup,
+      daemon,
+      shutDown,
+      reactorFailed,
+      now: parts.now ?? Date.now,
+    });
+    if (config.advertiseOnStart) handle.advertise("--advertise");
+    log.info("ready");
+    return handle;
   } catch (error) {
     await shutDown();
     throw error;
   }
-  kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));
+}
 
-  let current = config;
-  let stopping: Promise<void> | null = null;
-  let resolveDone: () => void = () => {};
-  let rejectDone: (error: unknown) => void = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
-  });
-  // A reactor failure: everything closed, `done` rejects, no stop summary (nothing stopped cleanly).
-  failedSignal.then(async () => {
-    if (stopping !== null) return;
-    stopping = shutDown();
-    await stopping;
-    rejectDone(failure!.error);
-  });
-  let lastAdvertise = -Infinity;
-  let held = 0;
-  let heldTimer: ReturnType<typeof setTimeout> | undefined;
-  const sendAdvertise = (why: string, coalesced: number) => {
+/** What a {@linkcode RunningDaemon} is made of. */
+interface Running {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly counters: Counters;
+  readonly kernel: NetlinkKernelChannel;
+  readonly startup: KernelStartup;
+  readonly daemon: Daemon;
+  /** Closes every socket (and stops the own reactor). */
+  readonly shutDown: () => Promise<void>;
+  /** Resolves with the error that stopped the own reactor, if it ever fails. */
+  readonly reactorFailed: Promise<unknown>;
+  readonly now: () => number;
+}
+
+/** The handle of a started daemon: stop, advertise (coalesced), reload. */
+class RunningDaemon implements DaemonHandle {
+  readonly counters: Counters;
+  readonly startup: KernelStartup;
+  readonly ackLatency: LatencyHistogram;
+  readonly portId: number;
+  readonly done: Promise<void>;
+  readonly #parts: Running;
+  #config: Config;
+  #stopping: Promise<void> | null = null;
+  #resolveDone: () => void = () => {};
+  #lastAdvertise = -Infinity;
+  /** Advertise requests held for the end of the interval, and its timer. */
+  #held = 0;
+  #heldTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(parts: Running) {
+    this.#parts = parts;
+    this.#config = parts.config;
+    this.counters = parts.counters;
+    this.startup = parts.startup;
+    this.ackLatency = parts.kernel.ackLatency;
+    this.portId = parts.kernel.portId;
+    let rejectDone: (error: unknown) => void = () => {};
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolveDone = resolve;
+      rejectDone = reject;
+    });
+    // Callers that only ever call stop() must not see a failure as an unhandled rejection.
+    this.done.catch(() => {});
+    // A failed reactor: everything closed, `done` rejects, no stop summary (nothing stopped).
+    parts.reactorFailed.then(async (error) => {
+      if (this.#stopping !== null) return;
+      clearTimeout(this.#heldTimer);
+      this.#stopping = parts.shutDown();
+      await this.#stopping;
+      rejectDone(error);
+    });
+  }
+
+  advertise(why: string): void {
+    if (this.#stopping !== null) return;
+    if (this.#heldTimer !== undefined) {
+      this.#held++;
+      return;
+    }
+    const wait = this.#lastAdvertise + ADVERTISE_INTERVAL_MS - this.#parts.now();
+    if (wait <= 0) return this.#sendAdvertise(why, 0);
+    this.#held = 1;
+    this.#parts.log.debug(
+      `${why}: an advertise request went out less than ${ADVERTISE_INTERVAL_MS} ms ago: this one follows in ${wait} ms`,
+    );
+    this.#heldTimer = setTimeout(() => {
+      this.#heldTimer = undefined;
+      const held = this.#held;
+      this.#held = 0;
+      this.#sendAdvertise(why, held);
+    }, wait);
+  }
+
+  #sendAdvertise(why: string, coalesced: number): void {
+    const { log, startup, daemon } = this.#parts;
     if (!advertiseWorks(startup.version)) {
       log.warn(
         `${why}: Jool ${
@@ -340,7 +411,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
         } ignores JOOLD_ADVERTISE (it works from 4.1.11 on); nothing will be sent`,
       );
     }
-    lastAdvertise = now();
+    this.#lastAdvertise = this.#parts.now();
     try {
       daemon.advertise();
       log.info(
@@ -353,76 +424,50 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     } catch (error) {
       log.error(`${why}: ${errorLine(error)}`);
     }
-  };
+  }
 
-  const handle: DaemonHandle = {
-    counters,
-    startup,
-    ackLatency: kernel.ackLatency,
-    portId: kernel.portId,
-    done,
-    advertise(why: string): void {
-      if (stopping !== null) return;
-      if (heldTimer !== undefined) {
-        held++;
-        return;
-      }
-      const wait = lastAdvertise + ADVERTISE_INTERVAL_MS - now();
-      if (wait <= 0) return sendAdvertise(why, 0);
-      held = 1;
-      log.debug(`${why}: an advertise request went out less than ${ADVERTISE_INTERVAL_MS} ms ago`);
-      heldTimer = setTimeout(() => {
-        heldTimer = undefined;
-        const n = held;
-        held = 0;
-        sendAdvertise(why, n);
-      }, wait);
-    },
-    reload(why: string, load: () => Resolved): void {
-      if (stopping !== null) return;
-      let next: Config;
-      try {
-        const resolved = load();
-        for (const warning of resolved.warnings) log.warn(`${why}: ${warning}`);
-        next = resolved.config;
-      } catch (error) {
-        log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`);
-        return;
-      }
-      const was: LogLevel = current.logLevel;
-      if (log.level !== undefined) log.level = next.logLevel;
-      daemon.debug = next.logLevel === "debug";
-      log.info(
-        `${why}: reloaded: log level ${next.logLevel}${
-          next.logLevel === was ? " (unchanged)" : ` (was ${was})`
-        }`,
+  reload(why: string, load: () => Resolved): void {
+    if (this.#stopping !== null) return;
+    const { log, daemon } = this.#parts;
+    let next: Config;
+    try {
+      const resolved = load();
+      for (const warning of resolved.warnings) log.warn(`${why}: ${warning}`);
+      next = resolved.config;
+    } catch (error) {
+      log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`);
+      return;
+    }
+    const was: LogLevel = this.#config.logLevel;
+    if (log.level !== undefined) log.level = next.logLevel;
+    daemon.debug = next.logLevel === "debug";
+    log.info(
+      `${why}: reloaded: log level ${next.logLevel}${
+        next.logLevel === was ? " (unchanged)" : ` (was ${was})`
+      }`,
+    );
+    const changed = restartNeeded(this.#config, next);
+    if (changed.length > 0) {
+      log.warn(
+        `${why}: ${
+          changed.join(", ")
+        } changed in the configuration: restart joold to apply (a reload applies the log level only)`,
       );
-      const changed = restartNeeded(current, next);
-      if (changed.length > 0) {
-        log.warn(
-          `${why}: ${
-            changed.join(", ")
-          } changed in the configuration: restart joold to apply (a reload applies the log level only)`,
-        );
-      }
-      current = { ...current, logLevel: next.logLevel };
-    },
-    stop(): Promise<void> {
-      stopping ??= (async () => {
-        clearTimeout(heldTimer);
-        log.info("stopping");
-        log.info(stopSummary(counters));
-        const latency = kernel.ackLatency.summary();
-        if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
-        await shutDown();
-        resolveDone();
-      })();
-      return stopping;
-    },
-  };
-  // A failure rejects `done`; callers that only ever call stop() must not see it unhandled.
-  handle.done.catch(() => {});
-  if (config.advertiseOnStart) handle.advertise("--advertise");
-  log.info("ready");
-  return handle;
+    }
+    this.#config = { ...this.#config, logLevel: next.logLevel };
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      clearTimeout(this.#heldTimer);
+      const { log, counters, kernel, shutDown } = this.#parts;
+      log.info("stopping");
+      log.info(stopSummary(counters));
+      const latency = kernel.ackLatency.summary();
+      if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
+      await shutDown();
+      this.#resolveDone();
+    })();
+    return this.#stopping;
+  }
 }

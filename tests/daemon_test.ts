@@ -5,11 +5,18 @@ import type {
   NetworkChannel,
   PayloadHandler,
 } from "../lib/channel.ts";
+import { ConfigError } from "../lib/config/error.ts";
+import type { Config } from "../lib/config/types.ts";
 import { createCounters } from "../lib/counters.ts";
 import { Daemon, kernelErrorKind } from "../lib/daemon.ts";
-import { KernelError } from "../lib/kernel/error.ts";
-import type { Logger } from "../lib/log.ts";
+import { COMMANDS_4_1 } from "../lib/jool/version.ts";
+import { NETLINK_USERSOCK } from "../lib/kernel/channel.ts";
+import { JoolNotLoadedError, KernelError } from "../lib/kernel/error.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { ADVERTISE_INTERVAL_MS, startDaemon, stopSummary } from "../lib/start.ts";
+import { FakeKernel } from "./_fake_kernel.ts";
 import { fixture } from "./_fixtures.ts";
+import { waitFor } from "./_udp.ts";
 
 /** Records what the daemon asks of the kernel; `batch()` plays a kernel batch. */
 class RecordingKernel implements KernelChannel {
@@ -209,4 +216,176 @@ Deno.test("kernel errors are reported once per kind per interval, whatever their
   );
   // The kernel channel counts its own errors; the core counts none of them.
   assert.deepEqual(t.counters, createCounters());
+});
+
+// startDaemon, the one wiring (cli.ts and tests/_daemon_node.ts use it), in this process against
+// the fake kernel (NETLINK_USERSOCK needs root).
+const isRoot = Deno.uid() === 0;
+const needsRoot = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
+
+function printConfig(instance = "default"): Config {
+  return {
+    mod: { instance },
+    net: null,
+    stats: null,
+    logLevel: "info",
+    enableSync: false,
+    advertiseOnStart: false,
+  };
+}
+
+function fakeKernelParts(kernel: FakeKernel) {
+  return { protocol: NETLINK_USERSOCK, peerPortId: kernel.portId };
+}
+
+Deno.test({
+  name: `startDaemon: print mode end to end, one counters object, stop summary, done${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    const printed: string[] = [];
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log: createLogger("info", (l) => lines.push(l)),
+        print: (l) => printed.push(l),
+      });
+      assert.equal(daemon.startup.familyId, kernel.familyId);
+      assert.equal(daemon.startup.instanceAlive, true);
+      assert.equal(daemon.startup.syncEnabled, true);
+      assert.equal(lines.at(-1), "joold: info: ready\n");
+      kernel.sendBatch(daemon.portId, fixture("4.1.13", "d-udp-payload-4sessions"));
+      await waitFor(() => printed.length === 4, "four CSV lines");
+      await waitFor(() => kernel.requests(COMMANDS_4_1.JOOLD_ACK).length === 1, "the ACK");
+      assert.equal(daemon.counters.kernelBatchesReceived, 1);
+      assert.equal(daemon.counters.kernelAcksSent, 1);
+      assert.equal(daemon.ackLatency.summary().count, 1);
+      let resolved = false;
+      daemon.done.then(() => (resolved = true));
+      await daemon.stop();
+      await daemon.done;
+      assert.ok(resolved);
+      assert.equal(lines.at(-3), "joold: info: stopping\n");
+      assert.equal(lines.at(-2), `joold: info: ${stopSummary(daemon.counters)}\n`);
+      assert.match(
+        lines.at(-2)!,
+        /counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent/,
+      );
+      assert.match(lines.at(-1)!, /^joold: info: kernel->ACK latency: 1 batches, /);
+      await daemon.stop(); // idempotent: nothing more is logged
+      assert.match(lines.at(-1)!, /kernel->ACK latency/);
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `startDaemon: a start-up failure closes everything and rejects with the cause${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    kernel.state.familyMissing = true;
+    const server = kernel.start();
+    try {
+      await assert.rejects(
+        startDaemon(printConfig(), { lingerMs: 0, kernel: fakeKernelParts(kernel) }),
+        JoolNotLoadedError,
+      );
+      // The sanitizers fail this test if the daemon's reactor or a socket op were left behind.
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `startDaemon: reload applies the log level, reports failures and restart-only changes${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    const log = createLogger("info", (l) => lines.push(l));
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log,
+      });
+      lines.length = 0;
+      const resolved = (config: Config) => () => ({ config, warnings: ["x.json: a warning"] });
+      daemon.reload("SIGHUP", resolved({ ...printConfig(), logLevel: "debug" }));
+      assert.equal(log.level, "debug");
+      assert.deepEqual(lines, [
+        "joold: warn: SIGHUP: x.json: a warning\n",
+        "joold: info: SIGHUP: reloaded: log level debug (was info)\n",
+      ]);
+      lines.length = 0;
+      daemon.reload("SIGHUP", () => {
+        throw new ConfigError("x.json", undefined, "not JSON");
+      });
+      assert.equal(log.level, "debug");
+      assert.equal(lines.length, 1);
+      assert.match(
+        lines[0],
+        /^joold: error: SIGHUP: cannot reload, the running configuration stays: /,
+      );
+      lines.length = 0;
+      daemon.reload("SIGHUP", () => ({
+        config: { ...printConfig("blue"), stats: { address: "::", port: 6401 } },
+        warnings: [],
+      }));
+      assert.equal(log.level, "info");
+      assert.deepEqual(lines, [
+        "joold: info: SIGHUP: reloaded: log level info (was debug)\n",
+        "joold: warn: SIGHUP: the instance, the stats server changed in the configuration: restart joold to apply (a reload applies the log level only)\n",
+      ]);
+      await daemon.stop();
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `startDaemon: advertise requests within the interval become one more request${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log: createLogger("info", (l) => lines.push(l)),
+      });
+      const advertises = () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) daemon.advertise("test");
+      await waitFor(() => advertises() === 1, "the first advertise");
+      await waitFor(() => advertises() === 2, "the coalesced advertise", 3000);
+      assert.ok(performance.now() - t0 >= ADVERTISE_INTERVAL_MS - 20, "not before the interval");
+      const said = lines.filter((l) => l.includes("test: asked the kernel"));
+      assert.deepEqual(said, [
+        "joold: info: test: asked the kernel to advertise its session table\n",
+        "joold: info: test: asked the kernel to advertise its session table (4 requests within 1000 ms of the previous one, coalesced into this one)\n",
+      ]);
+      daemon.advertise("test"); // held again: stop() drops it, and its timer
+      await daemon.stop();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(advertises(), 2);
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
 });
