@@ -40,6 +40,19 @@ const MAX_KINDS = 64;
  * The rate limiter's kind of a kernel-side error: its class (`error.name`), and the request and
  * errno when it carries them (a KernelError: each refused request and errno is its own kind).
  * Messages are not looked at: they carry varying details.
+ *
+ * @param error an error the kernel channel reported
+ * @returns the kind, e.g. `kernel:KernelError:JOOLD_ADD:22`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kernelErrorKind } from "./daemon.ts";
+ * import { KernelError } from "./kernel/error.ts";
+ *
+ * const refused = (text: string) => new KernelError("JOOLD_ADD", 22, text, "default");
+ * assert.equal(kernelErrorKind(refused("a")), kernelErrorKind(refused("b")));
+ * assert.equal(kernelErrorKind(refused("a")), "kernel:KernelError:JOOLD_ADD:22");
+ * ```
  */
 export function kernelErrorKind(error: Error): string {
   const { op, errno } = error as Error & { op?: unknown; errno?: unknown };
@@ -88,7 +101,29 @@ export class Daemon {
    * @param parts the channels, counters and logger
    * @example
    * ```ts
-   * new Daemon({ kernel, network, counters, log }).start();
+   * import assert from "node:assert/strict";
+   * import type { KernelChannel, NetworkChannel, PayloadHandler } from "./channel.ts";
+   * import { createCounters } from "./counters.ts";
+   * import { Daemon } from "./daemon.ts";
+   * import { silentLogger } from "./log.ts";
+   *
+   * let batch: PayloadHandler = () => {};
+   * const sent: Uint8Array[] = [];
+   * const kernel: KernelChannel = {
+   *   onBatch: (handler) => (batch = handler),
+   *   onError() {},
+   *   add() {},
+   *   advertise() {},
+   *   close() {},
+   * };
+   * const network: NetworkChannel = {
+   *   onDatagram() {},
+   *   send: (payload) => sent.push(payload.slice()),
+   *   close() {},
+   * };
+   * new Daemon({ kernel, network, counters: createCounters(), log: silentLogger }).start();
+   * batch(Uint8Array.of(1, 2, 3)); // a batch from the kernel goes to the group unchanged
+   * assert.deepEqual(sent, [Uint8Array.of(1, 2, 3)]);
    * ```
    */
   constructor(parts: DaemonParts) {

@@ -52,7 +52,17 @@ export class StatsServer {
    * @throws {Error} naming stats.addr / stats.port when an address cannot be bound
    * @example
    * ```ts
-   * StatsServer.open(reactor, { address: "::", port: 6401 }, counters);
+   * import assert from "node:assert/strict";
+   * import { createCounters } from "../counters.ts";
+   * import { Reactor } from "../reactor.ts";
+   * import { StatsServer } from "./server.ts";
+   *
+   * const reactor = new Reactor();
+   * const counters = createCounters(); // the daemon's: each query reads them as they are
+   * const server = StatsServer.open(reactor, { address: "127.0.0.1", port: 0 }, counters);
+   * assert.equal(server.queries, 0);
+   * server.close();
+   * reactor.stop();
    * ```
    */
   static open(reactor: Reactor, config: StatsConfig, counters: Counters): StatsServer {
