@@ -34,7 +34,17 @@ export type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./lib/
 export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from "./lib/channel.ts";
 export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
 export { helpText } from "./lib/help.ts";
-export { Daemon, type DaemonParts } from "./lib/daemon.ts";
+export { Daemon, type DaemonParts, kernelErrorKind } from "./lib/daemon.ts";
+export {
+  ADVERTISE_INTERVAL_MS,
+  type DaemonHandle,
+  type KernelPeer,
+  type KernelStartup,
+  startDaemon,
+  type StartParts,
+  stopSummary,
+} from "./lib/start.ts";
+export { type Counters, createCounters } from "./lib/counters.ts";
 export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
 export {
   type KernelChannelOptions,
@@ -49,15 +59,9 @@ export {
   LatencyHistogram,
   type LatencySummary,
 } from "./lib/kernel/latency.ts";
-export { MulticastChannel, NetworkConfigError, type NetworkCounters } from "./lib/net/multicast.ts";
+export { MulticastChannel, NetworkConfigError } from "./lib/net/multicast.ts";
 export { StatsServer } from "./lib/stats/server.ts";
-export {
-  type Counters,
-  createCounters,
-  type ExtraCounters,
-  formatStats,
-  type StatsCounters,
-} from "./lib/stats/counters.ts";
+export { formatStats } from "./lib/stats/reply.ts";
 export {
   decodeCompact36,
   decodeCompact48,

@@ -17,8 +17,9 @@ export interface KernelChannel {
   /**
    * Sets the handler for each session batch the kernel multicasts for OUR instance. The payload is
    * the content of the batch's SESSION_ENTRIES attribute (a list of JNLAL_ENTRY attributes). The
-   * channel sends JOOLD_ACK right after the handler returns, also when it throws, as the kernel
-   * holds its next batch until then.
+   * channel sends JOOLD_ACK BEFORE calling the handler (the kernel holds its next batch until
+   * then, and builds it while the handler forwards this one); the handler runs even when the ACK
+   * failed.
    */
   onBatch(handler: PayloadHandler): void;
   /** Sets the handler for kernel error replies and other asynchronous failures. */

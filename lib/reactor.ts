@@ -1,6 +1,6 @@
 /**
  * The reactor: ONE `poll()` over every socket of the daemon plus an eventfd used to wake it for
- * shutdown (DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
+ * shutdown (docs/DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
  * (`nonblocking: true`); when it returns, each ready fd's handler drains its socket with synchronous
  * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
  *

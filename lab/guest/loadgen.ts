@@ -1,6 +1,7 @@
 // Load generator for the lab benchmark: from the IPv6 client, one UDP datagram to each of COUNT
 // destination ports (every one a new NAT64 session) at RATE datagrams/s, with synchronous libc
-// sendto (Deno's node:dgram loses datagrams when closed right after a burst; DESIGN.md).
+// sendto (Deno's node:dgram loses datagrams when closed right after a burst; docs/DESIGN.md, "Sync
+// rate").
 //   deno run --allow-ffi=<libc> loadgen.ts DST BASE_PORT COUNT RATE
 //
 // A steady rate, never a burst: under emulation this process itself stalls now and then (its own

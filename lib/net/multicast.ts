@@ -40,25 +40,10 @@ import type { ErrorHandler, NetworkChannel, PayloadHandler } from "../channel.ts
 import { parseIPv4 } from "../config/address.ts";
 import type { NetConfig } from "../config/types.ts";
 import type { Reactor } from "../reactor.ts";
+import { type Counters, createCounters } from "../counters.ts";
 
 /** The largest datagram the channel receives whole. */
 export const MAX_DATAGRAM = 65535;
-
-/** What the network channel counts. */
-export interface NetworkCounters {
-  /** Datagrams and bytes received from the group. */
-  received: number;
-  /** Bytes of those datagrams. */
-  receivedBytes: number;
-  /** Datagrams and bytes sent to the group. */
-  sent: number;
-  /** Bytes of those datagrams. */
-  sentBytes: number;
-  /** Sends that failed. */
-  sendErrors: number;
-  /** Datagrams larger than {@linkcode MAX_DATAGRAM}, dropped. */
-  truncated: number;
-}
 
 /** A startup problem of the network socket, naming the option (file key and flag). */
 export class NetworkConfigError extends Error {
@@ -111,15 +96,8 @@ function scopeId(address: Uint8Array): number {
 
 /** The multicast channel. */
 export class MulticastChannel implements NetworkChannel {
-  /** Counters, updated in place. */
-  readonly counters: NetworkCounters = {
-    received: 0,
-    receivedBytes: 0,
-    sent: 0,
-    sentBytes: 0,
-    sendErrors: 0,
-    truncated: 0,
-  };
+  /** The daemon's counters; this channel owns the net* fields it increments (lib/counters.ts). */
+  readonly counters: Counters;
   /** The family of the group: 4 or 6. */
   readonly family: 4 | 6;
 
@@ -131,7 +109,14 @@ export class MulticastChannel implements NetworkChannel {
   #onError: ErrorHandler = () => {};
   #closed = false;
 
-  private constructor(fd: number, family: 4 | 6, group: Uint8Array<ArrayBuffer>, reactor: Reactor) {
+  private constructor(
+    fd: number,
+    family: 4 | 6,
+    group: Uint8Array<ArrayBuffer>,
+    reactor: Reactor,
+    counters: Counters,
+  ) {
+    this.counters = counters;
     this.#fd = fd;
     this.family = family;
     this.#group = group;
@@ -143,6 +128,7 @@ export class MulticastChannel implements NetworkChannel {
    *
    * @param reactor the reactor that drives the socket
    * @param config the network configuration
+   * @param counters the daemon's counters (default: the channel's own)
    * @returns the channel
    * @throws {NetworkConfigError} naming the option at fault
    * @throws {SystemError} when a socket call fails otherwise
@@ -151,7 +137,11 @@ export class MulticastChannel implements NetworkChannel {
    * const net = MulticastChannel.open(reactor, config.net!);
    * ```
    */
-  static open(reactor: Reactor, config: NetConfig): MulticastChannel {
+  static open(
+    reactor: Reactor,
+    config: NetConfig,
+    counters: Counters = createCounters(),
+  ): MulticastChannel {
     let candidates;
     try {
       candidates = getAddrInfo(config.multicastAddress, config.multicastPort);
@@ -210,7 +200,7 @@ export class MulticastChannel implements NetworkChannel {
       close(fd);
       throw error;
     }
-    const channel = new MulticastChannel(fd, family, candidate.address, reactor);
+    const channel = new MulticastChannel(fd, family, candidate.address, reactor, counters);
     reactor.add(fd, () => channel.#drain());
     return channel;
   }
@@ -304,12 +294,12 @@ export class MulticastChannel implements NetworkChannel {
     for (;;) {
       const n = sendto(this.#fd, payload, this.#group);
       if (n >= 0) {
-        this.counters.sent++;
-        this.counters.sentBytes += n;
+        this.counters.netDatagramsSent++;
+        this.counters.netBytesSent += n;
         return;
       }
       if (n === -ERRNO.EINTR) continue;
-      this.counters.sendErrors++;
+      this.counters.netSendErrors++;
       throw new SystemError("sendto(sync group)", -n);
     }
   }
@@ -332,12 +322,12 @@ export class MulticastChannel implements NetworkChannel {
         return;
       }
       if (n > MAX_DATAGRAM) {
-        this.counters.truncated++;
+        this.counters.netTruncatedDatagrams++;
         this.#onError(new Error(`dropped a ${n}-byte datagram from the sync group: too large`));
         continue;
       }
-      this.counters.received++;
-      this.counters.receivedBytes += n;
+      this.counters.netDatagramsReceived++;
+      this.counters.netBytesReceived += n;
       this.#onDatagram(this.#buffer.subarray(0, n));
     }
   }

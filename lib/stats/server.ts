@@ -22,7 +22,8 @@ import {
 import { ERRNO, type SystemError } from "../../ffi/errno.ts";
 import type { StatsConfig } from "../config/types.ts";
 import type { Reactor } from "../reactor.ts";
-import { formatStats, type StatsCounters } from "./counters.ts";
+import type { Counters } from "../counters.ts";
+import { formatStats } from "./reply.ts";
 
 /** The stats server's sockets. */
 export class StatsServer {
@@ -30,12 +31,12 @@ export class StatsServer {
   queries = 0;
   readonly #fds: number[];
   readonly #reactor: Reactor;
-  readonly #counters: () => StatsCounters;
+  readonly #counters: Counters;
   readonly #buffer = new Uint8Array(2048);
   readonly #from = new Uint8Array(128);
   #closed = false;
 
-  private constructor(fds: number[], reactor: Reactor, counters: () => StatsCounters) {
+  private constructor(fds: number[], reactor: Reactor, counters: Counters) {
     this.#fds = fds;
     this.#reactor = reactor;
     this.#counters = counters;
@@ -46,15 +47,25 @@ export class StatsServer {
    *
    * @param reactor the reactor that drives the sockets
    * @param config address and port
-   * @param counters returns a snapshot of the counters
+   * @param counters the daemon's counters (read at each query)
    * @returns the server
    * @throws {Error} naming stats.addr / stats.port when an address cannot be bound
    * @example
    * ```ts
-   * StatsServer.open(reactor, { address: "::", port: 6401 }, () => counters);
+   * import assert from "node:assert/strict";
+   * import { createCounters } from "../counters.ts";
+   * import { Reactor } from "../reactor.ts";
+   * import { StatsServer } from "./server.ts";
+   *
+   * const reactor = new Reactor();
+   * const counters = createCounters(); // the daemon's: each query reads them as they are
+   * const server = StatsServer.open(reactor, { address: "127.0.0.1", port: 0 }, counters);
+   * assert.equal(server.queries, 0);
+   * server.close();
+   * reactor.stop();
    * ```
    */
-  static open(reactor: Reactor, config: StatsConfig, counters: () => StatsCounters): StatsServer {
+  static open(reactor: Reactor, config: StatsConfig, counters: Counters): StatsServer {
     const candidates = getAddrInfo(config.address, String(config.port), AI_PASSIVE);
     const fds: number[] = [];
     try {
@@ -92,7 +103,7 @@ export class StatsServer {
       if (n === -ERRNO.EAGAIN) return;
       if (n === -ERRNO.EINTR) continue;
       if (n < 0) return; // e.g. ICMP errors of earlier replies: nothing to answer
-      const reply = new TextEncoder().encode(formatStats(this.#counters()));
+      const reply = new TextEncoder().encode(formatStats(this.#counters));
       sendto(fd, reply, this.#from.slice(0, fromLength));
       this.queries++;
     }

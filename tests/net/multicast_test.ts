@@ -69,8 +69,8 @@ Deno.test({
       assert.equal(frame.bytes[14 + 6], 17, "next header UDP");
       const udp = new DataView(frame.bytes.buffer, 14 + 40);
       assert.deepEqual([udp.getUint16(0), udp.getUint16(2)], [6464, 6464], "6464 -> 6464");
-      assert.equal(chA.counters.sent, 1);
-      assert.equal(chB.counters.receivedBytes, payload.length);
+      assert.equal(chA.counters.netDatagramsSent, 1);
+      assert.equal(chB.counters.netBytesReceived, payload.length);
       sniffer.close();
       chA.close();
       chB.close();
