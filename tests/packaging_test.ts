@@ -383,3 +383,90 @@ Deno.test({
     assert.match(PACKAGING_README, new RegExp(`\\*\\*${SECURITY_EXPOSURE_MAX}\\*\\*`));
   },
 });
+
+/**
+ * A seccomp filter built as systemd builds the unit's (SystemCallFilter= lines, the calls systemd
+ * always allows, SystemCallErrorNumber=, RestrictAddressFamilies=), the groups expanded by this
+ * host's `systemd-analyze syscall-filter`, loaded with libseccomp's Python binding; then it execs
+ * the command.
+ */
+const SECCOMP_HARNESS = String.raw`
+import errno, functools, json, os, socket, subprocess, sys, seccomp
+unit = json.loads(sys.argv[1])
+@functools.lru_cache(None)
+def expand(name):
+    if not name.startswith("@"): return frozenset([name])
+    out = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True, text=True, check=True).stdout
+    calls = set()
+    for line in out.splitlines()[1:]:
+        line = line.strip()
+        if line and not line.startswith("#"): calls |= expand(line)
+    return frozenset(calls)
+allowed = {"execve", "exit", "exit_group", "getrlimit", "rt_sigreturn", "sigreturn", "clock_gettime",
+           "gettimeofday", "time", "nanosleep", "clock_nanosleep", "clock_getres"}
+for line in unit["filters"]:
+    deny = line.startswith("~")
+    names = set().union(*(expand(n) for n in line.lstrip("~").split()))
+    allowed = allowed - names if deny else allowed | names
+default = seccomp.ERRNO(getattr(errno, unit["errno"])) if unit["errno"] else seccomp.KILL_PROCESS
+f = seccomp.SyscallFilter(default)
+for name in sorted(allowed - {"socket"}):
+    try: f.add_rule(seccomp.ALLOW, name)
+    except (RuntimeError, ValueError): pass  # not a call of this architecture
+families = unit["families"]
+for fam in families: f.add_rule(seccomp.ALLOW, "socket", seccomp.Arg(0, seccomp.EQ, getattr(socket, fam)))
+if "socket" in allowed:
+    for fam in range(1, 46):
+        if fam not in [getattr(socket, x) for x in families]:
+            f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, fam))
+f.load()
+os.execvp(sys.argv[2], sys.argv[2:])
+`;
+
+const hasSeccomp = run("/usr/bin/python3", ["-c", "import seccomp"]).code === 0;
+const noSeccomp = hasSeccomp
+  ? ""
+  : " (skipped: no libseccomp for Python; apt-get install python3-seccomp)";
+
+Deno.test({
+  name:
+    `the unit's system call filter and address families let the daemon start (seccomp as systemd builds it)${
+      skip || noAnalyze || noSeccomp
+    }`,
+  ignore: skip !== "" || !hasAnalyze || !hasSeccomp,
+  fn() {
+    const inst = install();
+    const unit = Deno.readTextFileSync(inst.at("/etc/systemd/system/joold@.service"));
+    const values = (key: string) =>
+      [...unit.matchAll(new RegExp(`^${key}=(.*)$`, "mg"))].map((m) => m[1].trim());
+    const sandbox = JSON.stringify({
+      filters: values("SystemCallFilter"),
+      errno: values("SystemCallErrorNumber").at(-1) ?? "",
+      families: values("RestrictAddressFamilies").flatMap((v) => v.split(/\s+/)),
+    });
+    const harness = `${inst.root}/systemd_sandbox.py`; // not seccomp.py: it would shadow the module
+    Deno.writeTextFileSync(harness, SECCOMP_HARNESS);
+    Deno.writeTextFileSync(inst.at("/etc/joold/default/netsocket.json"), NETSOCKET);
+    const { argv, env } = unitCommand(inst, "default");
+    const confined = (extra: string[]) =>
+      run("unshare", [
+        "-n",
+        "setpriv",
+        ...AS_SERVICE,
+        "env",
+        "-i",
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        ...env.map((e) => e.startsWith("DENO_DIR=") ? `DENO_DIR=${inst.root}/no-deno-dir` : e),
+        "/usr/bin/python3",
+        harness,
+        sandbox,
+        ...argv,
+        ...extra,
+      ]);
+    const check = confined(["--check"]);
+    assert.equal(check.code, 0, `exit ${check.code} (159: killed by SIGSYS)\n${check.stderr}`);
+    const start = confined([]);
+    assert.equal(start.code, 1, `exit ${start.code} (159: killed by SIGSYS)\n${start.stderr}`);
+    assert.match(start.stderr, /joold: error: Jool's Generic Netlink family is missing/);
+  },
+});
