@@ -300,6 +300,27 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    `the README's "Run it" works verbatim in a clone: --check, then the daemon stops at the missing module${skip}`,
+  ignore: skip !== "",
+  fn() {
+    const checkout = install().at("/opt/joold");
+    const commands = commandsAfter(README, "## Run it").filter((l) => l.startsWith("deno run "));
+    assert.equal(commands.length, 2, commands.join("\n"));
+    const [check, start] = commands.map((c) => run("sh", ["-c", c], { cwd: checkout }));
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /^Config:\n[\s\S]*stats\.port: 6401\n$/);
+    // This host has no Jool: the README says what happens then.
+    assert.equal(start.code, 1, start.stderr);
+    assert.match(
+      start.stderr,
+      /\njoold: error: Jool's Generic Netlink family is missing: is the module loaded\? \(modprobe jool\)/,
+    );
+    assert.ok(README.includes("joold: error: Jool's Generic Netlink family is missing"));
+  },
+});
+
 /** Runs a shell command line on a pseudo-terminal; a prompt would wait, so a time limit. */
 function onTerminal(commandLine: string, cwd: string): Run {
   return run("timeout", ["30", "script", "-qec", commandLine, "/dev/null"], { cwd });
