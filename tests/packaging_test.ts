@@ -199,6 +199,10 @@ Deno.test("the README and packaging/README.md give the same install procedure", 
   assert.ok(lines.some((l) => l.startsWith("git clone ") && l.endsWith(" /opt/joold")));
   assert.ok(lines.some((l) => /^cp examples\/\S+ \/etc\/joold\/default\/netsocket\.json$/.test(l)));
   assert.ok(lines.some((l) => l.includes("systemctl enable --now joold@default")));
+  // What the README says of the unit's sandbox is what the unit has.
+  const unit = Deno.readTextFileSync(`${ROOT}packaging/joold@.service`);
+  const families = unit.match(/^RestrictAddressFamilies=.*$/m);
+  assert.ok(families && README.includes(`\`${families[0]}\``), families?.[0]);
 });
 
 Deno.test({
