@@ -20,11 +20,10 @@ import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 import { Daemon } from "./lib/daemon.ts";
-import {
-  MODULE_VERSION_FILE,
-  NETLINK_USERSOCK,
-  NetlinkKernelChannel,
-} from "./lib/kernel/channel.ts";
+import { openKernel } from "./lib/kernel/open.ts";
+import { MODULE_VERSION_FILE } from "./lib/kernel/startup.ts";
+import { NETLINK_USERSOCK } from "./lib/netlink/conn.ts";
+import { createCounters as createKernelCounters } from "./lib/counters.ts";
 import { granted } from "./ffi/libc.ts";
 import { advertiseWorks, formatVersion, sessionFormatFor } from "./lib/jool/version.ts";
 import { formatLatency } from "./lib/kernel/latency.ts";
@@ -102,18 +101,20 @@ async function serve(config: Config, log: Logger): Promise<number> {
           : "sync network disabled (printing the kernel's sessions)"
       }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}`,
     );
-    const { channel: kernel, status } = await NetlinkKernelChannel.open(
-      reactor,
-      { instance: config.mod.instance, ...testKernelPeer() },
-      config.enableSync,
-    );
+    const k = createKernelCounters();
+    const { channel: kernel, startup: status } = await openKernel(reactor, {
+      instance: config.mod.instance,
+      counters: k,
+      enableSync: config.enableSync,
+      ...testKernelPeer(),
+    });
     closers.push(() => kernel.close());
     log.info(
       `Jool ${formatVersion(status.version)} (${
         status.versionSource === "sysfs"
           ? MODULE_VERSION_FILE
           : `assumed: ${MODULE_VERSION_FILE} unreadable`
-      }), family id ${kernel.family.id}`,
+      }), family id ${status.familyId}`,
     );
     if (!status.instanceAlive) {
       log.warn(
@@ -169,13 +170,12 @@ async function serve(config: Config, log: Logger): Promise<number> {
     await Promise.race([stopped, running]);
     if (failure !== null) throw failure;
     log.info("stopping");
-    const k = kernel.counters;
     log.info(
-      `counters: ${k.batches} batches from the kernel (${k.otherInstances} of other instances ignored), ` +
+      `counters: ${k.kernelBatchesReceived} batches from the kernel (${k.kernelOtherInstanceBatches} of other instances ignored), ` +
         `${counters.netSentPkts} datagrams sent (${counters.netSendErrors} failed), ` +
         `${counters.netRcvdPkts} received (${counters.malformedDatagrams} malformed, ` +
-        `${counters.foreignFormatDatagrams} of another format), ${k.adds} JOOLD_ADD, ` +
-        `${k.kernelErrors} kernel errors, ${k.overruns} receive overruns`,
+        `${counters.foreignFormatDatagrams} of another format), ${k.kernelAddsSent} JOOLD_ADD, ` +
+        `${k.kernelRefusals} kernel errors, ${k.kernelOverruns} receive overruns`,
     );
     const latency = kernel.ackLatency.summary();
     if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);

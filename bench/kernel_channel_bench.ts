@@ -7,7 +7,9 @@ import { ERRNO } from "../ffi/errno.ts";
 import { recv } from "../ffi/libc.ts";
 import { parseVersion } from "../lib/jool/version.ts";
 import { formatLatency } from "../lib/kernel/latency.ts";
-import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
+import { createCounters } from "../lib/counters.ts";
+import { openKernel } from "../lib/kernel/open.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { parseMessages } from "../lib/netlink/message.ts";
 import { Reactor } from "../lib/reactor.ts";
 import { FakeKernel } from "../tests/_fake_kernel.ts";
@@ -18,8 +20,9 @@ if (Deno.uid() === 0) {
   const reactor = new Reactor();
   const running = reactor.run();
   const server = kernel.start(); // answers the startup requests
-  const { channel } = await NetlinkKernelChannel.open(reactor, {
+  const { channel } = await openKernel(reactor, {
     instance: "default",
+    counters: createCounters(),
     protocol: NETLINK_USERSOCK,
     peerPortId: kernel.portId,
     moduleVersion: parseVersion("4.1.13"),

@@ -61,7 +61,9 @@ const NAMES: Readonly<Record<number, string>> = {
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
+  ESRCH: 3,
   EINTR: 4,
+  EBADF: 9,
   EAGAIN: 11,
   EACCES: 13,
   ENODEV: 19,

@@ -9,7 +9,9 @@
 import type { NetConfig } from "../lib/config/types.ts";
 import { Daemon } from "../lib/daemon.ts";
 import { parseVersion, sessionFormatFor } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
+import { createCounters as createKernelCounters } from "../lib/counters.ts";
+import { openKernel } from "../lib/kernel/open.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { silentLogger } from "../lib/log.ts";
 import { MulticastChannel } from "../lib/net/multicast.ts";
 import type { Reactor } from "../lib/reactor.ts";
@@ -29,8 +31,9 @@ export async function node(
   const kernel = ns.enter(() => new FakeKernel(recording));
   let server = kernel.start();
   const { channel } = await ns.enter(() =>
-    NetlinkKernelChannel.open(reactor, {
+    openKernel(reactor, {
       instance: "default",
+      counters: createKernelCounters(),
       protocol: NETLINK_USERSOCK,
       peerPortId: kernel.portId,
       moduleVersion: parseVersion(recording),
