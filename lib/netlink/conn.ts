@@ -39,11 +39,11 @@ export const NETLINK_USERSOCK = 2;
 /** linux/netlink.h: Generic Netlink. */
 export const NETLINK_GENERIC = 16;
 /** linux/socket.h: the netlink socket-option level. */
-export const SOL_NETLINK = 270;
+const SOL_NETLINK = 270;
 /** linux/netlink.h: join a multicast group. */
-export const NETLINK_ADD_MEMBERSHIP = 1;
+const NETLINK_ADD_MEMBERSHIP = 1;
 /** linux/netlink.h: extended ack (readable error messages). */
-export const NETLINK_EXT_ACK = 11;
+const NETLINK_EXT_ACK = 11;
 /** How many recent requests are remembered by name (a power of two). */
 const OPS_RING = 1024;
 /** Where the sequence number sits in a nlmsghdr (host order). */

@@ -6,6 +6,7 @@ import { NetlinkError, openNetlink } from "../../lib/netlink/conn.ts";
 import {
   encodeMessage,
   NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
   NLMSG_ERROR,
   NLMSGERR_ATTR_MSG,
 } from "../../lib/netlink/message.ts";
@@ -20,7 +21,7 @@ function errorReply(request: Uint8Array, errno: number, text?: string): Uint8Arr
   return encodeMessage(
     {
       type: NLMSG_ERROR,
-      flags: text === undefined ? 0 : NLM_F_ACK_TLVS | 0x100, /* NLM_F_CAPPED */
+      flags: text === undefined ? 0 : NLM_F_ACK_TLVS | NLM_F_CAPPED,
       seq: view.getUint32(8, true),
       pid: view.getUint32(12, true),
     },
