@@ -7,28 +7,12 @@
  * @module
  */
 
-import { SystemError } from "../../ffi/errno.ts";
+import { ERRNO, SystemError } from "../../ffi/errno.ts";
 import type { ErrorHandler, KernelChannel, PayloadHandler } from "../channel.ts";
 import type { Counters } from "../counters.ts";
 import { instanceName16, recognizeBatch } from "../jool/batch.ts";
-import {
-  batchPayload,
-  decodeJoolMessage,
-  errorReport,
-  JNLAR_SESSION_ENTRIES,
-  type JoolMessage,
-  joolRequest,
-} from "../jool/message.ts";
-import {
-  type Commands,
-  commandsFor,
-  type JoolVersion,
-  packVersion,
-  unpackVersion,
-} from "../jool/version.ts";
-import { align4, NLA_F_NESTED, NLA_HDRLEN } from "../netlink/attribute.ts";
+import { type JoolVersion, unpackVersion } from "../jool/version.ts";
 import type { NetlinkConn } from "../netlink/conn.ts";
-import { type Message, NLMSG_ERROR, parseErrorMessage, parseMessages } from "../netlink/message.ts";
 import type { Reactor } from "../reactor.ts";
 import {
   KernelError,
@@ -36,13 +20,18 @@ import {
   MalformedKernelMessageError,
   ReceiveOverrunError,
 } from "./error.ts";
+import { classifyDatagram } from "./classify.ts";
 import { LatencyHistogram } from "./latency.ts";
-import type { VersionSource } from "./startup.ts";
-import { ERRNO } from "../../ffi/errno.ts";
+import { RequestTemplates } from "./requests.ts";
+import type { KernelStartup, VersionSource } from "./startup.ts";
 
-/** What a channel is built from: a connection and the values startup resolved. */
-export interface ChannelParts {
-  /** The connection (it has joined the "joold" group). */
+/**
+ * What a channel is built from: what startup resolved (after a "fallback" version, the first
+ * batch's version replaces it), and the connection, which has joined the "joold" group.
+ */
+export interface ChannelParts
+  extends Pick<KernelStartup, "familyId" | "version" | "versionSource"> {
+  /** The connection. */
   readonly conn: NetlinkConn;
   /** The reactor that drives it. */
   readonly reactor: Reactor;
@@ -50,12 +39,6 @@ export interface ChannelParts {
   readonly counters: Counters;
   /** The Jool instance served. */
   readonly instance: string;
-  /** Jool's family id. */
-  readonly familyId: number;
-  /** The module version requests are sent with. */
-  readonly version: JoolVersion;
-  /** Where it came from: after "fallback", the first batch's version replaces it. */
-  readonly versionSource: VersionSource;
 }
 
 /** The Generic Netlink channel to one Jool instance. */
@@ -74,15 +57,11 @@ export class NetlinkKernelChannel implements KernelChannel {
   readonly #familyId: number;
   #version: JoolVersion;
   #versionSource: VersionSource;
-  #commands: Commands;
+  #requests: RequestTemplates;
   readonly #buffer = new Uint8Array(65536);
   #onBatch: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
   #onAdvertiseDone: () => void = () => {};
-  /** Prebuilt requests: only their sequence number changes per send. */
-  #ackMessage: Uint8Array<ArrayBuffer> | null = null;
-  #addHead: Uint8Array<ArrayBuffer> | null = null;
-  readonly #addBuffer = new Uint8Array(65536 + 128);
   #closed = false;
 
   /**
@@ -98,7 +77,7 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#familyId = parts.familyId;
     this.#version = parts.version;
     this.#versionSource = parts.versionSource;
-    this.#commands = commandsFor(parts.version);
+    this.#requests = this.#templates();
     parts.conn.watch(parts.reactor, () => this.#drain());
   }
 
@@ -142,7 +121,7 @@ export class NetlinkKernelChannel implements KernelChannel {
    * @throws {KernelSendError} when the send fails
    */
   ack(): void {
-    this.#send(this.#ackMessage ??= this.#template(this.#commands.JOOLD_ACK), "JOOLD_ACK");
+    this.#send(this.#requests.ack(), "JOOLD_ACK");
     this.#counters.kernelAcksSent++;
   }
 
@@ -154,20 +133,7 @@ export class NetlinkKernelChannel implements KernelChannel {
    * @throws {KernelSendError} when the send fails
    */
   add(payload: Uint8Array): void {
-    const head = this.#addHead ??= this.#template(this.#commands.JOOLD_ADD);
-    const length = head.length + NLA_HDRLEN + payload.length;
-    const out = this.#addBuffer;
-    if (length > out.length) {
-      throw new RangeError(`a ${payload.length}-byte datagram does not fit one JOOLD_ADD`);
-    }
-    out.set(head, 0);
-    const view = new DataView(out.buffer);
-    view.setUint32(0, align4(length), true); // nlmsg_len, padding included
-    view.setUint16(head.length, NLA_HDRLEN + payload.length, true); // nla_len
-    view.setUint16(head.length + 2, JNLAR_SESSION_ENTRIES | NLA_F_NESTED, true); // nla_type
-    out.set(payload, head.length + NLA_HDRLEN);
-    out.fill(0, length, align4(length));
-    this.#send(out.subarray(0, align4(length)), "JOOLD_ADD");
+    this.#send(this.#requests.add(payload), "JOOLD_ADD");
     this.#counters.kernelAddsSent++;
     this.#counters.kernelAddBytes += payload.length;
   }
@@ -178,7 +144,7 @@ export class NetlinkKernelChannel implements KernelChannel {
    * @throws {KernelSendError} when the send fails
    */
   advertise(): void {
-    this.#send(this.#template(this.#commands.JOOLD_ADVERTISE), "JOOLD_ADVERTISE");
+    this.#send(this.#requests.advertise(), "JOOLD_ADVERTISE");
     this.#counters.kernelAdvertisesSent++;
   }
 
@@ -189,10 +155,14 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#conn.close();
   }
 
-  #template(cmd: number): Uint8Array<ArrayBuffer> {
-    const version = packVersion(this.#version);
-    const target = { familyId: this.#familyId, version, iname: this.#instance, seq: 0 };
-    return joolRequest({ ...target, pid: this.#conn.portId }, cmd);
+  #templates(): RequestTemplates {
+    const { portId } = this.#conn;
+    return new RequestTemplates({
+      familyId: this.#familyId,
+      instance: this.#instance,
+      portId,
+      version: this.#version,
+    });
   }
 
   #send(message: Uint8Array<ArrayBuffer>, op: string): void {
@@ -233,54 +203,15 @@ export class NetlinkKernelChannel implements KernelChannel {
 
   /** Whatever the recognizer did not take: decoded in full, message by message. */
   #general(datagram: Uint8Array, readAt: number): void {
-    let messages: Message[];
-    try {
-      messages = parseMessages(datagram);
-    } catch (error) {
-      return this.#malformed("netlink datagram", error);
+    for (const e of classifyDatagram(datagram, this.#familyId, this.#instance)) {
+      if (e.kind === "batch") {
+        this.#observeVersion(e.version);
+        this.#handleBatch(e.payload, readAt);
+      } else if (e.kind === "other-instance") this.#counters.kernelOtherInstanceBatches++;
+      else if (e.kind === "malformed") this.#malformed(e.what, e.cause);
+      else if (e.kind === "refusal") this.#refused(this.#conn.opFor(e.seq), e.errno, e.text);
+      else if (this.#conn.opFor(e.seq) === "JOOLD_ADVERTISE") this.#onAdvertiseDone();
     }
-    for (const m of messages) {
-      if (m.type === NLMSG_ERROR) this.#errorReply(m);
-      else if (m.type === this.#familyId) this.#jool(m, readAt);
-    }
-  }
-
-  #errorReply(m: Message): void {
-    let errno: number, text: string | undefined;
-    try {
-      ({ errno, extAckMessage: text } = parseErrorMessage(m));
-    } catch (error) {
-      return this.#malformed("error reply", error);
-    }
-    if (errno !== 0) this.#refused(this.#conn.opFor(m.seq), errno, text ?? "");
-  }
-
-  #jool(m: Message, readAt: number): void {
-    let jm: JoolMessage;
-    try {
-      jm = decodeJoolMessage(m);
-    } catch (error) {
-      return this.#malformed("Jool message", error);
-    }
-    if (m.seq !== 0) { // a reply to one of our requests; batches are multicast with seq 0
-      const op = this.#conn.opFor(m.seq);
-      const report = errorReport(jm);
-      if (report !== null) this.#refused(op, report.code, report.message);
-      else if (op === "JOOLD_ADVERTISE") this.#onAdvertiseDone();
-      return;
-    }
-    if (jm.header.iname !== this.#instance) {
-      this.#counters.kernelOtherInstanceBatches++;
-      return;
-    }
-    this.#observeVersion(jm.header.version);
-    let payload: Uint8Array | null = null;
-    try {
-      payload = batchPayload(jm);
-    } catch (error) {
-      this.#malformed("session batch", error);
-    }
-    this.#handleBatch(payload, readAt);
   }
 
   #refused(op: string, errno: number, text: string): void {
@@ -288,9 +219,9 @@ export class NetlinkKernelChannel implements KernelChannel {
     this.#onError(new KernelError(op, errno, text, this.#instance));
   }
 
-  #malformed(what: string, error: unknown): void {
+  #malformed(what: string, cause: Error): void {
     this.#counters.kernelMalformedMessages++;
-    this.#onError(new MalformedKernelMessageError(what, error as Error));
+    this.#onError(new MalformedKernelMessageError(what, cause));
   }
 
   #handleBatch(payload: Uint8Array | null, readAt: number): void {
@@ -310,7 +241,6 @@ export class NetlinkKernelChannel implements KernelChannel {
     if (this.#versionSource !== "fallback") return;
     this.#version = unpackVersion(packed);
     this.#versionSource = "batch";
-    this.#commands = commandsFor(this.#version);
-    this.#ackMessage = this.#addHead = null;
+    this.#requests = this.#templates();
   }
 }
