@@ -155,7 +155,10 @@ export class NetlinkConn {
    */
   send(message: Uint8Array<ArrayBuffer>, op: string): number {
     const seq = this.#seq = (this.#seq + 1) >>> 0 || 1; // 0 is the kernel's multicast number
-    new DataView(message.buffer, message.byteOffset).setUint32(NLMSG_SEQ, seq, true);
+    message[NLMSG_SEQ] = seq; // host order (little endian), without a DataView per send
+    message[NLMSG_SEQ + 1] = seq >>> 8;
+    message[NLMSG_SEQ + 2] = seq >>> 16;
+    message[NLMSG_SEQ + 3] = seq >>> 24;
     this.#ops[seq & (OPS_RING - 1)] = op;
     for (;;) {
       const n = this.#socket.send(message);
