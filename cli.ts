@@ -20,7 +20,7 @@ import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 import { type DaemonHandle, type KernelPeer, startDaemon } from "./lib/start.ts";
-import { NETLINK_USERSOCK } from "./lib/kernel/channel.ts";
+import { NETLINK_USERSOCK } from "./lib/netlink/conn.ts";
 import { granted } from "./ffi/libc.ts";
 import { LINGER_MS } from "./lib/reactor.ts";
 

@@ -10,7 +10,7 @@ import type { Config } from "../lib/config/types.ts";
 import { createCounters } from "../lib/counters.ts";
 import { Daemon, kernelErrorKind } from "../lib/daemon.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK } from "../lib/kernel/channel.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { JoolNotLoadedError, KernelError } from "../lib/kernel/error.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { ADVERTISE_INTERVAL_MS, startDaemon, stopSummary } from "../lib/start.ts";
