@@ -1,11 +1,59 @@
 /**
- * The `--help` text, written like a man page. Defaults come from {@linkcode DEFAULTS}.
+ * The `--help` text, written like a man page. The options, their defaults and the legacy arguments
+ * come from the key table (`config/keys.ts`).
  *
  * @module
  */
 
-import { DEFAULTS } from "./config/defaults.ts";
+import { KEYS, type KeySpec, LEGACY_ARGUMENTS } from "./config/keys.ts";
 import { VERSION } from "./version.ts";
+
+const WIDTH = 100;
+const LABEL = 24;
+
+/** Wraps `text` into lines of at most {@linkcode WIDTH}, the first after `label`. */
+function item(label: string, text: string, labelWidth = LABEL): string {
+  const indent = " ".repeat(4 + labelWidth);
+  const lines: string[] = [];
+  let line = `    ${label.padEnd(labelWidth - 1)}`;
+  if (label.length >= labelWidth - 1) {
+    lines.push(`    ${label}`);
+    line = indent.slice(0, -1);
+  }
+  for (const word of text.split(" ")) {
+    if ((line + " " + word).length > WIDTH && line.trim() !== "") {
+      lines.push(line);
+      line = indent + word;
+    } else line += " " + word;
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
+function defaultText(spec: KeySpec): string {
+  if (spec.defaultHelp !== undefined) return spec.defaultHelp;
+  if (spec.default === undefined) return "";
+  const value = spec.default;
+  return `(default ${
+    typeof value === "string" && !/^[0-9]+$/.test(value) ? JSON.stringify(value) : value
+  })`;
+}
+
+function options(): string {
+  return KEYS.filter((k) => k.flag).map((k) => {
+    const label = `${k.short !== undefined ? `-${k.short}, ` : ""}--${k.name}${
+      k.arg !== undefined ? `=${k.arg}` : ""
+    }`;
+    const also = k.aliases.length > 0 ? ` (also ${k.aliases.map((a) => `--${a}`).join(", ")})` : "";
+    return item(label, [k.help + also, defaultText(k)].filter((t) => t !== "").join(" "));
+  }).join("\n");
+}
+
+function legacyArguments(): string {
+  return LEGACY_ARGUMENTS.map((a) =>
+    item(a.name, a.default !== undefined ? `${a.help} (default "${a.default}")` : a.help, 12)
+  ).join("\n");
+}
 
 /**
  * Builds the help text.
@@ -34,36 +82,11 @@ DESCRIPTION
         jool global update ss-enabled true          (or run joold with --enable-sync)
 
 LEGACY SYNTAX
-    NETSOCKET   network socket JSON file                       (default "${DEFAULTS.netFile}")
-    MODSOCKET   Netlink socket JSON file                       (default "${DEFAULTS.modFile}")
-    PORT        serve the stats counters on UDP [::]:PORT
+${legacyArguments()}
     Used when positional arguments are given, or when no configuration flag is given at all.
 
 OPTIONS
-    --mod=FILE              Netlink socket JSON file: { "instance": "default" }
-    --instance=NAME         Jool instance to serve, in this network namespace
-                            (default "${DEFAULTS.instance}")
-    --net=FILE              network socket JSON file: { "multicast address", "multicast port",
-                            "in interface", "out interface", "ttl", "reuseaddr" }
-    --net.mcast.addr=ADDR   multicast group, IPv4 or IPv6 (also --net.mcast.address). Without it
-                            the sync network is disabled and joold prints the sessions it
-                            receives from the kernel, one CSV line each.
-    --net.mcast.port=PORT   UDP port, number or service name (default ${DEFAULTS.multicastPort})
-    --net.dev.in=DEV        interface to join the group on: IPv4 group: an IPv4 address of the
-                            interface; IPv6 group: its name (default: chosen by the kernel)
-    --net.dev.out=DEV       interface to send from, same forms (default: chosen by the kernel)
-    --net.ttl=INT           TTL / hop limit of the datagrams sent, 0-255 (default ${DEFAULTS.ttl})
-    --stats=FILE            stats socket JSON file: { "address", "port" }
-    --stats.addr=ADDR       serve the stats counters on this address (also --stats.address;
-                            default "${DEFAULTS.statsAddress}", which also serves IPv4)
-    --stats.port=PORT       ... and this UDP port (default ${DEFAULTS.statsPort})
-                            The stats server runs when any --stats* option or PORT is given.
-    --enable-sync           turn the instance's ss-enabled global on at startup if it is off
-    --advertise             ask the kernel to send its whole session table once joold is up
-    --log-level=LEVEL       error, warn, info or debug (default ${DEFAULTS.logLevel}); logs go to stderr
-    --check                 validate the configuration, print it and exit (0 valid, 2 invalid)
-    -h, --help              print this help and exit
-    -V, --version           print the version and exit
+${options()}
     Every option accepts --name=value and --name value. A flag overrides the same key of its file.
     JSON files may contain comments.
 

@@ -7,29 +7,18 @@
 
 import { parseArgs } from "node:util";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
+import { KEYS, LEGACY_ARGUMENTS, LEGACY_SYNOPSIS, type Section, sectionFile } from "./keys.ts";
 
-/** Every flag joold accepts, with the spellings the Jool docs use. */
-const OPTIONS = {
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "V" },
-  check: { type: "boolean" },
-  mod: { type: "string" },
-  instance: { type: "string" },
-  net: { type: "string" },
-  "net.mcast.addr": { type: "string" },
-  "net.mcast.address": { type: "string" },
-  "net.mcast.port": { type: "string" },
-  "net.dev.in": { type: "string" },
-  "net.dev.out": { type: "string" },
-  "net.ttl": { type: "string" },
-  stats: { type: "string" },
-  "stats.addr": { type: "string" },
-  "stats.address": { type: "string" },
-  "stats.port": { type: "string" },
-  "log-level": { type: "string" },
-  "enable-sync": { type: "boolean" },
-  advertise: { type: "boolean" },
-} as const;
+/** parseArgs' descriptor, built from the key table: every flag and alias. */
+const OPTIONS: Record<string, { type: "string" | "boolean"; short?: string }> = Object.fromEntries(
+  KEYS.filter((k) => k.flag).flatMap((k) => {
+    const type = k.type === "boolean" ? "boolean" as const : "string" as const;
+    return [
+      [k.name, k.short === undefined ? { type } : { type, short: k.short }],
+      ...k.aliases.map((alias) => [alias, { type }]),
+    ];
+  }),
+);
 
 /** The command line, parsed but not yet validated. */
 export interface ParsedArgs {
@@ -56,19 +45,13 @@ export interface ParsedArgs {
 }
 
 /** Flags that configure the daemon (as opposed to --help, --check, --log-level...). */
-const CONFIG_FLAGS = [
-  "mod",
-  "instance",
-  "net",
-  "net.mcast.addr",
-  "net.mcast.port",
-  "net.dev.in",
-  "net.dev.out",
-  "net.ttl",
-  "stats",
-  "stats.addr",
-  "stats.port",
-] as const;
+const CONFIG_FLAGS = KEYS.filter((k) =>
+  k.flag && (k.section === "mod" || k.section === "net" ||
+    k.section === "stats")
+);
+
+/** Flags whose value overrides a key (every valued flag but the files). */
+const VALUE_FLAGS = KEYS.filter((k) => k.flag && k.type !== "boolean" && k.type !== "file");
 
 function commandLineError(error: unknown): ConfigError {
   const message = error instanceof Error ? error.message : String(error);
@@ -111,10 +94,7 @@ export function parseCommandLine(args: readonly string[]): ParsedArgs {
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const str = (name: string): string | undefined => v[name] as string | undefined;
 
-  const aliases: [string, string][] = [
-    ["net.mcast.address", "net.mcast.addr"],
-    ["stats.address", "stats.addr"],
-  ];
+  const aliases = KEYS.flatMap((k) => k.aliases.map((alias) => [alias, k.name] as const));
   for (const [alias, canonical] of aliases) {
     if (str(alias) !== undefined) {
       if (str(canonical) !== undefined) {
@@ -133,55 +113,46 @@ export function parseCommandLine(args: readonly string[]): ParsedArgs {
     throw new ConfigError(
       COMMAND_LINE,
       undefined,
-      `too many arguments (${positionals.length}): the legacy syntax is joold [NETSOCKET] [MODSOCKET] [PORT]`,
+      `too many arguments (${positionals.length}): the legacy syntax is ${LEGACY_SYNOPSIS}`,
     );
   }
-  const [netPos, modPos, portPos] = positionals;
-  const conflicts: [string | undefined, string, string][] = [
-    [netPos, "net", "NETSOCKET"],
-    [modPos, "mod", "MODSOCKET"],
-    [portPos, "stats.port", "PORT"],
-  ];
-  for (const [pos, flagName, argName] of conflicts) {
-    if (pos !== undefined && str(flagName) !== undefined) {
+  const legacyValues = new Map<string, string>();
+  LEGACY_ARGUMENTS.forEach((argument, i) => {
+    const pos = positionals[i];
+    if (pos === undefined) return;
+    if (str(argument.key) !== undefined) {
       throw new ConfigError(
         COMMAND_LINE,
-        `--${flagName}`,
-        `conflicts with the positional ${argName} argument ${JSON.stringify(pos)}; give only one`,
+        `--${argument.key}`,
+        `conflicts with the positional ${argument.name} argument ${
+          JSON.stringify(pos)
+        }; give only one`,
       );
     }
-  }
+    legacyValues.set(argument.key, pos);
+  });
 
-  const anyConfigFlag = CONFIG_FLAGS.some((name) => v[name] !== undefined);
+  const anyConfigFlag = CONFIG_FLAGS.some((k) => v[k.name] !== undefined);
   const legacy = positionals.length > 0 || !anyConfigFlag;
 
   const overrides: Record<string, string> = {};
-  for (
-    const name of [
-      "instance",
-      "net.mcast.addr",
-      "net.mcast.port",
-      "net.dev.in",
-      "net.dev.out",
-      "net.ttl",
-      "stats.addr",
-      "stats.port",
-    ]
-  ) {
-    const value = str(name);
-    if (value !== undefined) overrides[name] = value;
+  for (const k of VALUE_FLAGS) {
+    const value = str(k.name) ?? legacyValues.get(k.name);
+    if (value !== undefined) overrides[k.name] = value;
   }
-  if (portPos !== undefined) overrides["stats.port"] = portPos;
-  if (str("log-level") !== undefined) overrides["log-level"] = str("log-level")!;
+  const file = (section: Section): string | undefined => {
+    const name = sectionFile(section)!.name;
+    return str(name) ?? legacyValues.get(name);
+  };
 
   return {
     help: v.help === true,
     version: v.version === true,
     check: v.check === true,
     legacy,
-    netFile: str("net") ?? netPos,
-    modFile: str("mod") ?? modPos,
-    statsFile: str("stats"),
+    netFile: file("net"),
+    modFile: file("mod"),
+    statsFile: file("stats"),
     overrides,
     enableSync: v["enable-sync"] === true,
     advertise: v.advertise === true,

@@ -5,12 +5,13 @@
  * @module
  */
 
-import { addressFamily } from "./address.ts";
+import { addressFamily, type Family } from "./address.ts";
 import type { ParsedArgs } from "./args.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
 import { readJsonObject, type ReadTextFile, readTextFileSync } from "./file.ts";
-import type { Config, LogLevel, NetConfig, StatsConfig } from "./types.ts";
+import { key, type Section, sectionKeys, type ValueType } from "./keys.ts";
+import type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./types.ts";
 import * as check from "./validate.ts";
 
 /** The effective configuration and the warnings met while building it. */
@@ -21,41 +22,75 @@ export interface Resolved {
   readonly warnings: readonly string[];
 }
 
+/** The key that enables the sync network. */
+const GROUP = "net.mcast.addr";
+
 /** A raw value and where it came from. */
 interface Raw {
   readonly value: unknown;
   readonly origin: check.Origin;
 }
 
-/** JSON keys of each file, mapped to the flag that overrides them. */
-const MOD_KEYS = { instance: "instance" } as const;
-const NET_KEYS = {
-  "multicast address": "net.mcast.addr",
-  "multicast port": "net.mcast.port",
-  "in interface": "net.dev.in",
-  "out interface": "net.dev.out",
-  ttl: "net.ttl",
-  reuseaddr: "net.reuseaddr",
-} as const;
-const STATS_KEYS = { address: "stats.addr", port: "stats.port" } as const;
+type Validator = (origin: check.Origin, value: unknown, family: Family) => unknown;
+
+/** One validator per value type of the key table. */
+const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
+  instance: check.instanceName,
+  group: check.multicastAddress,
+  "port-or-service": check.portOrService,
+  interface: check.interfaceFor,
+  // The C daemon's files hold the ttl as a JSON number; a flag is text.
+  ttl: (origin, value) => check.integerIn(origin, value, 0, 255, origin.source === COMMAND_LINE),
+  switch: check.flag,
+  address: check.bindAddress,
+  port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
+  "log-level": check.logLevel,
+};
 
 function loadFile(
   path: string,
-  keys: Readonly<Record<string, string>>,
+  section: Section,
   read: ReadTextFile,
   raws: Map<string, Raw>,
   warnings: string[],
 ): void {
   const object = readJsonObject(path, read);
-  for (const [key, value] of Object.entries(object)) {
-    const canonical = keys[key];
-    if (canonical === undefined) {
-      const known = Object.keys(keys).map((k) => JSON.stringify(k)).join(", ");
-      warnings.push(`${path}: ${JSON.stringify(key)}: unknown key, ignored (known keys: ${known})`);
+  const keys = sectionKeys(section).filter((k) => k.fileKey !== undefined);
+  for (const [fileKey, value] of Object.entries(object)) {
+    const spec = keys.find((k) => k.fileKey === fileKey);
+    if (spec === undefined) {
+      const known = keys.map((k) => JSON.stringify(k.fileKey)).join(", ");
+      warnings.push(
+        `${path}: ${JSON.stringify(fileKey)}: unknown key, ignored (known keys: ${known})`,
+      );
       continue;
     }
-    raws.set(canonical, { value, origin: { source: path, key } });
+    raws.set(spec.name, { value, origin: { source: path, key: fileKey } });
   }
+}
+
+/**
+ * Validates the keys of a section into its object of {@linkcode Config}, defaults filling the rest.
+ *
+ * @param section the section
+ * @param raws the raw values, by key name
+ * @param family the group's family (for the interfaces)
+ * @returns the section's object, by field
+ */
+function buildSection(
+  section: Section,
+  raws: ReadonlyMap<string, Raw>,
+  family: Family = 6,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of sectionKeys(section)) {
+    if (spec.type === "file" || spec.type === "boolean") continue;
+    const raw = raws.get(spec.name);
+    out[spec.field] = raw === undefined
+      ? spec.default
+      : VALIDATORS[spec.type](raw.origin, raw.value, family);
+  }
+  return out;
 }
 
 /**
@@ -77,86 +112,53 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
 
   const modFile = args.modFile ?? (args.legacy ? DEFAULTS.modFile : undefined);
   const netFile = args.netFile ?? (args.legacy ? DEFAULTS.netFile : undefined);
-  if (netFile !== undefined) loadFile(netFile, NET_KEYS, read, raws, warnings);
-  if (modFile !== undefined) loadFile(modFile, MOD_KEYS, read, raws, warnings);
-  if (args.statsFile !== undefined) {
-    loadFile(args.statsFile, STATS_KEYS, read, raws, warnings);
+  const files: [string | undefined, Section][] = [
+    [netFile, "net"],
+    [modFile, "mod"],
+    [args.statsFile, "stats"],
+  ];
+  for (const [path, section] of files) {
+    if (path !== undefined) loadFile(path, section, read, raws, warnings);
   }
   for (const [name, value] of Object.entries(args.overrides)) {
     raws.set(name, { value, origin: { source: COMMAND_LINE, key: `--${name}` } });
   }
-  const get = (name: string): Raw | undefined => raws.get(name);
 
-  const instanceRaw = get("instance");
-  const instance = instanceRaw
-    ? check.instanceName(instanceRaw.origin, instanceRaw.value)
-    : DEFAULTS.instance;
+  const mod = buildSection("mod", raws) as unknown as ModConfig;
 
   let net: NetConfig | null = null;
-  const addrRaw = get("net.mcast.addr");
-  if (addrRaw !== undefined) {
-    const multicastAddress = check.multicastAddress(addrRaw.origin, addrRaw.value);
-    const family = addressFamily(multicastAddress)!;
-    const portRaw = get("net.mcast.port");
-    const ttlRaw = get("net.ttl");
-    const inRaw = get("net.dev.in");
-    const outRaw = get("net.dev.out");
-    const reuseRaw = get("net.reuseaddr");
-    net = {
-      multicastAddress,
-      multicastPort: portRaw
-        ? check.portOrService(portRaw.origin, portRaw.value)
-        : DEFAULTS.multicastPort,
-      inInterface: inRaw ? check.interfaceFor(inRaw.origin, inRaw.value, family) : undefined,
-      outInterface: outRaw ? check.interfaceFor(outRaw.origin, outRaw.value, family) : undefined,
-      ttl: ttlRaw
-        ? check.integerIn(
-          ttlRaw.origin,
-          ttlRaw.value,
-          0,
-          255,
-          ttlRaw.origin.source === COMMAND_LINE,
-        )
-        : DEFAULTS.ttl,
-      reuseAddress: reuseRaw ? check.flag(reuseRaw.origin, reuseRaw.value) : DEFAULTS.reuseAddress,
-    };
+  const group = raws.get(GROUP);
+  if (group !== undefined) {
+    const family = addressFamily(check.multicastAddress(group.origin, group.value))!;
+    net = buildSection("net", raws, family) as unknown as NetConfig;
   } else {
-    const stray = ["net.mcast.port", "net.dev.in", "net.dev.out", "net.ttl", "net.reuseaddr"]
-      .map(get).filter((r): r is Raw => r !== undefined);
-    for (const r of stray) {
+    for (const spec of sectionKeys("net")) {
+      const r = raws.get(spec.name);
+      if (r === undefined) continue;
       warnings.push(
         `${r.origin.source}: ${r.origin.key}: ignored, because no multicast address is set (the sync network is disabled)`,
       );
     }
     if (netFile !== undefined) {
       warnings.push(
-        `${netFile}: "multicast address" is not set: the sync network is disabled and the sessions from the kernel are printed instead`,
+        `${netFile}: "${
+          key(GROUP).fileKey
+        }" is not set: the sync network is disabled and the sessions from the kernel are printed instead`,
       );
     }
   }
 
   let stats: StatsConfig | null = null;
-  const statsAddrRaw = get("stats.addr");
-  const statsPortRaw = get("stats.port");
-  if (statsAddrRaw !== undefined || statsPortRaw !== undefined || args.statsFile !== undefined) {
-    stats = {
-      address: statsAddrRaw
-        ? check.bindAddress(statsAddrRaw.origin, statsAddrRaw.value)
-        : DEFAULTS.statsAddress,
-      port: statsPortRaw
-        ? check.integerIn(statsPortRaw.origin, statsPortRaw.value, 1, 65535, true)
-        : DEFAULTS.statsPort,
-    };
+  const statsKeys = sectionKeys("stats");
+  if (statsKeys.some((k) => raws.has(k.name)) || args.statsFile !== undefined) {
+    stats = buildSection("stats", raws) as unknown as StatsConfig;
   }
 
-  const levelRaw = get("log-level");
-  const logLevel: LogLevel = levelRaw
-    ? check.logLevel(levelRaw.origin, levelRaw.value)
-    : DEFAULTS.logLevel;
+  const { logLevel } = buildSection("top", raws) as { logLevel: LogLevel };
 
   return {
     config: {
-      mod: { instance },
+      mod,
       net,
       stats,
       logLevel,
