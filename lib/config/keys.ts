@@ -58,6 +58,8 @@ export interface KeySpec {
   readonly short?: string;
   /** One-letter flag in the `session proxy` syntax (`-p`), where Jool's own daemon has one. */
   readonly proxyShort?: string;
+  /** Whether `session proxy` takes it as a flag (those with a `proxyShort` do anyway). */
+  readonly proxy?: boolean;
   /** How the value is read. */
   readonly type: ValueType;
   /** The value when nothing sets it; undefined when unset is meaningful (the kernel chooses). */
@@ -218,6 +220,7 @@ export const KEYS: readonly KeySpec[] = [
     fileKey: "address",
     flag: true,
     aliases: ["stats.address"],
+    proxy: true,
     type: "address",
     default: "::",
     arg: "ADDR",
@@ -232,6 +235,7 @@ export const KEYS: readonly KeySpec[] = [
     fileKey: "port",
     flag: true,
     aliases: [],
+    proxy: true,
     type: "port",
     default: 6401,
     arg: "PORT",
@@ -300,19 +304,53 @@ export const KEYS: readonly KeySpec[] = [
   },
 ];
 
-/** The key named `name`. */
+/**
+ * The key named `name`.
+ *
+ * @param name the key's name (`net.mcast.addr`)
+ * @returns its entry in {@linkcode KEYS}
+ * @throws {RangeError} when no key has that name (a typo in the code, not in the configuration)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { key } from "./keys.ts";
+ * assert.equal(key("net.mcast.addr").fileKey, "multicast address");
+ * ```
+ */
 export function key(name: string): KeySpec {
   const spec = KEYS.find((k) => k.name === name);
   if (spec === undefined) throw new RangeError(`no configuration key named ${name}`);
   return spec;
 }
 
-/** The keys of a section that a JSON file or a flag sets (not the `file` options themselves). */
+/**
+ * The keys of a section that a JSON file or a flag sets (not the `file` options themselves).
+ *
+ * @param section the section
+ * @returns its keys, in table order
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sectionKeys } from "./keys.ts";
+ * assert.deepEqual(sectionKeys("stats").map((k) => k.fileKey), ["address", "port"]);
+ * ```
+ */
 export function sectionKeys(section: Section): readonly KeySpec[] {
   return KEYS.filter((k) => k.section === section && k.type !== "file");
 }
 
-/** The `file` option of a section (`--net`), if it has one. */
+/**
+ * The `file` option of a section (`--net`), if it has one.
+ *
+ * @param section the section
+ * @returns the option, or undefined (the top level and the command options have no file)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sectionFile } from "./keys.ts";
+ * assert.equal(sectionFile("net")?.name, "net");
+ * ```
+ */
 export function sectionFile(section: Section): KeySpec | undefined {
   return KEYS.find((k) => k.section === section && k.type === "file");
 }
@@ -343,3 +381,7 @@ export const LEGACY_ARGUMENTS: readonly LegacyArgument[] = [
 
 /** The legacy synopsis, `joold [NETSOCKET] [MODSOCKET] [PORT]`. */
 export const LEGACY_SYNOPSIS = `joold ${LEGACY_ARGUMENTS.map((a) => `[${a.name}]`).join(" ")}`;
+
+/** The synopsis of Jool 4.1.13's own daemon, which joold also takes. */
+export const PROXY_SYNOPSIS = "joold [-i INSTANCE] session proxy [-i DEV] [-o DEV] [-p PORT] " +
+  "[-t TTL] [--stats.address ADDR] [--stats.port PORT] GROUP";

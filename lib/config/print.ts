@@ -16,7 +16,12 @@ import type { Config } from "./types.ts";
  * @returns the block, newline-terminated
  * @example
  * ```ts
- * formatConfig(config).startsWith("Config:\n  mod.instance: "); // true
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./args.ts";
+ * import { formatConfig } from "./print.ts";
+ * import { resolveConfig } from "./resolve.ts";
+ * const { config } = resolveConfig(parseCommandLine(["--instance=blue"]));
+ * assert.ok(formatConfig(config).startsWith("Config:\n  mod.instance: blue\n"));
  * ```
  */
 export function formatConfig(config: Config): string {

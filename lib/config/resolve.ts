@@ -7,10 +7,18 @@
 
 import { addressFamily, type Family } from "./address.ts";
 import type { ParsedArgs } from "./args.ts";
-import { DEFAULTS } from "./defaults.ts";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
 import { readJsonObject, type ReadTextFile, readTextFileSync } from "./file.ts";
-import { key, type Section, sectionKeys, type ValueType } from "./keys.ts";
+import {
+  key,
+  LEGACY_ARGUMENTS,
+  LEGACY_SYNOPSIS,
+  type Section,
+  sectionFile,
+  sectionKeys,
+  type ValueType,
+} from "./keys.ts";
+import { closest } from "./suggest.ts";
 import type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./types.ts";
 import * as check from "./validate.ts";
 
@@ -18,8 +26,15 @@ import * as check from "./validate.ts";
 export interface Resolved {
   /** The validated configuration. */
   readonly config: Config;
-  /** One line each, e.g. `net.json: "multcast port": unknown key, ignored`. */
+  /** One line each, e.g. `net.json: "colour": unknown key, ignored`. */
   readonly warnings: readonly string[];
+  /** Facts the operator should know, one line each (the implicit legacy syntax and its files). */
+  readonly notes: readonly string[];
+  /**
+   * Where each key that was set came from (its file and JSON key, or the flag as typed), by key
+   * name (`net.dev.in`); keys left at their default are absent.
+   */
+  readonly origins: Readonly<Record<string, { readonly source: string; readonly key: string }>>;
 }
 
 /** The key that enables the sync network. */
@@ -54,18 +69,28 @@ function loadFile(
   raws: Map<string, Raw>,
   warnings: string[],
 ): void {
-  const object = readJsonObject(path, read);
+  const object = readJsonObject(path, read, (line) => warnings.push(line));
   const keys = sectionKeys(section).filter((k) => k.fileKey !== undefined);
+  const names = keys.map((k) => k.fileKey!);
   for (const [fileKey, value] of Object.entries(object)) {
     const spec = keys.find((k) => k.fileKey === fileKey);
-    if (spec === undefined) {
-      const known = keys.map((k) => JSON.stringify(k.fileKey)).join(", ");
-      warnings.push(
-        `${path}: ${JSON.stringify(fileKey)}: unknown key, ignored (known keys: ${known})`,
-      );
+    if (spec !== undefined) {
+      raws.set(spec.name, { value, origin: { source: path, key: fileKey } });
       continue;
     }
-    raws.set(spec.name, { value, origin: { source: path, key: fileKey } });
+    // A typo must not silently drop a key: "multicast adress" would disable the sync network.
+    const meant = closest(fileKey, names);
+    if (meant !== undefined) {
+      throw new ConfigError(
+        path,
+        JSON.stringify(fileKey),
+        `unknown key: did you mean ${JSON.stringify(meant)}?`,
+      );
+    }
+    const known = names.map((k) => JSON.stringify(k)).join(", ");
+    warnings.push(
+      `${path}: ${JSON.stringify(fileKey)}: unknown key, ignored (known keys: ${known})`,
+    );
   }
 }
 
@@ -102,26 +127,48 @@ function buildSection(
  * @throws {ConfigError} naming the file or flag, the key and what is wrong
  * @example
  * ```ts
- * const { config } = resolveConfig(parseCommandLine(["--net.mcast.addr=ff08::db8:64:64"]));
- * config.net?.multicastPort; // "6400"
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./args.ts";
+ * import { resolveConfig } from "./resolve.ts";
+ * const { config, origins } = resolveConfig(parseCommandLine(["--net.mcast.addr=ff08::db8:64:64"]));
+ * assert.equal(config.net?.multicastPort, "6400");
+ * assert.deepEqual(origins["net.mcast.addr"], { source: "command line", key: "--net.mcast.addr" });
  * ```
  */
 export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFileSync): Resolved {
   const warnings: string[] = [];
   const raws = new Map<string, Raw>();
 
-  const modFile = args.modFile ?? (args.legacy ? DEFAULTS.modFile : undefined);
-  const netFile = args.netFile ?? (args.legacy ? DEFAULTS.netFile : undefined);
-  const files: [string | undefined, Section][] = [
-    [netFile, "net"],
-    [modFile, "mod"],
-    [args.statsFile, "stats"],
+  const notes: string[] = [];
+  const defaulted = (section: Section): string | undefined =>
+    args.legacy
+      ? LEGACY_ARGUMENTS.find((a) => a.key === sectionFile(section)?.name)?.default
+      : undefined;
+  const modFile = args.modFile ?? defaulted("mod");
+  const netFile = args.netFile ?? defaulted("net");
+  if (args.implicitLegacy) {
+    notes.push(
+      `no configuration given: reading ${netFile} and ${modFile} from the current directory ` +
+        `(the legacy syntax ${LEGACY_SYNOPSIS}; see joold --help for the others)`,
+    );
+  }
+  const files: [string | undefined, Section, boolean][] = [
+    [netFile, "net", args.netFile === undefined],
+    [modFile, "mod", args.modFile === undefined],
+    [args.statsFile, "stats", false],
   ];
-  for (const [path, section] of files) {
-    if (path !== undefined) loadFile(path, section, read, raws, warnings);
+  for (const [path, section, isDefault] of files) {
+    if (path === undefined) continue;
+    try {
+      loadFile(path, section, read, raws, warnings);
+    } catch (error) {
+      if (!isDefault || !(error instanceof ConfigError) || !isNotFound(error)) throw error;
+      throw defaultFileMissing(path, section, args.implicitLegacy, error);
+    }
   }
   for (const [name, value] of Object.entries(args.overrides)) {
-    raws.set(name, { value, origin: { source: COMMAND_LINE, key: `--${name}` } });
+    const typed = args.typed?.[name] ?? `--${name}`;
+    raws.set(name, { value, origin: { source: COMMAND_LINE, key: typed } });
   }
 
   const mod = buildSection("mod", raws) as unknown as ModConfig;
@@ -132,18 +179,27 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
     const family = addressFamily(check.multicastAddress(group.origin, group.value))!;
     net = buildSection("net", raws, family) as unknown as NetConfig;
   } else {
-    for (const spec of sectionKeys("net")) {
-      const r = raws.get(spec.name);
-      if (r === undefined) continue;
-      warnings.push(
-        `${r.origin.source}: ${r.origin.key}: ignored, because no multicast address is set (the sync network is disabled)`,
+    // Only the absence of any network configuration means print mode: a network file or flag
+    // without its group is a mistake (a typo, a key left out), not a request to print sessions.
+    const example = key(GROUP).example;
+    if (netFile !== undefined) {
+      throw new ConfigError(
+        netFile,
+        undefined,
+        `"${key(GROUP).fileKey}" is not set: a network socket file needs the sync group, e.g. ` +
+          `"${
+            key(GROUP).fileKey
+          }": "${example}" (to print the kernel's sessions instead, give no ` +
+          `network configuration at all)`,
       );
     }
-    if (netFile !== undefined) {
-      warnings.push(
-        `${netFile}: "${
-          key(GROUP).fileKey
-        }" is not set: the sync network is disabled and the sessions from the kernel are printed instead`,
+    const stray = sectionKeys("net").map((k) => raws.get(k.name)).find((r) => r !== undefined);
+    if (stray !== undefined) {
+      throw new ConfigError(
+        stray.origin.source,
+        stray.origin.key,
+        `needs the sync group --${GROUP} (e.g. --${GROUP}=${example}); to print the kernel's ` +
+          `sessions instead, give no network option at all`,
       );
     }
   }
@@ -166,7 +222,37 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
       advertiseOnStart: args.advertise,
     },
     warnings,
+    notes,
+    origins: Object.fromEntries([...raws].map(([name, raw]) => [name, raw.origin])),
   };
+}
+
+function isNotFound(error: ConfigError): boolean {
+  return error.cause instanceof Deno.errors.NotFound;
+}
+
+/** A default file of the legacy syntax is missing: say it was a default, and how to name one. */
+function defaultFileMissing(
+  path: string,
+  section: Section,
+  implicit: boolean,
+  cause: ConfigError,
+): ConfigError {
+  const argument = LEGACY_ARGUMENTS.findIndex((a) => a.key === sectionFile(section)?.name);
+  const name = LEGACY_ARGUMENTS[argument].name;
+  const syntaxes = `${LEGACY_SYNOPSIS}, joold --${sectionFile("net")!.name}=FILE ` +
+    `--${sectionFile("mod")!.name}=FILE (or --${GROUP}=GROUP ...), or joold session proxy GROUP`;
+  return new ConfigError(
+    path,
+    undefined,
+    implicit
+      ? `no such file: with no configuration given, joold reads ${path} from the current ` +
+        `directory (the legacy syntax); name the configuration instead: ${syntaxes}`
+      : `no such file: ${name} (the ${
+        ["1st", "2nd", "3rd"][argument]
+      } argument) defaults to ${path} in the current directory; give it: ${LEGACY_SYNOPSIS}`,
+    { cause },
+  );
 }
 
 export { ConfigError };
