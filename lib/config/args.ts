@@ -21,9 +21,6 @@ import {
 } from "./keys.ts";
 import { closest } from "./suggest.ts";
 
-/** Which of the three command-line syntaxes was used. */
-export type Syntax = "legacy" | "flags" | "proxy";
-
 /** The command line, parsed but not yet validated. */
 export interface ParsedArgs {
   /** `--help` was given. */
@@ -124,6 +121,14 @@ function commandLineError(
   const option = mentioned.find((m) => args.some((a) => a === m || a.startsWith(`${m}=`))) ??
     mentioned.at(-1);
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    if (options === AFTER_PROXY && option !== undefined && option.slice(2) in BEFORE_PROXY) {
+      return new ConfigError(
+        COMMAND_LINE,
+        option,
+        `goes before "session proxy" (${PROXY_SYNOPSIS})`,
+        { cause: error },
+      );
+    }
     if (options !== OPTIONS && option !== undefined && option.slice(2) in OPTIONS) {
       return new ConfigError(
         COMMAND_LINE,
@@ -223,7 +228,7 @@ function proxyAt(args: readonly string[]): number {
 
 function result(
   collected: Collected["values"],
-  syntax: Syntax,
+  syntax: ParsedArgs["syntax"],
   implicitLegacy: boolean,
   extra: { files?: Map<string, string>; overrides?: Map<string, [string, string]> } = {},
 ): ParsedArgs {
@@ -266,7 +271,7 @@ function parseProxy(args: readonly string[], at: number): ParsedArgs {
   const before = collect(args.slice(0, at), BEFORE_PROXY, " before session proxy");
   const after = collect(args.slice(at + 2), AFTER_PROXY, " of session proxy");
   for (const [name, given] of after.values) {
-    if (before.values.has(name)) {
+    if (before.values.has(name) && given.value !== true) {
       throw new ConfigError(COMMAND_LINE, given.typed, "is given twice; give it once");
     }
     before.values.set(name, given);
