@@ -157,8 +157,9 @@ ${options()}
 
 FILE KEYS
 ${fileKeys()}
-    Files may contain comments and a UTF-8 byte order mark. A key close to a known one (a typo)
-    is an error; another unknown key, or a key given twice, is a warning naming file and key.
+    Files may contain comments and a UTF-8 byte order mark; keys are not case-sensitive (as in
+    the C daemon). A key close to a known one (a typo) is an error; another unknown key, or a key
+    given twice (the first counts, as in the C daemon), is a warning naming file and key.
 
 STATS
     Any UDP datagram to the stats address and port gets six lines back, NAME,VALUE:

@@ -378,14 +378,14 @@ for (const [args, options, stderr] of STRICT) {
   });
 }
 
-Deno.test("a key given twice is a warning naming file and key; the last one is used", async () => {
+Deno.test("a key given twice is a warning naming file and key; the first counts, as in the C daemon", async () => {
   const run = await runCli(["--check", "--net=dup.json"], S);
   assert.equal(run.code, 0);
   assert.equal(
     run.stderr,
-    `joold: warn: dup.json: "ttl": given 2 times (at 3:3, 4:3): the last one is used\n`,
+    `joold: warn: dup.json: "ttl": given 2 times (at 3:3, 4:3): the first one is used, as by Jool's C daemon\n`,
   );
-  assert.match(run.stdout, /\n {2}net\.ttl: 3\n/);
+  assert.match(run.stdout, /\n {2}net\.ttl: 2\n/);
 });
 
 Deno.test("a UTF-8 byte order mark is accepted", async () => {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parse, type ParseError, printParseErrorCode, visit } from "jsonc-parser";
+import { getNodeValue, parse, type ParseError, parseTree, printParseErrorCode } from "jsonc-parser";
 import { ConfigError } from "./error.ts";
 
 /** Reads a whole text file; throws Deno's errors (`Deno.errors.NotFound`, ...). */
@@ -99,31 +99,27 @@ function describeParseError(text: string, error: ParseError): string {
   }: a value is a string in double quotes, a number, an object, an array, true, false or null`;
 }
 
-/** A key that appears more than once in the top-level object. */
-interface Duplicate {
-  readonly key: string;
-  /** Where each occurrence is, `line:column`. */
-  readonly places: readonly string[];
-}
-
-/** The top-level keys given more than once (the parser silently keeps the last). */
-function duplicateKeys(text: string): Duplicate[] {
-  const seen = new Map<string, string[]>();
-  let depth = 0;
-  visit(text, {
-    onObjectBegin: () => void depth++,
-    onObjectEnd: () => void depth--,
-    onArrayBegin: () => void depth++,
-    onArrayEnd: () => void depth--,
-    onObjectProperty: (property, _offset, _length, line, column) => {
-      if (depth !== 1) return;
-      seen.set(property, [...(seen.get(property) ?? []), `${line + 1}:${column + 1}`]);
-    },
-  }, { allowTrailingComma: true, disallowComments: false });
-  return [...seen].filter(([, places]) => places.length > 1).map(([key, places]) => ({
-    key,
-    places,
-  }));
+/**
+ * The top-level entries of a parsed object, the FIRST of a key given twice winning (as cJSON, so
+ * Jool's C daemon, reads the same file), and where each repeated key stands (`line:column`).
+ */
+function entries(
+  text: string,
+): { object: Record<string, unknown>; repeated: Map<string, string[]> } {
+  const root = parseTree(text, [], { allowTrailingComma: true, disallowComments: false });
+  const values = new Map<string, unknown>();
+  const places = new Map<string, string[]>();
+  for (const property of root?.children ?? []) {
+    const [name, value] = property.children ?? [];
+    if (name === undefined || value === undefined) continue;
+    const key = String(name.value);
+    places.set(key, [...places.get(key) ?? [], lineColumn(text, name.offset)]);
+    if (!values.has(key)) values.set(key, getNodeValue(value));
+  }
+  return {
+    object: Object.fromEntries(values),
+    repeated: new Map([...places].filter(([, at]) => at.length > 1)),
+  };
 }
 
 /**
@@ -132,7 +128,8 @@ function duplicateKeys(text: string): Duplicate[] {
  *
  * @param path the file
  * @param read the reader (Deno's by default; tests may pass another)
- * @param warn receives one line per harmless oddity (a key given twice), naming the file and key
+ * @param warn receives one line per oddity that is not an error (a key given twice: the first
+ *   counts), naming the file and key
  * @returns the parsed object
  * @throws {ConfigError} when the file cannot be read, is not JSON, or its root is not an object; a
  *   syntax error's source is `path:line:column`
@@ -142,7 +139,7 @@ function duplicateKeys(text: string): Duplicate[] {
  * import { readJsonObject } from "./file.ts";
  * const warnings: string[] = [];
  * const object = readJsonObject("n.json", () => `{ "ttl": 1, "ttl": 3 }`, (w) => warnings.push(w));
- * assert.deepEqual(object, { ttl: 3 });
+ * assert.deepEqual(object, { ttl: 1 });
  * assert.equal(warnings.length, 1);
  * ```
  */
@@ -187,14 +184,15 @@ export function readJsonObject(
       `the file must hold a JSON object, e.g. ${OBJECT_EXAMPLE}`,
     );
   }
-  for (const { key, places } of duplicateKeys(text)) {
+  const { object, repeated } = entries(text);
+  for (const [key, places] of repeated) {
     warn(
       `${path}: ${JSON.stringify(key)}: given ${places.length} times (at ${
         places.join(", ")
-      }): the last one is used`,
+      }): the first one is used, as by Jool's C daemon`,
     );
   }
-  return value as Record<string, unknown>;
+  return object;
 }
 
 const OBJECT_EXAMPLE = `{ "instance": "default" }`;

@@ -72,9 +72,21 @@ function loadFile(
   const object = readJsonObject(path, read, (line) => warnings.push(line));
   const keys = sectionKeys(section).filter((k) => k.fileKey !== undefined);
   const names = keys.map((k) => k.fileKey!);
+  const seen = new Map<string, string>();
   for (const [fileKey, value] of Object.entries(object)) {
-    const spec = keys.find((k) => k.fileKey === fileKey);
+    // Jool's C daemon (cJSON_GetObjectItem) matches keys whatever their case: "TTL" is "ttl".
+    const spec = keys.find((k) => k.fileKey!.toLowerCase() === fileKey.toLowerCase());
     if (spec !== undefined) {
+      const first = seen.get(spec.name);
+      if (first !== undefined) {
+        warnings.push(
+          `${path}: ${JSON.stringify(fileKey)}: the same key as ${
+            JSON.stringify(first)
+          } (keys are not case-sensitive): the first one is used, as by Jool's C daemon`,
+        );
+        continue;
+      }
+      seen.set(spec.name, fileKey);
       raws.set(spec.name, { value, origin: { source: path, key: fileKey } });
       continue;
     }

@@ -301,9 +301,21 @@ Deno.test("the C daemon's files, with a BOM or a key given twice, resolve as bef
     files({ "n.json": "\uFEFF" + NET6, "m.json": `{ "instance": "a", "instance": "b" }` }),
   );
   assert.equal(config.net?.multicastAddress, "ff08::db8:64:64");
-  assert.equal(config.mod.instance, "b");
+  assert.equal(config.mod.instance, "a");
   assert.deepEqual(warnings, [
-    `m.json: "instance": given 2 times (at 1:3, 1:20): the last one is used`,
+    `m.json: "instance": given 2 times (at 1:3, 1:20): the first one is used, as by Jool's C daemon`,
+  ]);
+});
+
+Deno.test("file keys match whatever their case, as in the C daemon (cJSON_GetObjectItem)", () => {
+  const { config, warnings } = resolveConfig(
+    parseCommandLine(["--net=n.json"]),
+    files({ "n.json": `{ "Multicast Address": "ff08::1", "TTL": 4, "ttl": 5 }` }),
+  );
+  assert.equal(config.net?.multicastAddress, "ff08::1");
+  assert.equal(config.net?.ttl, 4);
+  assert.deepEqual(warnings, [
+    `n.json: "ttl": the same key as "TTL" (keys are not case-sensitive): the first one is used, as by Jool's C daemon`,
   ]);
 });
 
