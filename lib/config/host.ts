@@ -40,16 +40,19 @@ function fail(origin: Origin, problem: string): never {
  * EADDRNOTAVAIL when it is not (joining an IPv4 group on it fails the same way, with ENODEV).
  */
 function isLocal(address: string): boolean {
-  const [candidate] = getAddrInfo(address, "0");
-  const fd = socket(candidate.family, SOCK_DGRAM, 0);
+  let fd = -1;
   try {
+    const [candidate] = getAddrInfo(address, "0");
+    fd = socket(candidate.family, SOCK_DGRAM, 0);
     bind(fd, candidate.address);
     return true;
   } catch (error) {
     if (error instanceof SystemError && error.errno === ERRNO.EADDRNOTAVAIL) return false;
-    return true; // another reason (a scope-less link-local address...): startup names it
+    // Another reason (no IPv6 in this kernel, a scope-less link-local address...): startup, which
+    // knows what to do with it, names it.
+    return true;
   } finally {
-    close(fd);
+    if (fd >= 0) close(fd);
   }
 }
 
