@@ -68,6 +68,7 @@ export const ERRNO = {
   ENODEV: 19,
   EINVAL: 22,
   EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
   ENOBUFS: 105,
 } as const;
 

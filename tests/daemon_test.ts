@@ -320,7 +320,12 @@ Deno.test({
         log,
       });
       lines.length = 0;
-      const resolved = (config: Config) => () => ({ config, warnings: ["x.json: a warning"] });
+      const resolved = (config: Config) => () => ({
+        config,
+        warnings: ["x.json: a warning"],
+        notes: [],
+        origins: {},
+      });
       daemon.reload("SIGHUP", resolved({ ...printConfig(), logLevel: "debug" }));
       assert.equal(log.level, "debug");
       assert.deepEqual(lines, [
@@ -341,6 +346,8 @@ Deno.test({
       daemon.reload("SIGHUP", () => ({
         config: { ...printConfig("blue"), stats: { address: "::", port: 6401 } },
         warnings: [],
+        notes: [],
+        origins: {},
       }));
       assert.equal(log.level, "info");
       assert.deepEqual(lines, [
