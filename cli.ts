@@ -13,6 +13,7 @@
 
 import { parseCommandLine, type ParsedArgs } from "./lib/config/args.ts";
 import { ConfigError } from "./lib/config/error.ts";
+import { checkHost, formatHostReport } from "./lib/config/host.ts";
 import { formatConfig } from "./lib/config/print.ts";
 import { resolveConfig } from "./lib/config/resolve.ts";
 import type { Config } from "./lib/config/types.ts";
@@ -20,7 +21,7 @@ import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 import { type DaemonHandle, type KernelPeer, startDaemon } from "./lib/start.ts";
-import { NETLINK_USERSOCK } from "./lib/kernel/channel.ts";
+import { NETLINK_USERSOCK } from "./lib/netlink/conn.ts";
 import { granted } from "./ffi/libc.ts";
 import { LINGER_MS } from "./lib/reactor.ts";
 
@@ -138,12 +139,20 @@ export async function main(args: readonly string[]): Promise<number> {
       writeAll(Deno.stdout, `joold ${VERSION}\n`);
       return EXIT.ok;
     }
-    const { config, warnings } = resolveConfig(parsed);
+    const { config, warnings, notes, origins } = resolveConfig(parsed);
     const log = createLogger(config.logLevel, stderr);
+    for (const note of notes) log.info(note);
     for (const warning of warnings) log.warn(warning);
     if (parsed.check) {
-      writeAll(Deno.stdout, formatConfig(config));
+      const report = checkHost(config, origins);
+      writeAll(Deno.stdout, formatConfig(config) + formatHostReport(report));
       return EXIT.ok;
+    }
+    try {
+      checkHost(config, origins);
+    } catch (error) {
+      log.error(errorLine(error));
+      return EXIT.failure;
     }
     return await serve(parsed, config, log);
   } catch (error) {

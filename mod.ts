@@ -39,20 +39,32 @@ export {
   ADVERTISE_INTERVAL_MS,
   type DaemonHandle,
   type KernelPeer,
-  type KernelStartup,
   startDaemon,
   type StartParts,
   stopSummary,
 } from "./lib/start.ts";
 export { type Counters, createCounters } from "./lib/counters.ts";
 export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
+export { type ChannelParts, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
+export { type KernelOptions, openKernel } from "./lib/kernel/open.ts";
 export {
-  type KernelChannelOptions,
-  type KernelCounters,
-  type KernelStatus,
-  NetlinkKernelChannel,
-} from "./lib/kernel/channel.ts";
-export { JoolNotLoadedError, KernelError } from "./lib/kernel/error.ts";
+  NetlinkConn,
+  NetlinkError,
+  type NetlinkOptions,
+  type NetlinkReply,
+  type NetlinkSocket,
+  openNetlink,
+} from "./lib/netlink/conn.ts";
+export { dialTwin, NetlinkTwin, type TwinKernel, type TwinOptions } from "./lib/netlink/twin.ts";
+export { SystemError } from "./ffi/errno.ts";
+export { type KernelStartup, type VersionSource } from "./lib/kernel/startup.ts";
+export {
+  JoolNotLoadedError,
+  KernelError,
+  KernelSendError,
+  MalformedKernelMessageError,
+  ReceiveOverrunError,
+} from "./lib/kernel/error.ts";
 export {
   formatLatency,
   LATENCY_BOUNDS_US,

@@ -27,6 +27,7 @@ const ALL = [
   "c-interop-ours-to-c",
   "c-interop-c-to-ours",
   "c-interop-proxy",
+  "c-proxy-syntax",
   "d-advertise",
   "e-stats",
   "f-instance-late",

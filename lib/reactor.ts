@@ -30,7 +30,7 @@ import {
   POLLIN,
   POLLNVAL,
 } from "../ffi/libc.ts";
-import { SystemError } from "../ffi/errno.ts";
+import { ERRNO, SystemError } from "../ffi/errno.ts";
 
 /**
  * The daemon's linger, ms: how long it waits synchronously after an off-thread wake-up, which is
@@ -172,7 +172,7 @@ export class Reactor {
         }
         if (n < 0) {
           const e = errno();
-          if (e === 4) continue; // EINTR
+          if (e === ERRNO.EINTR) continue;
           throw new SystemError("poll", e);
         }
         if (lingering) this.syncWakeups++;

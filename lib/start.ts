@@ -18,12 +18,9 @@ import {
   type JoolVersion,
   sessionFormatFor,
 } from "./jool/version.ts";
-import {
-  type KernelCounters,
-  type KernelStatus,
-  MODULE_VERSION_FILE,
-  NetlinkKernelChannel,
-} from "./kernel/channel.ts";
+import type { NetlinkKernelChannel } from "./kernel/channel.ts";
+import { openKernel } from "./kernel/open.ts";
+import { type KernelStartup, MODULE_VERSION_FILE } from "./kernel/startup.ts";
 import { formatLatency, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
@@ -37,20 +34,6 @@ import { VERSION } from "./version.ts";
  * whole table for each request, so a burst of signals must not become a burst of table dumps.
  */
 export const ADVERTISE_INTERVAL_MS = 1000;
-
-/** What the kernel said at start-up (the kernel channel's start-up report). */
-export interface KernelStartup {
-  /** The module version requests are sent with. */
-  readonly version: JoolVersion;
-  /** Where the version came from. */
-  readonly versionSource: KernelStatus["versionSource"];
-  /** Whether the instance existed at start-up. */
-  readonly instanceAlive: boolean;
-  /** Its ss-enabled global, when the instance exists and the kernel said. */
-  readonly syncEnabled: boolean | undefined;
-  /** The Generic Netlink family id of "Jool". */
-  readonly familyId: number;
-}
 
 /** How to reach the kernel: tests point the channel at a fake kernel. */
 export interface KernelPeer {
@@ -120,51 +103,6 @@ export interface DaemonHandle {
 
 function errorLine(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/**
- * TEMPORARY bridge, until the kernel channel counts into the shared object itself (its coming
- * entry point `openKernel(reactor, { instance, counters, enableSync, ... })`): today's channel
- * keeps its own counters, so the shared object's kernel* fields read them. Remove this function
- * and its one call when `openKernel` lands. `kernelAdvertisesSent` stays 0 until then (today's
- * channel does not count advertise requests).
- */
-function bridgeKernelCounters(own: KernelCounters, counters: Counters): void {
-  const fields: [keyof Counters, keyof KernelCounters][] = [
-    ["kernelBatchesReceived", "batches"],
-    ["kernelOtherInstanceBatches", "otherInstances"],
-    ["kernelAcksSent", "acks"],
-    ["kernelAddsSent", "adds"],
-    ["kernelAddBytes", "addBytes"],
-    ["kernelRefusals", "kernelErrors"],
-    ["kernelOverruns", "overruns"],
-    ["kernelMalformedMessages", "malformed"],
-  ];
-  for (const [shared, ownName] of fields) {
-    Object.defineProperty(counters, shared, { get: () => own[ownName], enumerable: true });
-  }
-}
-
-/**
- * The kernel channel's entry point as it will be (lib/kernel/channel.ts `openKernel`), over
- * today's `NetlinkKernelChannel.open`: switching is deleting this function and the bridge above.
- */
-async function openKernel(
-  reactor: Reactor,
-  options: KernelPeer & { instance: string; counters: Counters; enableSync: boolean },
-): Promise<{ channel: NetlinkKernelChannel; startup: KernelStartup }> {
-  const { channel, status } = await NetlinkKernelChannel.open(
-    reactor,
-    {
-      instance: options.instance,
-      protocol: options.protocol,
-      peerPortId: options.peerPortId,
-      moduleVersion: options.moduleVersion,
-    },
-    options.enableSync,
-  );
-  bridgeKernelCounters(channel.counters, options.counters);
-  return { channel, startup: { ...status, familyId: channel.family.id } };
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import type { Config, NetConfig } from "../lib/config/types.ts";
 import { parseVersion } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK } from "../lib/kernel/channel.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Reactor } from "../lib/reactor.ts";
 import { startDaemon } from "../lib/start.ts";

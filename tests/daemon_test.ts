@@ -10,7 +10,7 @@ import type { Config } from "../lib/config/types.ts";
 import { createCounters } from "../lib/counters.ts";
 import { Daemon, kernelErrorKind } from "../lib/daemon.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK } from "../lib/kernel/channel.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { JoolNotLoadedError, KernelError } from "../lib/kernel/error.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { ADVERTISE_INTERVAL_MS, startDaemon, stopSummary } from "../lib/start.ts";
@@ -320,7 +320,12 @@ Deno.test({
         log,
       });
       lines.length = 0;
-      const resolved = (config: Config) => () => ({ config, warnings: ["x.json: a warning"] });
+      const resolved = (config: Config) => () => ({
+        config,
+        warnings: ["x.json: a warning"],
+        notes: [],
+        origins: {},
+      });
       daemon.reload("SIGHUP", resolved({ ...printConfig(), logLevel: "debug" }));
       assert.equal(log.level, "debug");
       assert.deepEqual(lines, [
@@ -341,6 +346,8 @@ Deno.test({
       daemon.reload("SIGHUP", () => ({
         config: { ...printConfig("blue"), stats: { address: "::", port: 6401 } },
         warnings: [],
+        notes: [],
+        origins: {},
       }));
       assert.equal(log.level, "info");
       assert.deepEqual(lines, [

@@ -494,6 +494,35 @@ interop_proxy() { # `jool session proxy` (4.1.12+) on one side, ours on the othe
   done
 }
 
+ours_proxy() { # ns [args...]: our daemon with `jool session proxy`'s command line (jool -> joold)
+  local ns=$1; shift
+  local readies; readies=$(ready_count "/tmp/ours-$ns.log")
+  local v8=${OURS_V8_FLAGS---no-turbofan}
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} \
+    "$PROJECT/cli.ts" session proxy -i eth2 -o eth2 -p 6464 -t 3 "$@" ff08::db8:64:64 >>"/tmp/ours-$ns.log" 2>&1 &
+  echo $! >"/tmp/daemon-ours-$ns.pid"
+  wait_for 90 "our daemon (proxy syntax) in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
+}
+
+proxy_syntax() { # ours started with `session proxy ...` in place of `jool session proxy`, both ways
+  jool session proxy --help >/dev/null 2>&1 ||
+    skip "Jool $JOOL_VERSION's jool has no \`session proxy\` (it came with 4.1.12): no C proxy to sync with"
+  local c_side ours_side
+  for c_side in K J; do
+    ours_side=K; [ $c_side = K ] && ours_side=J
+    setup 6
+    proxy $c_side && ours_proxy $ours_side --stats.port 6401 ||
+      fail "daemons did not start (jool session proxy on $c_side, joold session proxy on $ours_side)"
+    grep -q "sync group ff08::db8:64:64 port 6464" "/tmp/ours-$ours_side.log" ||
+      fail "our daemon did not take the proxy syntax's group and port: $(grep starting "/tmp/ours-$ours_side.log")"
+    flows "proxy-syntax-$c_side"
+    check_synced "$DEADLINE" || fail "K lacks J's sessions (jool session proxy on $c_side, joold session proxy on $ours_side)"
+    [ "$(stats_query $ours_side 6401 | wc -l)" = 6 ] || fail "no stats reply on 6401 with --stats.port"
+    dump_logs >/dev/null
+    teardown >/dev/null 2>&1
+  done
+}
+
 control_no_daemon() { # the checker itself must see a difference when nothing syncs
   setup 6
   flows control
@@ -565,12 +594,12 @@ nonroot() {
 
 declare -A SCENARIOS=(
   [control-no-daemon]=control_no_daemon [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
-  [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy
+  [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy [c-proxy-syntax]=proxy_syntax
   [d-advertise]=advertise [e-stats]=stats [f-instance-late]=fault_instance_late
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER
