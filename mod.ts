@@ -34,15 +34,43 @@ export type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./lib/
 export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from "./lib/channel.ts";
 export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
 export { helpText } from "./lib/help.ts";
-export { Daemon, type DaemonParts } from "./lib/daemon.ts";
-export { Reactor, type ReadableHandler, ROUND_BUDGET, type WatchOptions } from "./lib/reactor.ts";
+export { Daemon, type DaemonParts, kernelErrorKind } from "./lib/daemon.ts";
 export {
-  type KernelChannelOptions,
-  type KernelCounters,
-  type KernelStatus,
-  NetlinkKernelChannel,
-} from "./lib/kernel/channel.ts";
-export { JoolNotLoadedError, KernelError } from "./lib/kernel/error.ts";
+  ADVERTISE_INTERVAL_MS,
+  type DaemonHandle,
+  type KernelPeer,
+  startDaemon,
+  type StartParts,
+  stopSummary,
+} from "./lib/start.ts";
+export { type Counters, createCounters } from "./lib/counters.ts";
+export {
+  FLOOD_LINGER_MS,
+  Reactor,
+  type ReadableHandler,
+  ROUND_BUDGET,
+  type WatchOptions,
+} from "./lib/reactor.ts";
+export { type ChannelParts, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
+export { type KernelOptions, openKernel } from "./lib/kernel/open.ts";
+export {
+  NetlinkConn,
+  NetlinkError,
+  type NetlinkOptions,
+  type NetlinkReply,
+  type NetlinkSocket,
+  openNetlink,
+} from "./lib/netlink/conn.ts";
+export { dialTwin, NetlinkTwin, type TwinKernel, type TwinOptions } from "./lib/netlink/twin.ts";
+export { SystemError } from "./ffi/errno.ts";
+export { type KernelStartup, type VersionSource } from "./lib/kernel/startup.ts";
+export {
+  JoolNotLoadedError,
+  KernelError,
+  KernelSendError,
+  MalformedKernelMessageError,
+  ReceiveOverrunError,
+} from "./lib/kernel/error.ts";
 export {
   formatLatency,
   LATENCY_BOUNDS_US,
@@ -53,7 +81,6 @@ export {
   type ChannelOptions,
   MulticastChannel,
   NetworkConfigError,
-  type NetworkCounters,
   PEER_RATE,
   type SourceCheckCounters,
 } from "./lib/net/multicast.ts";
@@ -64,6 +91,7 @@ export {
   type StatsDrop,
   StatsServer,
 } from "./lib/stats/server.ts";
+export { formatStats } from "./lib/stats/reply.ts";
 export { KeyedTokenBuckets, type RateLimit, TokenBucket } from "./lib/token_bucket.ts";
 export {
   checkMeaning,
@@ -79,13 +107,6 @@ export {
   type SessionTimeouts,
   TCP_INCOMING_SYN_MS,
 } from "./lib/jool/timeouts.ts";
-export {
-  type Counters,
-  createCounters,
-  type ExtraCounters,
-  formatStats,
-  type StatsCounters,
-} from "./lib/stats/counters.ts";
 export {
   decodeCompact36,
   decodeCompact48,

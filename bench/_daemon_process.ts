@@ -14,7 +14,7 @@ import { libcPath } from "../ffi/libc.ts";
  * @param args the daemon's arguments
  * @returns the running daemon
  */
-export async function startDaemon(
+export async function spawnDaemon(
   kernel: FakeKernel,
   configDir: string,
   v8: string,

@@ -1,8 +1,9 @@
 // End-to-end daemon throughput on the host, ACK-gated like the kernel: a fake Jool kernel (real
 // netlink bytes over NETLINK_USERSOCK) sends one 1-session batch, waits for its JOOLD_ACK, sends the
 // next; the daemon forwards each batch to a real multicast group in a network namespace pair.
-// batches/s here = the kernel->daemon->ACK rate that caps sync throughput (DESIGN.md: the C daemon
-// reaches 244-366 sessions/s in the lab with one session per batch). Needs root.
+// batches/s here = the kernel->daemon->ACK rate that caps sync throughput (docs/DESIGN.md, "One
+// FFI reactor for every socket": the C daemon reaches 244-366 sessions/s in the lab with one
+// session per batch). Needs root.
 //   deno task bench
 import { waitReadableAsync } from "../ffi/libc.ts";
 import type { NetConfig } from "../lib/config/types.ts";
@@ -29,10 +30,10 @@ if (unavailable === null) {
     ttl: 1,
     reuseAddress: true,
   };
-  const daemon = await node(a, reactor, net, "4.1.13");
-  daemon.stopServing(); // from here on the bench loop answers for the kernel
+  const started = await node(a, reactor, net, "4.1.13");
+  started.stopServing(); // from here on the bench loop answers for the kernel
   const peer = b.enter(() => MulticastChannel.open(reactor, net));
-  const { kernel, channel } = daemon;
+  const { kernel, daemon } = started;
   const one = fixture("4.1.13", "d-udp-payload-1session");
   const acks = () => kernel.requests(COMMANDS_4_1.JOOLD_ACK).length;
 
@@ -52,9 +53,9 @@ if (unavailable === null) {
   });
 
   globalThis.addEventListener("unload", () => {
-    console.error(`kernel->ACK latency: ${formatLatency(channel.ackLatency.summary())}`);
+    console.error(`kernel->ACK latency: ${formatLatency(daemon.ackLatency.summary())}`);
     peer.close();
-    daemon.close();
+    void started.close();
     reactor.stop();
     void running;
     a.dispose();

@@ -10,7 +10,7 @@
 import { FakeKernel } from "../tests/_fake_kernel.ts";
 import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
-import { cpuMs, startDaemon } from "./_daemon_process.ts";
+import { cpuMs, spawnDaemon } from "./_daemon_process.ts";
 import { commandsFor, parseVersion } from "../lib/jool/version.ts";
 
 const rate = Number(Deno.args[0] ?? 2000);
@@ -60,7 +60,7 @@ async function measure(): Promise<void> {
       "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1 }`,
   });
   const server = kernel.start(); // answers the start-up requests
-  const child = await startDaemon(kernel, dir, v8, [`${dir}/net.json`, `${dir}/mod.json`]);
+  const child = await spawnDaemon(kernel, dir, v8, [`${dir}/net.json`, `${dir}/mod.json`]);
   await new Promise((r) => setTimeout(r, 1000)); // start-up over
   server.stop();
   kernel.serve();

@@ -6,14 +6,14 @@
 //   deno run -A bench/idle_cpu.ts [WINDOWS=16] [V8_FLAGS=--no-turbofan]
 import { FakeKernel } from "../tests/_fake_kernel.ts";
 import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
-import { cpuMs, startDaemon } from "./_daemon_process.ts";
+import { cpuMs, spawnDaemon } from "./_daemon_process.ts";
 
 const windows = Number(Deno.args[0] ?? 16);
 const v8 = Deno.args[1] ?? V8_FLAGS;
 const kernel = new FakeKernel("4.1.13");
 const server = kernel.start();
 const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-const child = await startDaemon(kernel, dir, v8, [`--mod=${dir}/mod.json`]);
+const child = await spawnDaemon(kernel, dir, v8, [`--mod=${dir}/mod.json`]);
 const ticks = () => cpuMs(child.pid);
 let previous = ticks();
 let total = 0;

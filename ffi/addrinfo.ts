@@ -10,7 +10,7 @@ import { copyOut, cstring, libc, readCString, SOCK_DGRAM } from "./libc.ts";
 /** getaddrinfo flag: addresses for bind(2). */
 export const AI_PASSIVE = 0x1;
 /** getaddrinfo flag: the host must be a numeric address (no DNS). */
-export const AI_NUMERICHOST = 0x4;
+const AI_NUMERICHOST = 0x4;
 
 /** One getaddrinfo result. */
 export interface AddrInfo {

@@ -61,18 +61,15 @@ const NAMES: Readonly<Record<number, string>> = {
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
+  ESRCH: 3,
   EINTR: 4,
+  EBADF: 9,
   EAGAIN: 11,
-  EACCES: 13,
   ENODEV: 19,
   EINVAL: 22,
-  ENOSPC: 28,
-  EMSGSIZE: 90,
-  EPROTONOSUPPORT: 93,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
   ENOBUFS: 105,
-  ECONNREFUSED: 111,
 } as const;
 
 /**

@@ -22,8 +22,6 @@ export const SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   /** int setsockopt(int fd, int level, int name, const void *value, socklen_t len) */
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  /** int getsockopt(int fd, int level, int name, void *value, socklen_t *len) */
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   /** ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen) */
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   /** ssize_t recv(int fd, void *buf, size_t len, int flags) */
@@ -40,7 +38,7 @@ export const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): synchronous (startup replies) */
+  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): synchronous (the reactor's linger) */
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   /** int eventfd(unsigned int initval, int flags) */
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
@@ -278,7 +276,7 @@ export const SOCK_RAW = 3;
 /** socket(2) type flag: O_NONBLOCK. */
 export const SOCK_NONBLOCK = 0x800;
 /** socket(2) type flag: O_CLOEXEC. */
-export const SOCK_CLOEXEC = 0x80000;
+const SOCK_CLOEXEC = 0x80000;
 /** Socket-level options. */
 export const SOL_SOCKET = 1;
 /** SO_REUSEADDR. */
@@ -320,7 +318,7 @@ export const IPV6_RECVPKTINFO = 49;
 /** IPV6_PKTINFO: the control message type of that `struct in6_pktinfo`. */
 export const IPV6_PKTINFO = 50;
 /** recv flag: do not block. */
-export const MSG_DONTWAIT = 0x40;
+const MSG_DONTWAIT = 0x40;
 /** recv flag: return the real length of a truncated datagram. */
 export const MSG_TRUNC = 0x20;
 /** poll: readable. */
@@ -400,23 +398,6 @@ export function setsockoptBytes(
   label: string,
 ): void {
   check(`setsockopt(${label})`, libc().setsockopt(fd, level, name, value, value.byteLength));
-}
-
-/**
- * getsockopt(2) of an int value.
- *
- * @param fd the socket
- * @param level option level
- * @param name option name
- * @param label the option's name for the message
- * @returns the int
- * @throws {SystemError} on failure
- */
-export function getsockoptInt(fd: number, level: number, name: number, label: string): number {
-  const value = new Int32Array(1);
-  const length = new Uint32Array([4]);
-  check(`getsockopt(${label})`, libc().getsockopt(fd, level, name, value, length));
-  return value[0];
 }
 
 /**
@@ -526,31 +507,6 @@ export function close(fd: number): void {
  */
 export function ifNameToIndex(name: string): number {
   return libc().if_nametoindex(cstring(name));
-}
-
-/**
- * Waits synchronously until `fd` is readable or `timeoutMs` passes (startup request/reply only; the
- * daemon's loop uses the reactor).
- *
- * @param fd the fd
- * @param timeoutMs how long to wait
- * @returns true when readable
- * @throws {SystemError} when poll fails
- */
-export function waitReadable(fd: number, timeoutMs: number): boolean {
-  const pollfd = new Uint8Array(8);
-  const view = new DataView(pollfd.buffer);
-  view.setInt32(0, fd, true);
-  view.setInt16(4, POLLIN, true);
-  for (;;) {
-    const n = Number(libc().poll(pollfd, 1n, timeoutMs));
-    if (n === -1) {
-      const e = errno();
-      if (e === 4) continue; // EINTR
-      throw new SystemError("poll", e);
-    }
-    return n > 0;
-  }
 }
 
 /**

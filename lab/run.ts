@@ -27,6 +27,7 @@ const ALL = [
   "c-interop-ours-to-c",
   "c-interop-c-to-ours",
   "c-interop-proxy",
+  "c-proxy-syntax",
   "d-advertise",
   "e-stats",
   "f-instance-late",
@@ -34,6 +35,7 @@ const ALL = [
   "f-peer-restart",
   "f-storm",
   "g-ss-enabled",
+  "h-nonroot",
 ];
 
 const { values } = parseArgs({

@@ -16,9 +16,11 @@ export type ErrorHandler = (error: Error) => void;
 export interface KernelChannel {
   /**
    * Sets the handler for each session batch the kernel multicasts for OUR instance. The payload is
-   * the content of the batch's SESSION_ENTRIES attribute (a list of JNLAL_ENTRY attributes). The
-   * channel sends JOOLD_ACK right after the handler returns, also when it throws, as the kernel
-   * holds its next batch until then.
+   * the content of the batch's SESSION_ENTRIES attribute (a list of JNLAL_ENTRY attributes): a
+   * view of the receive buffer, valid only during the call (copy it to keep it). The channel sends
+   * JOOLD_ACK BEFORE it calls the handler, so that the kernel builds its next batch while the
+   * handler forwards this one (the kernel holds its next batch until the ACK); the handler runs
+   * even when the ACK could not be sent.
    */
   onBatch(handler: PayloadHandler): void;
   /** Sets the handler for kernel error replies and other asynchronous failures. */

@@ -1,19 +1,19 @@
 /**
  * The daemon core: kernel batch -> one datagram to the sync group (the kernel channel ACKs it);
  * datagram from the group -> validated -> JOOLD_ADD to the local kernel. Composed from channel
- * interfaces, so tests drive it with fakes that speak the same bytes.
+ * interfaces, so tests drive it with fakes that speak the same bytes. It counts only what it owns
+ * in the shared {@linkcode Counters} (lib/counters.ts): the channels count their own traffic.
  *
  * @module
  */
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
 import type { Logger } from "./log.ts";
-import { createCounters as createMeaningCounters } from "./counters.ts";
 import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
 import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
 import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
-import type { Counters } from "./stats/counters.ts";
+import type { Counters } from "./counters.ts";
 
 /** What the daemon is made of. */
 export interface DaemonParts {
@@ -21,7 +21,7 @@ export interface DaemonParts {
   readonly kernel: KernelChannel;
   /** The sync group; null = print mode (sessions from the kernel are printed, not sent). */
   readonly network: NetworkChannel | null;
-  /** Counters the daemon updates. */
+  /** The daemon's counters (the core increments the fields it owns). */
   readonly counters: Counters;
   /** Where events go. */
   readonly log: Logger;
@@ -35,7 +35,7 @@ export interface DaemonParts {
   readonly debug?: boolean;
   /** The local instance's session timeouts, for the meaning checks (default: Jool's defaults). */
   readonly timeouts?: SessionTimeouts;
-  /** Where the meaning checks count (lib/counters.ts fields; default: counters of its own). */
+  /** Where the meaning checks count (default: `counters`). */
   readonly meaningCounters?: MeaningCounters;
 }
 
@@ -43,14 +43,28 @@ export interface DaemonParts {
 const MAX_KINDS = 64;
 
 /**
- * The rate limiter's kind of a kernel error: the request and errno for a refusal, the error's
- * class and the message up to its first colon otherwise (messages carry varying details).
+ * The rate limiter's kind of a kernel-side error: its class (`error.name`), and the request and
+ * errno when it carries them (a KernelError: each refused request and errno is its own kind).
+ * Messages are not looked at: they carry varying details.
+ *
+ * @param error an error the kernel channel reported
+ * @returns the kind, e.g. `kernel:KernelError:JOOLD_ADD:22`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kernelErrorKind } from "./daemon.ts";
+ * import { KernelError } from "./kernel/error.ts";
+ *
+ * const refused = (text: string) => new KernelError("JOOLD_ADD", 22, text, "default");
+ * assert.equal(kernelErrorKind(refused("a")), kernelErrorKind(refused("b")));
+ * assert.equal(kernelErrorKind(refused("a")), "kernel:KernelError:JOOLD_ADD:22");
+ * ```
  */
-function kernelErrorKind(error: Error): string {
-  const e = error as Error & { op?: unknown; errno?: unknown };
-  return typeof e.op === "string" && typeof e.errno === "number"
-    ? `kernel:${e.op}:${e.errno}`
-    : `kernel:${error.name}:${error.message.split(":", 1)[0]}`;
+export function kernelErrorKind(error: Error): string {
+  const { op, errno } = error as Error & { op?: unknown; errno?: unknown };
+  return `kernel:${error.name}${typeof op === "string" ? `:${op}` : ""}${
+    typeof errno === "number" ? `:${errno}` : ""
+  }`;
 }
 
 /** Logs a kind of event at most once per interval, counting what it held back. */
@@ -82,6 +96,8 @@ class RateLimitedLog {
 
 /** The session-synchronization daemon. */
 export class Daemon {
+  /** Whether per-batch debug lines are built (from `parts.debug`; a reload may change it). */
+  debug: boolean;
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
   readonly #meaning: MeaningCounters;
@@ -92,12 +108,35 @@ export class Daemon {
    * @param parts the channels, counters and logger
    * @example
    * ```ts
-   * new Daemon({ kernel, network, counters, log }).start();
+   * import assert from "node:assert/strict";
+   * import type { KernelChannel, NetworkChannel, PayloadHandler } from "./channel.ts";
+   * import { createCounters } from "./counters.ts";
+   * import { Daemon } from "./daemon.ts";
+   * import { silentLogger } from "./log.ts";
+   *
+   * let batch: PayloadHandler = () => {};
+   * const sent: Uint8Array[] = [];
+   * const kernel: KernelChannel = {
+   *   onBatch: (handler) => (batch = handler),
+   *   onError() {},
+   *   add() {},
+   *   advertise() {},
+   *   close() {},
+   * };
+   * const network: NetworkChannel = {
+   *   onDatagram() {},
+   *   send: (payload) => sent.push(payload.slice()),
+   *   close() {},
+   * };
+   * new Daemon({ kernel, network, counters: createCounters(), log: silentLogger }).start();
+   * batch(Uint8Array.of(1, 2, 3)); // a batch from the kernel goes to the group unchanged
+   * assert.deepEqual(sent, [Uint8Array.of(1, 2, 3)]);
    * ```
    */
   constructor(parts: DaemonParts) {
     this.#parts = parts;
-    this.#meaning = parts.meaningCounters ?? createMeaningCounters();
+    this.debug = parts.debug ?? false;
+    this.#meaning = parts.meaningCounters ?? parts.counters;
     this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
   }
 
@@ -105,10 +144,8 @@ export class Daemon {
   start(): void {
     const { kernel, network, log } = this.#parts;
     kernel.onBatch((payload) => this.#fromKernel(payload));
-    kernel.onError((error) => {
-      this.#parts.counters.kernelErrors++;
-      this.#warn.log(kernelErrorKind(error), error.message);
-    });
+    // The kernel channel counts its refusals, overruns and malformed messages itself.
+    kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
     network?.onDatagram((payload) => this.#fromNetwork(payload));
     log.debug("daemon started");
   }
@@ -119,8 +156,7 @@ export class Daemon {
   }
 
   #fromKernel(payload: Uint8Array): void {
-    const { network, counters, log } = this.#parts;
-    counters.kernelBatches++;
+    const { network, log } = this.#parts;
     if (network === null) {
       try {
         for (const s of decodePayload(payload).sessions) this.#parts.print?.(sessionCsv(s));
@@ -132,26 +168,22 @@ export class Daemon {
       }
       return;
     }
+    // The network channel counts what it sends and what fails.
     try {
       network.send(payload as Uint8Array<ArrayBuffer>);
-      counters.netSentPkts++;
-      counters.netSentBytes += BigInt(payload.length);
-      if (this.#parts.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
+      if (this.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
     } catch (error) {
-      counters.netSendErrors++;
       this.#warn.log("send", `cannot send sessions to the sync group: ${(error as Error).message}`);
     }
   }
 
   #fromNetwork(payload: Uint8Array): void {
     const { kernel, counters, log, localFormat } = this.#parts;
-    counters.netRcvdPkts++;
-    counters.netRcvdBytes += BigInt(payload.length);
     let summary: PayloadSummary;
     try {
       summary = decodePayload(payload);
     } catch (error) {
-      counters.malformedDatagrams++;
+      counters.netMalformedDatagrams++;
       this.#warn.log(
         "malformed",
         `dropped a ${payload.length}-byte datagram from the sync group that is not a session list: ${
@@ -162,7 +194,7 @@ export class Daemon {
     }
     const { format } = summary;
     if (localFormat !== undefined && format !== localFormat) {
-      counters.foreignFormatDatagrams++;
+      counters.netForeignFormatDatagrams++;
       this.#warn.log(
         "format",
         `dropped a datagram of ${format} sessions: the local Jool uses ${localFormat} sessions; peers must run Jool versions with the same session format`,
@@ -190,14 +222,14 @@ export class Daemon {
     }
     const count = summary.sessions.length;
     payload = legal;
+    // The kernel channel counts the requests it sends (KERNEL_SENT_*).
     try {
       kernel.add(payload);
-      counters.kernelSentPkts++;
-      counters.kernelSentBytes += BigInt(payload.length);
-      if (this.#parts.debug) {
+      if (this.debug) {
         log.debug(`handed ${count} sessions (${payload.length} bytes) to the kernel`);
       }
     } catch (error) {
+      counters.kernelAddFailures++;
       this.#warn.log("add", `cannot hand sessions to the kernel: ${(error as Error).message}`);
     }
   }

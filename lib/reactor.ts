@@ -1,6 +1,6 @@
 /**
  * The reactor: ONE `poll()` over every socket of the daemon plus an eventfd used to wake it for
- * shutdown (DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
+ * shutdown (docs/DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
  * (`nonblocking: true`); when it returns, each ready fd's handler reads its socket with synchronous
  * non-blocking reads, on the main thread, where errno is reliable.
  *
@@ -40,7 +40,7 @@ import {
   POLLIN,
   POLLNVAL,
 } from "../ffi/libc.ts";
-import { SystemError } from "../ffi/errno.ts";
+import { ERRNO, SystemError } from "../ffi/errno.ts";
 
 /**
  * The daemon's linger, ms: how long it waits synchronously after an off-thread wake-up, which is
@@ -231,7 +231,7 @@ export class Reactor {
         }
         if (n < 0) {
           const e = errno();
-          if (e === 4) continue; // EINTR
+          if (e === ERRNO.EINTR) continue;
           throw new SystemError("poll", e);
         }
         if (lingering) this.syncWakeups++;

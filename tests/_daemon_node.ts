@@ -1,63 +1,69 @@
 /**
- * Test helper: one complete daemon (kernel channel, multicast channel, daemon core) in a network
- * namespace, talking real netlink bytes to an in-process fake Jool kernel. Used by the two-daemon
- * tests and the daemon benchmark.
+ * Test helper: one complete daemon, started by the daemon's own wiring (`startDaemon`, as
+ * `cli.ts` starts it), in a network namespace, talking real netlink bytes to an in-process fake
+ * Jool kernel. Used by the two-daemon tests and the daemon benchmark.
  *
  * @module
  */
 
-import type { NetConfig } from "../lib/config/types.ts";
-import { Daemon } from "../lib/daemon.ts";
-import { parseVersion, sessionFormatFor } from "../lib/jool/version.ts";
-import { NETLINK_USERSOCK, NetlinkKernelChannel } from "../lib/kernel/channel.ts";
-import { silentLogger } from "../lib/log.ts";
-import { MulticastChannel } from "../lib/net/multicast.ts";
+import type { Config, NetConfig } from "../lib/config/types.ts";
+import { parseVersion } from "../lib/jool/version.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
+import type { Logger } from "../lib/log.ts";
 import type { Reactor } from "../lib/reactor.ts";
-import { createCounters } from "../lib/stats/counters.ts";
+import { startDaemon } from "../lib/start.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import type { Netns } from "./_netns.ts";
 
-/** Starts a daemon in `ns` with its own fake kernel; `close()` undoes it all. */
+/**
+ * Starts a daemon in `ns` with its own fake kernel; `close()` undoes it all.
+ *
+ * @param ns the namespace its sockets live in
+ * @param reactor a running reactor (the caller stops it)
+ * @param net the sync group
+ * @param recording the Jool version the fake kernel speaks
+ * @param log where the daemon's events go (default: nowhere)
+ * @returns the daemon's handle, its fake kernel, and `close()`
+ */
 export async function node(
   ns: Netns,
   reactor: Reactor,
   net: NetConfig,
   recording: "4.1.9" | "4.1.13",
+  log?: Logger,
 ) {
-  // Sockets belong to the namespace they are created in: create them inside `enter` (the kernel
-  // channel's socket is created synchronously, before open() first awaits).
+  // Sockets belong to the namespace they are created in.
   const kernel = ns.enter(() => new FakeKernel(recording));
   let server = kernel.start();
-  const { channel } = await ns.enter(() =>
-    NetlinkKernelChannel.open(reactor, {
-      instance: "default",
+  const config: Config = {
+    mod: { instance: "default" },
+    net,
+    stats: null,
+    logLevel: "info",
+    enableSync: false,
+    advertiseOnStart: false,
+  };
+  const daemon = await startDaemon(config, {
+    reactor,
+    log,
+    kernel: {
       protocol: NETLINK_USERSOCK,
       peerPortId: kernel.portId,
       moduleVersion: parseVersion(recording),
-    })
-  );
-  const network = ns.enter(() => MulticastChannel.open(reactor, net));
-  const counters = createCounters();
-  new Daemon({
-    kernel: channel,
-    network,
-    counters,
-    log: silentLogger,
-    localFormat: sessionFormatFor(parseVersion(recording)),
-  }).start();
+    },
+    inNamespace: (open) => ns.enter(open),
+  });
   return {
     kernel,
-    channel,
-    network,
-    counters,
+    daemon,
+    counters: daemon.counters,
     /** Stops the background request loop (the caller then answers with `kernel.serve()`). */
     stopServing() {
       server.stop();
       server = { stop() {} };
     },
-    close() {
-      network.close();
-      channel.close();
+    async close() {
+      await daemon.stop();
       server.stop();
       kernel.close();
     },

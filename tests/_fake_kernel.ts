@@ -1,7 +1,8 @@
 /**
- * Test helper: an in-process fake Jool kernel on a real NETLINK_USERSOCK socket. It speaks the
- * kernel's bytes (the controller reply is the captured one, batches are built like the kernel's
- * multicasts) and records every request it receives, raw.
+ * Test helper: an in-process fake Jool kernel. It speaks the kernel's bytes (the controller reply
+ * is the captured one, batches are built like the kernel's multicasts, or in other valid shapes)
+ * and records every request it receives, raw. {@linkcode FakeJool} is the behaviour alone (for the
+ * in-memory twin, no root); {@linkcode FakeKernel} serves it on a real NETLINK_USERSOCK socket.
  *
  * @module
  */
@@ -17,17 +18,15 @@ import {
   socket,
 } from "../ffi/libc.ts";
 import { ERRNO } from "../ffi/errno.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { netlinkPortId, sockaddrNl } from "../ffi/sockaddr.ts";
 import { concat, encodeAttribute, NLA_F_NESTED, u8Attribute } from "../lib/netlink/attribute.ts";
-import { encodeMessage, type Message, parseMessages } from "../lib/netlink/message.ts";
+import { encodeMessage, type Message, NLMSG_ERROR, parseMessages } from "../lib/netlink/message.ts";
 import { encodeGenlHeader, GENL_ID_CTRL } from "../lib/genetlink/controller.ts";
 import { encodeJoolHeader, JOOLNLHDR_FLAGS_ERROR } from "../lib/jool/header.ts";
 import { decodeJoolMessage, JNLAR_SESSION_ENTRIES, type JoolMessage } from "../lib/jool/message.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { fixture, fixtureIndex } from "./_fixtures.ts";
-
-/** NETLINK_USERSOCK (linux/netlink.h). */
-export const NETLINK_USERSOCK = 2;
 
 /** A request the fake kernel received. */
 export interface Received {
@@ -51,10 +50,20 @@ export interface FakeKernelState {
   familyMissing: boolean;
 }
 
-/** The fake kernel. */
-export class FakeKernel {
-  readonly fd: number;
-  readonly portId: number;
+/**
+ * How a batch is laid out: as the kernel multicasts it ("kernel": one message, SESSION_ENTRIES
+ * first, the recognizer's fast path), or in shapes netlink allows that only the general decoder
+ * takes: "reordered" (a zero-length pad attribute before SESSION_ENTRIES) and "two-in-one" (two
+ * batch messages in one datagram, each 4-byte aligned).
+ */
+export type BatchShape = "kernel" | "reordered" | "two-in-one";
+
+/**
+ * The fake Jool kernel's behaviour, without a socket: it answers request datagrams with the
+ * kernel's reply datagrams and builds batches. {@linkcode FakeKernel} serves it on a real socket;
+ * the channel tests hand {@linkcode FakeJool.answer} to the in-memory twin (lib/netlink/twin.ts).
+ */
+export class FakeJool {
   readonly familyId: number;
   readonly groupId: number;
   readonly version: number;
@@ -65,13 +74,9 @@ export class FakeKernel {
     addError: null,
     familyMissing: false,
   };
-  #buffer = new Uint8Array(65536);
 
-  /** Opens the fake kernel; `version` "4.1.13" or "4.1.9" picks the captured controller reply. */
+  /** `recording` "4.1.13" or "4.1.9" picks the captured controller reply and the version. */
   constructor(readonly recording: "4.1.9" | "4.1.13" = "4.1.13") {
-    this.fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK);
-    bind(this.fd, sockaddrNl(0));
-    this.portId = netlinkPortId(getsockname(this.fd));
     const index = fixtureIndex(recording);
     this.familyId = index.family_id;
     this.groupId = index.joold_mcast_group_id;
@@ -79,38 +84,64 @@ export class FakeKernel {
     this.version = ((a << 24) | (b << 16) | (c << 8)) >>> 0;
   }
 
-  /** Answers every pending request (call from a loop, or via `serveUntil`). */
-  serve(): void {
-    for (;;) {
-      const n = recv(this.fd, this.#buffer);
-      if (n === -ERRNO.EAGAIN) return;
-      if (n < 0) throw new Error(`fake kernel recv: ${n}`);
-      for (const m of parseMessages(this.#buffer.subarray(0, n))) {
-        const bytes = this.#buffer.slice(0, n);
-        const message = { ...m, body: m.body.slice() };
-        if (m.type === GENL_ID_CTRL) {
-          this.received.push({ bytes, message });
-          this.#answerFamily(m);
-        } else if (m.type === this.familyId) {
-          const jool = decodeJoolMessage(message);
-          this.received.push({ bytes, message, jool });
-          this.#answerJool(m, jool);
-        }
+  /**
+   * Answers one request datagram as the kernel would, recording it.
+   *
+   * @param datagram what the daemon sent
+   * @returns the datagrams the kernel sends back (to the request's port id)
+   */
+  answer = (datagram: Uint8Array): Uint8Array<ArrayBuffer>[] => {
+    const replies: Uint8Array<ArrayBuffer>[] = [];
+    for (const m of parseMessages(datagram)) {
+      const bytes = datagram.slice();
+      const message = { ...m, body: m.body.slice() };
+      if (m.type === GENL_ID_CTRL) {
+        this.received.push({ bytes, message });
+        replies.push(this.#answerFamily(m));
+      } else if (m.type === this.familyId) {
+        const jool = decodeJoolMessage(message);
+        this.received.push({ bytes, message, jool });
+        const reply = this.#answerJool(m, jool);
+        if (reply) replies.push(reply);
       }
     }
-  }
+    return replies;
+  };
 
   /** The requests with this genl command. */
   requests(cmd: number): Received[] {
     return this.received.filter((r) => r.jool?.cmd === cmd);
   }
 
-  #reply(to: Message, body: Uint8Array, type = this.familyId): void {
-    const m = encodeMessage({ type, flags: 0, seq: to.seq, pid: to.pid }, body);
-    sendto(this.fd, m, sockaddrNl(to.pid));
+  /**
+   * A session batch datagram, as the kernel multicasts it or in another valid shape.
+   *
+   * @param payload the SESSION_ENTRIES payload
+   * @param iname the originating instance
+   * @param shape the layout
+   * @returns the datagram
+   */
+  batch(
+    payload: Uint8Array,
+    iname = "default",
+    shape: BatchShape = "kernel",
+  ): Uint8Array<ArrayBuffer> {
+    const entries = encodeAttribute(JNLAR_SESSION_ENTRIES | NLA_F_NESTED, payload);
+    const attributes = shape === "reordered"
+      ? concat(encodeAttribute(0, new Uint8Array()), entries)
+      : entries;
+    const message = encodeMessage(
+      { type: this.familyId, flags: 0, seq: 0, pid: 0 },
+      this.#joolBody(0, 0, attributes, iname),
+    );
+    return shape === "two-in-one" ? concat(message, message) : message;
   }
 
-  #answerFamily(m: Message): void {
+  #reply(to: Message, body: Uint8Array, type = this.familyId): Uint8Array<ArrayBuffer> {
+    return encodeMessage({ type, flags: 0, seq: to.seq, pid: to.pid }, body);
+  }
+
+  #answerFamily(m: Message): Uint8Array<ArrayBuffer> {
     if (this.state.familyMissing) {
       const err = new Uint8Array(4 + 16);
       new DataView(err.buffer).setInt32(0, -ERRNO.ENOENT, true);
@@ -119,11 +150,10 @@ export class FakeKernel {
           .subarray(0, 16),
         4,
       );
-      this.#reply(m, err, 2);
-      return;
+      return this.#reply(m, err, NLMSG_ERROR);
     }
     const [captured] = parseMessages(fixture(this.recording, "e-ctrl-getfamily-response"));
-    this.#reply(m, captured.body, GENL_ID_CTRL);
+    return this.#reply(m, captured.body, GENL_ID_CTRL);
   }
 
   #joolBody(cmd: number, flags: number, attributes: Uint8Array, iname = "default"): Uint8Array {
@@ -134,25 +164,27 @@ export class FakeKernel {
     );
   }
 
-  #error(m: Message, cmd: number, code: number, text: string): void {
+  #error(m: Message, cmd: number, code: number, text: string): Uint8Array<ArrayBuffer> {
     const attrs = concat(
       encodeAttribute(1, Uint8Array.of(code & 0xff, code >> 8)),
       encodeAttribute(2, concat(new TextEncoder().encode(text), Uint8Array.of(0))),
     );
-    this.#reply(m, this.#joolBody(cmd, JOOLNLHDR_FLAGS_ERROR, attrs));
+    return this.#reply(m, this.#joolBody(cmd, JOOLNLHDR_FLAGS_ERROR, attrs));
   }
 
-  #answerJool(m: Message, j: JoolMessage): void {
+  #answerJool(m: Message, j: JoolMessage): Uint8Array<ArrayBuffer> | undefined {
     const C = COMMANDS_4_1;
     const missing = () =>
       this.#error(m, j.cmd, 3, `This namespace lacks an instance named '${j.header.iname}'.`);
     switch (j.cmd) {
       case C.INSTANCE_HELLO:
-        this.#reply(m, this.#joolBody(j.cmd, 0, u8Attribute(1, this.state.instanceAlive ? 0 : 1)));
-        return;
+        return this.#reply(
+          m,
+          this.#joolBody(j.cmd, 0, u8Attribute(1, this.state.instanceAlive ? 0 : 1)),
+        );
       case C.GLOBAL_FOREACH:
         if (!this.state.instanceAlive) return missing();
-        this.#reply(
+        return this.#reply(
           m,
           this.#joolBody(
             j.cmd,
@@ -160,45 +192,65 @@ export class FakeKernel {
             concat(u8Attribute(1, 1), u8Attribute(27, this.state.ssEnabled ? 1 : 0)),
           ),
         );
-        return;
       case C.GLOBAL_UPDATE:
         if (!this.state.instanceAlive) return missing();
         this.state.ssEnabled = true;
-        this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
-        return;
+        return this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
       case C.JOOLD_ADVERTISE:
         if (!this.state.instanceAlive) return missing();
-        this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
-        return;
+        return this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
       case C.JOOLD_ADD:
         if (!this.state.instanceAlive) return missing();
-        if (this.state.addError) this.#error(m, j.cmd, ...this.state.addError);
+        if (this.state.addError) return this.#error(m, j.cmd, ...this.state.addError);
         return;
       case C.JOOLD_ACK:
         if (!this.state.instanceAlive) return missing();
         return;
     }
   }
+}
+
+/** The fake kernel on a real NETLINK_USERSOCK socket. */
+export class FakeKernel extends FakeJool {
+  readonly fd: number;
+  readonly portId: number;
+  #buffer = new Uint8Array(65536);
+
+  /** Opens the fake kernel; `version` "4.1.13" or "4.1.9" picks the captured controller reply. */
+  constructor(recording: "4.1.9" | "4.1.13" = "4.1.13") {
+    super(recording);
+    this.fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK);
+    bind(this.fd, sockaddrNl(0));
+    this.portId = netlinkPortId(getsockname(this.fd));
+  }
+
+  /** Answers every pending request (call from a loop, or via `start`). */
+  serve(): void {
+    for (;;) {
+      const n = recv(this.fd, this.#buffer);
+      if (n === -ERRNO.EAGAIN) return;
+      if (n < 0) throw new Error(`fake kernel recv: ${n}`);
+      const datagram = this.#buffer.subarray(0, n);
+      const to = new DataView(datagram.buffer).getUint32(12, true); // the request's nlmsg_pid
+      for (const reply of this.answer(datagram)) sendto(this.fd, reply, sockaddrNl(to));
+    }
+  }
 
   /**
-   * Sends a session batch to `portId` as the kernel multicasts it.
+   * Sends a session batch to `portId` as the kernel multicasts it (or in another shape).
    *
    * @param portId the daemon's port id
    * @param payload the SESSION_ENTRIES payload
    * @param iname the originating instance
+   * @param shape the layout
    */
-  sendBatch(portId: number, payload: Uint8Array, iname = "default"): void {
-    const body = this.#joolBody(
-      0,
-      0,
-      encodeAttribute(JNLAR_SESSION_ENTRIES | NLA_F_NESTED, payload),
-      iname,
-    );
-    const n = sendto(
-      this.fd,
-      encodeMessage({ type: this.familyId, flags: 0, seq: 0, pid: 0 }, body),
-      sockaddrNl(portId),
-    );
+  sendBatch(
+    portId: number,
+    payload: Uint8Array,
+    iname = "default",
+    shape: BatchShape = "kernel",
+  ): void {
+    const n = sendto(this.fd, this.batch(payload, iname, shape), sockaddrNl(portId));
     if (n < 0) throw new Error(`fake kernel sendto: ${n}`);
   }
 
@@ -209,13 +261,7 @@ export class FakeKernel {
    * @returns the sendto result (bytes or -errno)
    */
   broadcastBatch(payload: Uint8Array): number {
-    const body = this.#joolBody(
-      0,
-      0,
-      encodeAttribute(JNLAR_SESSION_ENTRIES | NLA_F_NESTED, payload),
-    );
-    const message = encodeMessage({ type: this.familyId, flags: 0, seq: 0, pid: 0 }, body);
-    return sendto(this.fd, message, sockaddrNl(0, 1 << (this.groupId - 1)));
+    return sendto(this.fd, this.batch(payload), sockaddrNl(0, 1 << (this.groupId - 1)));
   }
 
   /** Serves requests in the background (every 2 ms) until `stop()`. */

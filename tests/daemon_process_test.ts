@@ -78,7 +78,7 @@ Deno.test({
       // The stop report: the counters, then the kernel->ACK latency of the one batch.
       assert.match(
         out.stderr,
-        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored\), 0 datagrams sent .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
+        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
       );
     } finally {
       try {
@@ -151,6 +151,249 @@ Deno.test({
       assert.equal((await child.status).code, 0);
       await pumps;
     } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+/** A print-mode daemon against a serving fake kernel, ready; `end()` cleans up whatever happened. */
+async function printDaemon(mod = `{ "instance": "default" }`) {
+  const kernel = new FakeKernel("4.1.13");
+  const server = kernel.start();
+  const dir = tempFiles({ "mod.json": mod });
+  const run = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+  await waitFor(() => run.out.stderr.includes("joold: info: ready"), "ready", 20_000);
+  const end = async () => {
+    try {
+      run.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await run.child.status;
+    await run.pumps;
+    server.stop();
+    kernel.close();
+  };
+  return { ...run, kernel, dir, end };
+}
+
+/** SIGTERM, then the exit code, the time it took, and the whole stderr. */
+async function terminate(run: Awaited<ReturnType<typeof printDaemon>>) {
+  const t0 = performance.now();
+  run.child.kill("SIGTERM");
+  const { code } = await run.child.status;
+  const ms = performance.now() - t0;
+  await run.pumps;
+  return { code, ms, stderr: run.out.stderr };
+}
+
+const STOP_LINE =
+  /joold: info: stopping\njoold: info: counters: \d+ batches from the kernel .* receive overruns, \d+ malformed kernel messages\n/;
+
+Deno.test({
+  name: `the daemon process: SIGHUP reloads and logs it, never stops the daemon${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    const run = await printDaemon();
+    try {
+      run.child.kill("SIGHUP");
+      await waitFor(() => run.out.stderr.includes("reloaded"), "the reload line");
+      assert.match(
+        run.out.stderr,
+        /\njoold: info: SIGHUP: reloaded: log level info \(unchanged\)\n/,
+      );
+      // Files that no longer parse: an error line, the running configuration stays.
+      Deno.writeTextFileSync(`${run.dir}/mod.json`, `{ "instance": `);
+      run.child.kill("SIGHUP");
+      await waitFor(() => run.out.stderr.includes("cannot reload"), "the failed reload");
+      assert.match(
+        run.out.stderr,
+        /\njoold: error: SIGHUP: cannot reload, the running configuration stays: .*mod\.json.*\n/,
+      );
+      // A setting that is a socket: reloaded is the log level, the rest needs a restart.
+      Deno.writeTextFileSync(`${run.dir}/mod.json`, `{ "instance": "blue" }`);
+      run.child.kill("SIGHUP");
+      await waitFor(() => run.out.stderr.includes("restart joold"), "the restart warning");
+      assert.match(
+        run.out.stderr,
+        /\njoold: warn: SIGHUP: the instance changed in the configuration: restart joold to apply/,
+      );
+      // Still serving: SIGUSR1 reaches the kernel.
+      run.child.kill("SIGUSR1");
+      await waitFor(
+        () => run.kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length === 1,
+        "JOOLD_ADVERTISE after the reloads",
+      );
+      const { code, stderr } = await terminate(run);
+      assert.equal(code, 0, stderr);
+      assert.match(stderr, STOP_LINE);
+    } finally {
+      await run.end();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `the daemon process: 10 SIGUSR1 within a second are coalesced into at most 2 advertises${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    const run = await printDaemon();
+    try {
+      for (let i = 0; i < 10; i++) {
+        run.child.kill("SIGUSR1");
+        // Apart, so that most are delivered on their own (the daemon's linger after the kernel's
+        // reply to an advertise delays its event loop: signals within 250 ms become one).
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 1200)); // past the interval: the held request is out
+      const advertises = run.kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
+      assert.ok(advertises >= 1 && advertises <= 2, `${advertises} JOOLD_ADVERTISE requests`);
+      assert.match(
+        run.out.stderr,
+        /joold: info: SIGUSR1: asked the kernel to advertise its session table\n/,
+      );
+      if (advertises === 2) {
+        assert.match(
+          run.out.stderr,
+          /SIGUSR1: asked the kernel to advertise its session table \(\d+ requests within 1000 ms of the previous one, coalesced into this one\)\n/,
+        );
+      }
+      // After the interval, a new request goes out at once.
+      run.child.kill("SIGUSR1");
+      await waitFor(
+        () => run.kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length === advertises + 1,
+        "the next advertise",
+      );
+      const { code, stderr } = await terminate(run);
+      assert.equal(code, 0, stderr);
+    } finally {
+      await run.end();
+    }
+  },
+});
+
+Deno.test({
+  name: `the daemon process: SIGTERM under load exits 0 within a second, with the stop line${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    const run = await printDaemon();
+    const pid = run.kernel.received[0].message.pid;
+    const batch = fixture("4.1.13", "d-udp-payload-1session");
+    let loading = true;
+    const load = (async () => {
+      while (loading) {
+        for (let i = 0; i < 50; i++) {
+          try {
+            run.kernel.sendBatch(pid, batch);
+          } catch {
+            // the daemon's receive buffer is full: that is load
+          }
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+    try {
+      await waitFor(() => run.out.stdout.split("\n").length > 2000, "the daemon under load");
+      const { code, ms, stderr } = await terminate(run);
+      loading = false;
+      assert.equal(code, 0, stderr);
+      assert.ok(ms < 1000, `stopped in ${ms.toFixed(0)} ms under load`);
+      assert.match(stderr, STOP_LINE);
+    } finally {
+      loading = false;
+      await load;
+      await run.end();
+    }
+  },
+});
+
+Deno.test({
+  name: `the daemon process: a closed stderr (EPIPE) loses log lines but never the daemon${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        `--allow-ffi=${libcPath()}`,
+        `--allow-read=${dir}`,
+        "--allow-env=JOOLD_TEST_NETLINK_PEER",
+        `--v8-flags=${V8_FLAGS}`,
+        entry("cli.ts"),
+        `--mod=${dir}/mod.json`,
+      ],
+      env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      for (let text = ""; !text.includes("joold: info: ready");) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
+        text += value;
+      }
+      await reader.cancel(); // the read end closes: every log line from now on meets EPIPE
+      const advertises = () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
+      child.kill("SIGUSR1"); // sends, then logs (EPIPE)
+      await waitFor(() => advertises() === 1, "the first advertise");
+      await new Promise((r) => setTimeout(r, 1100));
+      child.kill("SIGUSR1");
+      await waitFor(() => advertises() === 2, "an advertise after the failed log write");
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `the daemon process: SIGHUP and SIGUSR1 during start-up act once it is ready, never kill${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
+    const { child, out, pumps } = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+    let server = { stop() {} };
+    try {
+      // The kernel does not answer yet: the daemon waits for its family.
+      await waitFor(() => out.stderr.includes("starting"), "the start-up line", 20_000);
+      child.kill("SIGHUP");
+      child.kill("SIGUSR1");
+      await new Promise((r) => setTimeout(r, 200));
+      server = kernel.start();
+      await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
+      await waitFor(
+        () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length === 1,
+        "the early SIGUSR1's advertise",
+      );
+      await waitFor(() => out.stderr.includes("SIGHUP: reloaded"), "the early SIGHUP's reload");
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0, out.stderr);
+      await pumps;
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
       server.stop();
       kernel.close();
     }

@@ -5,10 +5,18 @@ import type {
   NetworkChannel,
   PayloadHandler,
 } from "../lib/channel.ts";
-import { Daemon } from "../lib/daemon.ts";
-import type { Logger } from "../lib/log.ts";
-import { createCounters } from "../lib/stats/counters.ts";
+import { ConfigError } from "../lib/config/error.ts";
+import type { Config } from "../lib/config/types.ts";
+import { createCounters } from "../lib/counters.ts";
+import { Daemon, kernelErrorKind } from "../lib/daemon.ts";
+import { COMMANDS_4_1 } from "../lib/jool/version.ts";
+import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
+import { JoolNotLoadedError, KernelError } from "../lib/kernel/error.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { ADVERTISE_INTERVAL_MS, startDaemon, stopSummary } from "../lib/start.ts";
+import { FakeKernel } from "./_fake_kernel.ts";
 import { fixture } from "./_fixtures.ts";
+import { waitFor } from "./_udp.ts";
 
 /** Records what the daemon asks of the kernel; `batch()` plays a kernel batch. */
 class RecordingKernel implements KernelChannel {
@@ -17,6 +25,9 @@ class RecordingKernel implements KernelChannel {
   adds: Uint8Array[] = [];
   advertises = 0;
   acks = 0;
+  /** ACKs sent when the handler ran, per batch. */
+  acksSeenByHandler: number[] = [];
+  failingAdd = false;
   onBatch(h: PayloadHandler) {
     this.batchHandler = h;
   }
@@ -24,19 +35,18 @@ class RecordingKernel implements KernelChannel {
     this.errorHandler = h;
   }
   add(p: Uint8Array) {
+    if (this.failingAdd) throw new Error("sendto(JOOLD_ADD) failed: ENOBUFS");
     this.adds.push(p.slice());
   }
   advertise() {
     this.advertises++;
   }
   close() {}
-  /** As the real channel: handler, then ACK whatever happened. */
+  /** As the real channel (lib/channel.ts): the ACK first, then the handler. */
   batch(p: Uint8Array) {
-    try {
-      this.batchHandler(p);
-    } finally {
-      this.acks++;
-    }
+    this.acks++;
+    this.acksSeenByHandler.push(this.acks);
+    this.batchHandler(p);
   }
 }
 
@@ -76,36 +86,42 @@ function setup(localFormat?: "nested" | "compact36") {
   return { kernel, network, counters, lines, daemon, tick: (ms: number) => (now += ms) };
 }
 
-Deno.test("a kernel batch goes out as one identical datagram and is counted", () => {
+Deno.test("a kernel batch goes out as one identical datagram, after its ACK", () => {
   const t = setup();
   const payload = fixture("4.1.9", "d-udp-payload-4sessions");
   t.kernel.batch(payload);
   assert.deepEqual(t.network.sent, [payload]);
-  assert.equal(t.counters.netSentPkts, 1n);
-  assert.equal(t.counters.netSentBytes, BigInt(payload.length));
-  assert.equal(t.kernel.acks, 1);
+  assert.deepEqual(t.kernel.acksSeenByHandler, [1]);
+  // The channels count traffic; the core counts only what it drops or fails.
+  assert.deepEqual(t.counters, createCounters());
 });
 
-Deno.test("a failed send is counted and warned, and the batch is still ACKed", () => {
+Deno.test("a failed send is warned, and the batch was ACKed before it", () => {
   const t = setup();
   t.network.failing = true;
   t.kernel.batch(fixture("4.1.13", "d-udp-payload-1session"));
   assert.equal(t.kernel.acks, 1);
-  assert.equal(t.counters.netSendErrors, 1n);
-  assert.equal(t.counters.netSentPkts, 0n);
   assert.deepEqual(t.lines, [
     "warn: cannot send sessions to the sync group: sendto(sync group) failed: ENETUNREACH",
   ]);
 });
 
-Deno.test("a datagram from the group becomes JOOLD_ADD with the same bytes (documented counters)", () => {
+Deno.test("a datagram from the group becomes JOOLD_ADD with the same bytes", () => {
   const t = setup("compact36");
   const payload = fixture("4.1.13", "d-udp-payload-3sessions");
   t.network.handler(payload);
   assert.deepEqual(t.kernel.adds, [payload]);
-  assert.equal(t.counters.netRcvdPkts, 1n);
-  assert.equal(t.counters.kernelSentPkts, 1n);
-  assert.equal(t.counters.kernelSentBytes, BigInt(payload.length));
+  assert.equal(t.counters.kernelAddFailures, 0);
+});
+
+Deno.test("a JOOLD_ADD that cannot be sent is counted and warned", () => {
+  const t = setup("compact36");
+  t.kernel.failingAdd = true;
+  t.network.handler(fixture("4.1.13", "d-udp-payload-3sessions"));
+  assert.equal(t.counters.kernelAddFailures, 1);
+  assert.deepEqual(t.lines, [
+    "warn: cannot hand sessions to the kernel: sendto(JOOLD_ADD) failed: ENOBUFS",
+  ]);
 });
 
 Deno.test("malformed datagrams never reach the kernel; warnings are rate limited", () => {
@@ -118,8 +134,7 @@ Deno.test("malformed datagrams never reach the kernel; warnings are rate limited
   ];
   for (const b of bad) t.network.handler(b);
   assert.equal(t.kernel.adds.length, 0);
-  assert.equal(t.counters.malformedDatagrams, 4n);
-  assert.equal(t.counters.netRcvdPkts, 4n);
+  assert.equal(t.counters.netMalformedDatagrams, 4);
   assert.equal(t.lines.length, 1, t.lines.join("\n"));
   assert.match(
     t.lines[0],
@@ -138,7 +153,7 @@ Deno.test("a datagram of another Jool session format is dropped with an explanat
   const t = setup("nested");
   t.network.handler(fixture("4.1.13", "d-udp-payload-1session"));
   assert.equal(t.kernel.adds.length, 0);
-  assert.equal(t.counters.foreignFormatDatagrams, 1n);
+  assert.equal(t.counters.netForeignFormatDatagrams, 1);
   assert.match(t.lines[0], /compact36 sessions: the local Jool uses nested sessions/);
 });
 
@@ -160,19 +175,224 @@ Deno.test("print mode prints one CSV line per session and sends nothing", () => 
   assert.equal(kernel.acks, 1);
 });
 
-Deno.test("kernel errors are counted and reported once per kind per interval", () => {
-  const t = setup();
-  for (let i = 0; i < 5; i++) t.kernel.errorHandler(new Error('no Jool instance named "default"'));
-  assert.equal(t.counters.kernelErrors, 5n);
-  assert.equal(t.lines.length, 1);
+class ReceiveOverrun extends Error {
+  override name = "ReceiveOverrunError";
+}
+class MalformedMessage extends Error {
+  override name = "MalformedKernelMessageError";
+}
+
+Deno.test("the rate limiter's kind of a kernel error is its class, request and errno", () => {
+  const refusal = (op: string, errno: number, text: string) =>
+    kernelErrorKind(new KernelError(op, errno, text, "default"));
+  assert.equal(refusal("JOOLD_ADD", 22, "a"), refusal("JOOLD_ADD", 22, "b: other details"));
+  assert.equal(refusal("JOOLD_ADD", 22, ""), "kernel:KernelError:JOOLD_ADD:22");
+  assert.notEqual(refusal("JOOLD_ADD", 22, ""), refusal("JOOLD_ADD", 12, ""));
+  assert.notEqual(refusal("JOOLD_ADD", 22, ""), refusal("JOOLD_ACK", 22, ""));
+  assert.equal(kernelErrorKind(new ReceiveOverrun("x: 1")), "kernel:ReceiveOverrunError");
+  assert.equal(
+    kernelErrorKind(new MalformedMessage("too short: 3")),
+    kernelErrorKind(new MalformedMessage("bad length: 9")),
+  );
+  assert.notEqual(kernelErrorKind(new ReceiveOverrun("a")), kernelErrorKind(new Error("a")));
 });
 
-Deno.test("kernel errors that differ only in details are one kind for the rate limiter", () => {
+Deno.test("kernel errors are reported once per kind per interval, whatever their messages", () => {
   const t = setup();
   for (let i = 0; i < 100; i++) {
-    t.kernel.errorHandler(new Error(`malformed netlink datagram: length ${i} at offset ${i * 4}`));
+    t.kernel.errorHandler(new MalformedMessage(`malformed netlink datagram: length ${i}`));
+    t.kernel.errorHandler(new KernelError("JOOLD_ADD", 22, `detail ${i}`, "default"));
   }
-  t.kernel.errorHandler(new Error("malformed Jool message: too short"));
-  assert.equal(t.counters.kernelErrors, 101n);
-  assert.equal(t.lines.length, 2);
+  t.kernel.errorHandler(new ReceiveOverrun("netlink receive buffer overrun (ENOBUFS)"));
+  t.kernel.errorHandler(new KernelError("JOOLD_ADVERTISE", 22, "", "default"));
+  assert.equal(t.lines.length, 4, t.lines.join("\n"));
+  assert.match(t.lines[0], /^warn: malformed netlink datagram: length 0$/);
+  assert.match(t.lines[1], /^warn: Jool refused JOOLD_ADD \(EINVAL\): "detail 0"$/);
+  t.tick(11_000);
+  t.kernel.errorHandler(new MalformedMessage("malformed Jool message: too short"));
+  assert.equal(
+    t.lines[4],
+    "warn: malformed Jool message: too short (and 99 more like it since the last report)",
+  );
+  // The kernel channel counts its own errors; the core counts none of them.
+  assert.deepEqual(t.counters, createCounters());
+});
+
+// startDaemon, the one wiring (cli.ts and tests/_daemon_node.ts use it), in this process against
+// the fake kernel (NETLINK_USERSOCK needs root).
+const isRoot = Deno.uid() === 0;
+const needsRoot = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
+
+function printConfig(instance = "default"): Config {
+  return {
+    mod: { instance },
+    net: null,
+    stats: null,
+    logLevel: "info",
+    enableSync: false,
+    advertiseOnStart: false,
+  };
+}
+
+function fakeKernelParts(kernel: FakeKernel) {
+  return { protocol: NETLINK_USERSOCK, peerPortId: kernel.portId };
+}
+
+Deno.test({
+  name: `startDaemon: print mode end to end, one counters object, stop summary, done${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    const printed: string[] = [];
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log: createLogger("info", (l) => lines.push(l)),
+        print: (l) => printed.push(l),
+      });
+      assert.equal(daemon.startup.familyId, kernel.familyId);
+      assert.equal(daemon.startup.instanceAlive, true);
+      assert.equal(daemon.startup.syncEnabled, true);
+      assert.equal(lines.at(-1), "joold: info: ready\n");
+      kernel.sendBatch(daemon.portId, fixture("4.1.13", "d-udp-payload-4sessions"));
+      await waitFor(() => printed.length === 4, "four CSV lines");
+      await waitFor(() => kernel.requests(COMMANDS_4_1.JOOLD_ACK).length === 1, "the ACK");
+      assert.equal(daemon.counters.kernelBatchesReceived, 1);
+      assert.equal(daemon.counters.kernelAcksSent, 1);
+      assert.equal(daemon.ackLatency.summary().count, 1);
+      let resolved = false;
+      daemon.done.then(() => (resolved = true));
+      await daemon.stop();
+      await daemon.done;
+      assert.ok(resolved);
+      assert.equal(lines.at(-3), "joold: info: stopping\n");
+      assert.equal(lines.at(-2), `joold: info: ${stopSummary(daemon.counters)}\n`);
+      assert.match(
+        lines.at(-2)!,
+        /counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent/,
+      );
+      assert.match(lines.at(-1)!, /^joold: info: kernel->ACK latency: 1 batches, /);
+      await daemon.stop(); // idempotent: nothing more is logged
+      assert.match(lines.at(-1)!, /kernel->ACK latency/);
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `startDaemon: a start-up failure closes everything and rejects with the cause${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    kernel.state.familyMissing = true;
+    const server = kernel.start();
+    try {
+      await assert.rejects(
+        startDaemon(printConfig(), { lingerMs: 0, kernel: fakeKernelParts(kernel) }),
+        JoolNotLoadedError,
+      );
+      // The sanitizers fail this test if the daemon's reactor or a socket op were left behind.
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `startDaemon: reload applies the log level, reports failures and restart-only changes${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    const log = createLogger("info", (l) => lines.push(l));
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log,
+      });
+      lines.length = 0;
+      const resolved = (config: Config) => () => ({
+        config,
+        warnings: ["x.json: a warning"],
+        notes: [],
+        origins: {},
+      });
+      daemon.reload("SIGHUP", resolved({ ...printConfig(), logLevel: "debug" }));
+      assert.equal(log.level, "debug");
+      assert.deepEqual(lines, [
+        "joold: warn: SIGHUP: x.json: a warning\n",
+        "joold: info: SIGHUP: reloaded: log level debug (was info)\n",
+      ]);
+      lines.length = 0;
+      daemon.reload("SIGHUP", () => {
+        throw new ConfigError("x.json", undefined, "not JSON");
+      });
+      assert.equal(log.level, "debug");
+      assert.equal(lines.length, 1);
+      assert.match(
+        lines[0],
+        /^joold: error: SIGHUP: cannot reload, the running configuration stays: /,
+      );
+      lines.length = 0;
+      daemon.reload("SIGHUP", () => ({
+        config: { ...printConfig("blue"), stats: { address: "::", port: 6401 } },
+        warnings: [],
+        notes: [],
+        origins: {},
+      }));
+      assert.equal(log.level, "info");
+      assert.deepEqual(lines, [
+        "joold: info: SIGHUP: reloaded: log level info (was debug)\n",
+        "joold: warn: SIGHUP: the instance, the stats server changed in the configuration: restart joold to apply (a reload applies the log level only)\n",
+      ]);
+      await daemon.stop();
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `startDaemon: advertise requests within the interval become one more request${needsRoot}`,
+  ignore: !isRoot,
+  async fn() {
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const lines: string[] = [];
+    try {
+      const daemon = await startDaemon(printConfig(), {
+        lingerMs: 0,
+        kernel: fakeKernelParts(kernel),
+        log: createLogger("info", (l) => lines.push(l)),
+      });
+      const advertises = () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) daemon.advertise("test");
+      await waitFor(() => advertises() === 1, "the first advertise");
+      await waitFor(() => advertises() === 2, "the coalesced advertise", 3000);
+      assert.ok(performance.now() - t0 >= ADVERTISE_INTERVAL_MS - 20, "not before the interval");
+      const said = lines.filter((l) => l.includes("test: asked the kernel"));
+      assert.deepEqual(said, [
+        "joold: info: test: asked the kernel to advertise its session table\n",
+        "joold: info: test: asked the kernel to advertise its session table (4 requests within 1000 ms of the previous one, coalesced into this one)\n",
+      ]);
+      daemon.advertise("test"); // held again: stop() drops it, and its timer
+      await daemon.stop();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(advertises(), 2);
+    } finally {
+      server.stop();
+      kernel.close();
+    }
+  },
 });

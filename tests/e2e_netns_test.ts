@@ -1,5 +1,5 @@
 /**
- * Two complete daemons (kernel channel, multicast channel, daemon core) in two network namespaces
+ * Two complete daemons (started by `startDaemon`, the CLI's own wiring) in two network namespaces
  * joined by a veth, each talking real netlink bytes to an in-process fake Jool kernel.
  */
 import assert from "node:assert/strict";
@@ -39,7 +39,7 @@ for (
       const b = new Netns("b");
       const reactor = new Reactor();
       const running = reactor.run();
-      const nodes: { close(): void }[] = [];
+      const nodes: { close(): Promise<void> }[] = [];
       try {
         const v6 = family === "IPv6";
         veth(
@@ -65,7 +65,7 @@ for (
         const batches = ["1session", "4sessions"].map((n) =>
           fixture(recording, `d-udp-payload-${n}`)
         );
-        for (const p of batches) A.kernel.sendBatch(A.channel.portId, p);
+        for (const p of batches) A.kernel.sendBatch(A.daemon.portId, p);
         const adds = () => B.kernel.requests(COMMANDS_4_1.JOOLD_ADD);
         await waitFor(() => adds().length === 2, "two JOOLD_ADDs on B");
         assert.deepEqual(adds().map((r) => batchPayload(r.jool!)), batches);
@@ -73,16 +73,23 @@ for (
         const real = fixture(recording, "c-joold-add-4sessions");
         assert.deepEqual(adds()[1].bytes.subarray(16), real.subarray(16));
         assert.equal(A.kernel.requests(COMMANDS_4_1.JOOLD_ACK).length, 2, "A ACKed both batches");
-        assert.equal(A.counters.netSentPkts, 2n);
-        assert.equal(B.counters.netRcvdPkts, 2n);
-        assert.equal(B.counters.kernelSentPkts, 2n);
+        // The one counters object of each daemon, as its stats reply and stop summary read it.
+        assert.equal(A.counters.kernelBatchesReceived, 2);
+        assert.equal(A.counters.kernelAcksSent, 2);
+        assert.equal(A.counters.netDatagramsSent, 2);
+        assert.equal(A.counters.netBytesSent, batches[0].length + batches[1].length);
+        assert.equal(B.counters.netDatagramsReceived, 2);
+        assert.equal(B.counters.netBytesReceived, batches[0].length + batches[1].length);
+        assert.equal(B.counters.kernelAddsSent, 2);
+        assert.equal(B.counters.kernelAddBytes, batches[0].length + batches[1].length);
+        assert.equal(B.counters.netDatagramsSent, 0);
         assert.equal(
           B.kernel.requests(COMMANDS_4_1.JOOLD_ACK).length,
           0,
           "B's kernel sent nothing",
         );
       } finally {
-        for (const n of nodes) n.close();
+        for (const n of nodes) await n.close();
         reactor.stop();
         await running;
         a.dispose();
@@ -101,7 +108,7 @@ Deno.test({
     const b = new Netns("b");
     const reactor = new Reactor();
     const running = reactor.run();
-    const nodes: { close(): void }[] = [];
+    const nodes: { close(): Promise<void> }[] = [];
     try {
       veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
       const net: NetConfig = {
@@ -134,13 +141,14 @@ Deno.test({
         () => B.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1,
         "the good datagram",
       );
-      await waitFor(() => B.counters.netRcvdPkts === 201n, "all 201 datagrams counted");
+      await waitFor(() => B.counters.netDatagramsReceived === 201, "all 201 datagrams counted");
       assert.deepEqual(batchPayload(B.kernel.requests(COMMANDS_4_1.JOOLD_ADD)[0].jool!), good);
-      assert.equal(B.counters.malformedDatagrams, 150n);
-      assert.equal(B.counters.foreignFormatDatagrams, 50n);
+      assert.equal(B.counters.netMalformedDatagrams, 150);
+      assert.equal(B.counters.netForeignFormatDatagrams, 50);
+      assert.equal(B.counters.kernelAddsSent, 1);
       close(fd);
     } finally {
-      for (const n of nodes) n.close();
+      for (const n of nodes) await n.close();
       reactor.stop();
       await running;
       a.dispose();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { close, libcPath, recv, sendto, waitReadable } from "../ffi/libc.ts";
+import { close, libc, libcPath, POLLIN, recv, sendto } from "../ffi/libc.ts";
 import { ERRNO } from "../ffi/errno.ts";
 import { decodePayload, encodeCompact36 } from "../lib/jool/session.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
@@ -278,6 +278,15 @@ function flood(
   }).spawn();
 }
 
+/** Waits (synchronously: this process has nothing else to do) until `fd` is readable. */
+function waitReadable(fd: number, timeoutMs: number): boolean {
+  const pollfd = new Uint8Array(8);
+  const view = new DataView(pollfd.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, POLLIN, true);
+  return Number(libc().poll(pollfd, 1n, timeoutMs)) > 0;
+}
+
 /** The p-th quantile of `values` (sorted in place). */
 function quantile(values: number[], p: number): number {
   values.sort((x, y) => x - y);
@@ -407,6 +416,10 @@ Deno.test({
       const once = (ms: number, signalAt: number) => [measure(ms, signalAt)];
       const startFlood = (...args: Parameters<typeof flood>) => floods.push(flood(...args));
       const results: Record<string, ReturnType<typeof measure>[]> = { quiet: [measure(300, 100)] };
+      // A host so busy that even the quiet daemon is slow (other work on these 2 CPUs) widens the
+      // bounds by as much; the failures this test is about stay far outside them (the ACK held
+      // for the whole flood, seconds; SIGUSR1 not handled until the flood ends).
+      const slack = 10 * results.quiet[0].p99;
       startFlood(a, { address: [127, 0, 0, 1], port: 6401 }, new Uint8Array(0), 300_000, 4000);
       await new Promise((r) => setTimeout(r, 700)); // the flooder's start-up
       results.stats = once(1200, 600);
@@ -436,9 +449,12 @@ Deno.test({
       assert.equal(status.code, 0, stderr.join(""));
       for (const [name, rs] of Object.entries(results)) {
         const r = rs[rs.length - 1];
-        assert.ok(r.p99 < P99_MS, `${name}: kernel->ACK p99 ${r.p99.toFixed(2)} ms (${summary})`);
         assert.ok(
-          r.signalMs < SIGNAL_MS[name],
+          r.p99 < P99_MS + slack,
+          `${name}: kernel->ACK p99 ${r.p99.toFixed(2)} ms (${summary})`,
+        );
+        assert.ok(
+          r.signalMs < SIGNAL_MS[name] + slack,
           `${name}: SIGUSR1 took ${r.signalMs} ms (${summary})`,
         );
       }

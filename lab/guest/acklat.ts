@@ -6,7 +6,7 @@
 // daemon and for ours.
 //   deno run --allow-read acklat.ts CAPTURE.pcap FAMILY_ID JOOL_VERSION
 // Prints one line: batches=N acked=N span_s=S rate=R/s p50=.. p90=.. p99=.. max=.. mean=.. (µs).
-import { commandsFor, parseVersion } from "../../../lib/jool/version.ts";
+import { commandsFor, parseVersion } from "../../lib/jool/version.ts";
 import { analyzeCapture, formatAckLatency } from "./pcap.ts";
 
 const [file, family, version] = Deno.args;

@@ -1,6 +1,7 @@
 // Load generator for the lab benchmark: from the IPv6 client, one UDP datagram to each of COUNT
 // destination ports (every one a new NAT64 session) at RATE datagrams/s, with synchronous libc
-// sendto (Deno's node:dgram loses datagrams when closed right after a burst; DESIGN.md).
+// sendto (Deno's node:dgram loses datagrams when closed right after a burst; docs/DESIGN.md, "Sync
+// rate").
 //   deno run --allow-ffi=<libc> loadgen.ts DST BASE_PORT COUNT RATE
 //
 // A steady rate, never a burst: under emulation this process itself stalls now and then (its own
@@ -10,9 +11,9 @@
 // client's own loopback, which creates no session), and when it falls behind by more than
 // MAX_LAG datagrams it moves its schedule instead of bursting. It reports the rate it reached
 // and how often it slipped.
-import { AF_INET6, close, sendto, SOCK_DGRAM, socket } from "../../../ffi/libc.ts";
-import { sockaddrIn6 } from "../../../ffi/sockaddr.ts";
-import { parseIPv6 } from "../../../lib/config/address.ts";
+import { AF_INET6, close, sendto, SOCK_DGRAM, socket } from "../../ffi/libc.ts";
+import { sockaddrIn6 } from "../../ffi/sockaddr.ts";
+import { parseIPv6 } from "../../lib/config/address.ts";
 
 /** The most datagrams sent at once to catch up with the schedule. */
 const MAX_LAG = 16;

@@ -131,11 +131,11 @@ export interface AckLatency {
  * Pairs every kernel batch with the next ACK, first in first out (the kernel sends the next batch
  * only after the ACK or its flush deadline, so batches never overtake ACKs).
  *
- * What is what (PROTOCOL.md, and the recordings in tests/fixtures): the kernel multicasts a batch
- * as a Jool-family message with sequence number 0 and command 0; the daemon's JOOLD_ACK carries
- * the ACK command; its own requests (JOOLD_ADD of peer sessions, table dumps) carry a non-zero
- * sequence number and are ignored. The packet type cannot tell directions apart: nlmon marks both
- * PACKET_OUTGOING.
+ * What is what (docs/PROTOCOL.md, "Session batch", and the recordings in tests/fixtures): the
+ * kernel multicasts a batch as a Jool-family message with sequence number 0 and command 0; the
+ * daemon's JOOLD_ACK carries the ACK command; its own requests (JOOLD_ADD of peer sessions, table
+ * dumps) carry a non-zero sequence number and are ignored. The packet type cannot tell directions
+ * apart: nlmon marks both PACKET_OUTGOING.
  *
  * @param bytes a libpcap capture of the translator's netlink traffic
  * @param options the family id and the ACK's command number

@@ -494,6 +494,35 @@ interop_proxy() { # `jool session proxy` (4.1.12+) on one side, ours on the othe
   done
 }
 
+ours_proxy() { # ns [args...]: our daemon with `jool session proxy`'s command line (jool -> joold)
+  local ns=$1; shift
+  local readies; readies=$(ready_count "/tmp/ours-$ns.log")
+  local v8=${OURS_V8_FLAGS---no-turbofan}
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} \
+    "$PROJECT/cli.ts" session proxy -i eth2 -o eth2 -p 6464 -t 3 "$@" ff08::db8:64:64 >>"/tmp/ours-$ns.log" 2>&1 &
+  echo $! >"/tmp/daemon-ours-$ns.pid"
+  wait_for 90 "our daemon (proxy syntax) in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
+}
+
+proxy_syntax() { # ours started with `session proxy ...` in place of `jool session proxy`, both ways
+  jool session proxy --help >/dev/null 2>&1 ||
+    skip "Jool $JOOL_VERSION's jool has no \`session proxy\` (it came with 4.1.12): no C proxy to sync with"
+  local c_side ours_side
+  for c_side in K J; do
+    ours_side=K; [ $c_side = K ] && ours_side=J
+    setup 6
+    proxy $c_side && ours_proxy $ours_side --stats.port 6401 ||
+      fail "daemons did not start (jool session proxy on $c_side, joold session proxy on $ours_side)"
+    grep -q "sync group ff08::db8:64:64 port 6464" "/tmp/ours-$ours_side.log" ||
+      fail "our daemon did not take the proxy syntax's group and port: $(grep starting "/tmp/ours-$ours_side.log")"
+    flows "proxy-syntax-$c_side"
+    check_synced "$DEADLINE" || fail "K lacks J's sessions (jool session proxy on $c_side, joold session proxy on $ours_side)"
+    [ "$(stats_query $ours_side 6401 | wc -l)" = 6 ] || fail "no stats reply on 6401 with --stats.port"
+    dump_logs >/dev/null
+    teardown >/dev/null 2>&1
+  done
+}
+
 control_no_daemon() { # the checker itself must see a difference when nothing syncs
   setup 6
   flows control
@@ -510,17 +539,67 @@ c_baseline() {
   check_synced "$DEADLINE" || fail "the C daemons did not sync (the lab itself is broken)"
 }
 
+# ---- h-nonroot: the packaged service, started as its unit starts it ----------------------------
+unit_daemon() { # ns uid: the installed joold@.service's ExecStart for instance "default", run the way
+  # systemd runs it: a user of its own (DynamicUser) holding only CAP_NET_ADMIN (ambient and bounding
+  # set), no new privileges, only the unit's Environment=, a read-only file system but for a private
+  # /tmp (ProtectSystem=strict, PrivateTmp), a /proc of processes only (ProcSubset=pid,
+  # ProtectProc=invisible). The guest has no network at all.
+  local ns=$1 uid=$2 unit=/etc/systemd/system/joold@.service cmd env
+  cmd=$(sed -n '/^ExecStart=/,/[^\\]$/p' "$unit" | sed 's/^ExecStart=//; s/\\$//' | tr '\n' ' ')
+  cmd=${cmd//%i/default}; cmd=${cmd//\$JOOLD_ARGS/}
+  env=$(sed -n 's/^Environment=//p' "$unit")
+  local readies; readies=$(ready_count "/tmp/ours-$ns.log")
+  # shellcheck disable=SC2086 # $env: the unit's VAR=value words
+  ip netns exec "$ns" unshare -m --propagation private sh -c \
+    'mount -o remount,bind,ro / && mount -t tmpfs -o mode=1777 tmpfs /tmp &&
+     mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$@"' sh \
+    setpriv "--reuid=$uid" "--regid=$uid" --clear-groups --inh-caps=-all,+net_admin \
+    --ambient-caps=-all,+net_admin --bounding-set=-all,+net_admin --no-new-privs \
+    env -i PATH=/usr/local/bin:/usr/bin:/bin $env sh -c "exec $cmd" >>"/tmp/ours-$ns.log" 2>&1 &
+  echo $! >"/tmp/daemon-ours-$ns.pid"
+  wait_for 90 "the unit's daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
+}
+
+nonroot() {
+  setup 6
+  # The install procedure of packaging/README.md, from a copy of the checkout (no git here) and the
+  # Deno cache the host filled (the guest has no network).
+  rm -rf /opt/joold /etc/joold && mkdir -p /opt/joold
+  cp -a "$PROJECT"/cli.ts "$PROJECT"/mod.ts "$PROJECT"/deno.json "$PROJECT"/deno.lock "$PROJECT"/lib \
+    "$PROJECT"/ffi "$PROJECT"/packaging "$PROJECT"/examples /opt/joold/
+  (cd /opt/joold && deno install --quiet --frozen --node-modules-dir=auto) || fail "deno install --frozen failed"
+  install -m 0644 /opt/joold/packaging/joold@.service /etc/systemd/system/
+  mkdir -p /etc/joold/default
+  sed 's/"eth0"/"eth2"/' /opt/joold/examples/netsocket-ipv6.json >/etc/joold/default/netsocket.json
+  unit_daemon J 61184 && unit_daemon K 61185 || fail "the unit's daemons did not start"
+  local ns pid status
+  for ns in J K; do
+    pid=$(cat "/tmp/daemon-ours-$ns.pid"); status=$(cat "/proc/$pid/status")
+    log "$ns: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-90)... $(echo "$status" | grep -E '^(Uid|CapEff|CapBnd|CapAmb|NoNewPrivs):' | tr -s '\t\n' '  ')/ $(grep ' / / ' "/proc/$pid/mountinfo" | cut -d' ' -f6 | cut -d, -f1)"
+    echo "$status" | grep -qE "^Uid:\s+6118[45]\s+6118[45]\s+6118[45]\s+6118[45]$" || fail "$ns: not the unit's user"
+    for cap in CapEff CapPrm CapBnd CapAmb; do
+      echo "$status" | grep -qx "$cap:\s*0000000000001000" || fail "$ns: $cap is not CAP_NET_ADMIN alone"
+    done
+    echo "$status" | grep -qx "NoNewPrivs:\s*1" || fail "$ns: NoNewPrivs is off"
+    grep -q ' / / [^ ]*ro[, ]' "/proc/$pid/mountinfo" || fail "$ns: / is writable to the daemon"
+  done
+  grep -i "download\|prompt" /tmp/ours-J.log /tmp/ours-K.log && fail "Deno downloaded or prompted"
+  flows nonroot
+  check_synced "$DEADLINE" || fail "K lacks J's sessions ${DEADLINE}s after the flows"
+}
+
 # demo.sh sources this file for its helpers only.
 [ -n "${LIB_ONLY:-}" ] && return 0
 
 declare -A SCENARIOS=(
   [control-no-daemon]=control_no_daemon [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
-  [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy
+  [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy [c-proxy-syntax]=proxy_syntax
   [d-advertise]=advertise [e-stats]=stats [f-instance-late]=fault_instance_late
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
-  [f-storm]=fault_storm [g-ss-enabled]=ss_enabled
+  [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER

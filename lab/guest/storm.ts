@@ -9,9 +9,9 @@ import {
   setsockoptInt,
   SOCK_DGRAM,
   socket,
-} from "../../../ffi/libc.ts";
-import { sockaddrIn6 } from "../../../ffi/sockaddr.ts";
-import { parseIPv6 } from "../../../lib/config/address.ts";
+} from "../../ffi/libc.ts";
+import { sockaddrIn6 } from "../../ffi/sockaddr.ts";
+import { parseIPv6 } from "../../lib/config/address.ts";
 
 const [group, port, dev, count] = Deno.args;
 const fd = socket(AF_INET6, SOCK_DGRAM, 0);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type Section, sectionKeys } from "./keys.ts";
 import type { Config } from "./types.ts";
 
 /**
@@ -15,25 +16,29 @@ import type { Config } from "./types.ts";
  * @returns the block, newline-terminated
  * @example
  * ```ts
- * formatConfig(config).startsWith("Config:\n  mod.instance: "); // true
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./args.ts";
+ * import { formatConfig } from "./print.ts";
+ * import { resolveConfig } from "./resolve.ts";
+ * const { config } = resolveConfig(parseCommandLine(["--instance=blue"]));
+ * assert.ok(formatConfig(config).startsWith("Config:\n  mod.instance: blue\n"));
  * ```
  */
 export function formatConfig(config: Config): string {
-  const lines = ["Config:", `  mod.instance: ${config.mod.instance}`];
-  const net = config.net;
-  if (net !== null) {
-    lines.push(
-      `  net.mcast.addr: ${net.multicastAddress}`,
-      `  net.mcast.port: ${net.multicastPort}`,
-      `  net.dev.in: ${net.inInterface ?? "(null)"}`,
-      `  net.dev.out: ${net.outInterface ?? "(null)"}`,
-      `  net.ttl: ${net.ttl}`,
-    );
-  } else {
-    lines.push("  net: disabled (no multicast address): sessions from the kernel are printed");
-  }
-  if (config.stats !== null) {
-    lines.push(`  stats.addr: ${config.stats.address}`, `  stats.port: ${config.stats.port}`);
+  const lines = ["Config:"];
+  const sections = { mod: config.mod, net: config.net, stats: config.stats } as const;
+  for (const [section, object] of Object.entries(sections)) {
+    if (object === null) {
+      if (section === "net") {
+        lines.push("  net: disabled (no multicast address): sessions from the kernel are printed");
+      }
+      continue;
+    }
+    for (const spec of sectionKeys(section as Section)) {
+      if (spec.printed === undefined) continue;
+      const value = (object as unknown as Record<string, unknown>)[spec.field];
+      lines.push(`  ${spec.printed}: ${value ?? "(null)"}`);
+    }
   }
   return lines.join("\n") + "\n";
 }

@@ -5,21 +5,40 @@
  * @module
  */
 
-import { addressFamily } from "./address.ts";
+import { addressFamily, type Family } from "./address.ts";
 import type { ParsedArgs } from "./args.ts";
-import { DEFAULTS } from "./defaults.ts";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
 import { readJsonObject, type ReadTextFile, readTextFileSync } from "./file.ts";
-import type { Config, LogLevel, NetConfig, StatsConfig } from "./types.ts";
+import {
+  key,
+  LEGACY_ARGUMENTS,
+  LEGACY_SYNOPSIS,
+  type Section,
+  sectionFile,
+  sectionKeys,
+  type ValueType,
+} from "./keys.ts";
+import { closest } from "./suggest.ts";
+import type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./types.ts";
 import * as check from "./validate.ts";
 
 /** The effective configuration and the warnings met while building it. */
 export interface Resolved {
   /** The validated configuration. */
   readonly config: Config;
-  /** One line each, e.g. `net.json: "multcast port": unknown key, ignored`. */
+  /** One line each, e.g. `net.json: "colour": unknown key, ignored`. */
   readonly warnings: readonly string[];
+  /** Facts the operator should know, one line each (the implicit legacy syntax and its files). */
+  readonly notes: readonly string[];
+  /**
+   * Where each key that was set came from (its file and JSON key, or the flag as typed), by key
+   * name (`net.dev.in`); keys left at their default are absent.
+   */
+  readonly origins: Readonly<Record<string, { readonly source: string; readonly key: string }>>;
 }
+
+/** The key that enables the sync network. */
+const GROUP = "net.mcast.addr";
 
 /** A raw value and where it came from. */
 interface Raw {
@@ -27,35 +46,88 @@ interface Raw {
   readonly origin: check.Origin;
 }
 
-/** JSON keys of each file, mapped to the flag that overrides them. */
-const MOD_KEYS = { instance: "instance" } as const;
-const NET_KEYS = {
-  "multicast address": "net.mcast.addr",
-  "multicast port": "net.mcast.port",
-  "in interface": "net.dev.in",
-  "out interface": "net.dev.out",
-  ttl: "net.ttl",
-  reuseaddr: "net.reuseaddr",
-} as const;
-const STATS_KEYS = { address: "stats.addr", port: "stats.port" } as const;
+type Validator = (origin: check.Origin, value: unknown, family: Family) => unknown;
+
+/** One validator per value type of the key table. */
+const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
+  instance: check.instanceName,
+  group: check.multicastAddress,
+  "port-or-service": check.portOrService,
+  interface: check.interfaceFor,
+  // The C daemon's files hold the ttl as a JSON number; a flag is text.
+  ttl: (origin, value) => check.integerIn(origin, value, 0, 255, origin.source === COMMAND_LINE),
+  switch: check.flag,
+  address: check.bindAddress,
+  port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
+  "log-level": check.logLevel,
+};
 
 function loadFile(
   path: string,
-  keys: Readonly<Record<string, string>>,
+  section: Section,
   read: ReadTextFile,
   raws: Map<string, Raw>,
   warnings: string[],
 ): void {
-  const object = readJsonObject(path, read);
-  for (const [key, value] of Object.entries(object)) {
-    const canonical = keys[key];
-    if (canonical === undefined) {
-      const known = Object.keys(keys).map((k) => JSON.stringify(k)).join(", ");
-      warnings.push(`${path}: ${JSON.stringify(key)}: unknown key, ignored (known keys: ${known})`);
+  const object = readJsonObject(path, read, (line) => warnings.push(line));
+  const keys = sectionKeys(section).filter((k) => k.fileKey !== undefined);
+  const names = keys.map((k) => k.fileKey!);
+  const seen = new Map<string, string>();
+  for (const [fileKey, value] of Object.entries(object)) {
+    // Jool's C daemon (cJSON_GetObjectItem) matches keys whatever their case: "TTL" is "ttl".
+    const spec = keys.find((k) => k.fileKey!.toLowerCase() === fileKey.toLowerCase());
+    if (spec !== undefined) {
+      const first = seen.get(spec.name);
+      if (first !== undefined) {
+        warnings.push(
+          `${path}: ${JSON.stringify(fileKey)}: the same key as ${
+            JSON.stringify(first)
+          } (keys are not case-sensitive): the first one is used, as by Jool's C daemon`,
+        );
+        continue;
+      }
+      seen.set(spec.name, fileKey);
+      raws.set(spec.name, { value, origin: { source: path, key: fileKey } });
       continue;
     }
-    raws.set(canonical, { value, origin: { source: path, key } });
+    // A typo must not silently drop a key: "multicast adress" would disable the sync network.
+    const meant = closest(fileKey, names);
+    if (meant !== undefined) {
+      throw new ConfigError(
+        path,
+        JSON.stringify(fileKey),
+        `unknown key: did you mean ${JSON.stringify(meant)}?`,
+      );
+    }
+    const known = names.map((k) => JSON.stringify(k)).join(", ");
+    warnings.push(
+      `${path}: ${JSON.stringify(fileKey)}: unknown key, ignored (known keys: ${known})`,
+    );
   }
+}
+
+/**
+ * Validates the keys of a section into its object of {@linkcode Config}, defaults filling the rest.
+ *
+ * @param section the section
+ * @param raws the raw values, by key name
+ * @param family the group's family (for the interfaces)
+ * @returns the section's object, by field
+ */
+function buildSection(
+  section: Section,
+  raws: ReadonlyMap<string, Raw>,
+  family: Family = 6,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of sectionKeys(section)) {
+    if (spec.type === "file" || spec.type === "boolean") continue;
+    const raw = raws.get(spec.name);
+    out[spec.field] = raw === undefined
+      ? spec.default
+      : VALIDATORS[spec.type](raw.origin, raw.value, family);
+  }
+  return out;
 }
 
 /**
@@ -67,96 +139,94 @@ function loadFile(
  * @throws {ConfigError} naming the file or flag, the key and what is wrong
  * @example
  * ```ts
- * const { config } = resolveConfig(parseCommandLine(["--net.mcast.addr=ff08::db8:64:64"]));
- * config.net?.multicastPort; // "6400"
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./args.ts";
+ * import { resolveConfig } from "./resolve.ts";
+ * const { config, origins } = resolveConfig(parseCommandLine(["--net.mcast.addr=ff08::db8:64:64"]));
+ * assert.equal(config.net?.multicastPort, "6400");
+ * assert.deepEqual(origins["net.mcast.addr"], { source: "command line", key: "--net.mcast.addr" });
  * ```
  */
 export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFileSync): Resolved {
   const warnings: string[] = [];
   const raws = new Map<string, Raw>();
 
-  const modFile = args.modFile ?? (args.legacy ? DEFAULTS.modFile : undefined);
-  const netFile = args.netFile ?? (args.legacy ? DEFAULTS.netFile : undefined);
-  if (netFile !== undefined) loadFile(netFile, NET_KEYS, read, raws, warnings);
-  if (modFile !== undefined) loadFile(modFile, MOD_KEYS, read, raws, warnings);
-  if (args.statsFile !== undefined) {
-    loadFile(args.statsFile, STATS_KEYS, read, raws, warnings);
+  const notes: string[] = [];
+  const defaulted = (section: Section): string | undefined =>
+    args.legacy
+      ? LEGACY_ARGUMENTS.find((a) => a.key === sectionFile(section)?.name)?.default
+      : undefined;
+  const modFile = args.modFile ?? defaulted("mod");
+  const netFile = args.netFile ?? defaulted("net");
+  if (args.implicitLegacy) {
+    notes.push(
+      `no configuration given: reading ${netFile} and ${modFile} from the current directory ` +
+        `(the legacy syntax ${LEGACY_SYNOPSIS}; see joold --help for the others)`,
+    );
+  }
+  const files: [string | undefined, Section, boolean][] = [
+    [netFile, "net", args.netFile === undefined],
+    [modFile, "mod", args.modFile === undefined],
+    [args.statsFile, "stats", false],
+  ];
+  for (const [path, section, isDefault] of files) {
+    if (path === undefined) continue;
+    try {
+      loadFile(path, section, read, raws, warnings);
+    } catch (error) {
+      if (!isDefault || !(error instanceof ConfigError) || !isNotFound(error)) throw error;
+      throw defaultFileMissing(path, section, args.implicitLegacy, error);
+    }
   }
   for (const [name, value] of Object.entries(args.overrides)) {
-    raws.set(name, { value, origin: { source: COMMAND_LINE, key: `--${name}` } });
+    const typed = args.typed?.[name] ?? `--${name}`;
+    raws.set(name, { value, origin: { source: COMMAND_LINE, key: typed } });
   }
-  const get = (name: string): Raw | undefined => raws.get(name);
 
-  const instanceRaw = get("instance");
-  const instance = instanceRaw
-    ? check.instanceName(instanceRaw.origin, instanceRaw.value)
-    : DEFAULTS.instance;
+  const mod = buildSection("mod", raws) as unknown as ModConfig;
 
   let net: NetConfig | null = null;
-  const addrRaw = get("net.mcast.addr");
-  if (addrRaw !== undefined) {
-    const multicastAddress = check.multicastAddress(addrRaw.origin, addrRaw.value);
-    const family = addressFamily(multicastAddress)!;
-    const portRaw = get("net.mcast.port");
-    const ttlRaw = get("net.ttl");
-    const inRaw = get("net.dev.in");
-    const outRaw = get("net.dev.out");
-    const reuseRaw = get("net.reuseaddr");
-    net = {
-      multicastAddress,
-      multicastPort: portRaw
-        ? check.portOrService(portRaw.origin, portRaw.value)
-        : DEFAULTS.multicastPort,
-      inInterface: inRaw ? check.interfaceFor(inRaw.origin, inRaw.value, family) : undefined,
-      outInterface: outRaw ? check.interfaceFor(outRaw.origin, outRaw.value, family) : undefined,
-      ttl: ttlRaw
-        ? check.integerIn(
-          ttlRaw.origin,
-          ttlRaw.value,
-          0,
-          255,
-          ttlRaw.origin.source === COMMAND_LINE,
-        )
-        : DEFAULTS.ttl,
-      reuseAddress: reuseRaw ? check.flag(reuseRaw.origin, reuseRaw.value) : DEFAULTS.reuseAddress,
-    };
+  const group = raws.get(GROUP);
+  if (group !== undefined) {
+    const family = addressFamily(check.multicastAddress(group.origin, group.value))!;
+    net = buildSection("net", raws, family) as unknown as NetConfig;
   } else {
-    const stray = ["net.mcast.port", "net.dev.in", "net.dev.out", "net.ttl", "net.reuseaddr"]
-      .map(get).filter((r): r is Raw => r !== undefined);
-    for (const r of stray) {
-      warnings.push(
-        `${r.origin.source}: ${r.origin.key}: ignored, because no multicast address is set (the sync network is disabled)`,
+    // Only the absence of any network configuration means print mode: a network file or flag
+    // without its group is a mistake (a typo, a key left out), not a request to print sessions.
+    const example = key(GROUP).example;
+    if (netFile !== undefined) {
+      throw new ConfigError(
+        netFile,
+        undefined,
+        `"${key(GROUP).fileKey}" is not set: a network socket file needs the sync group, e.g. ` +
+          `"${
+            key(GROUP).fileKey
+          }": "${example}" (to print the kernel's sessions instead, give no ` +
+          `network configuration at all)`,
       );
     }
-    if (netFile !== undefined) {
-      warnings.push(
-        `${netFile}: "multicast address" is not set: the sync network is disabled and the sessions from the kernel are printed instead`,
+    const stray = sectionKeys("net").map((k) => raws.get(k.name)).find((r) => r !== undefined);
+    if (stray !== undefined) {
+      throw new ConfigError(
+        stray.origin.source,
+        stray.origin.key,
+        `needs the sync group --${GROUP} (e.g. --${GROUP}=${example}); to print the kernel's ` +
+          `sessions instead, give no network option at all`,
       );
     }
   }
 
   let stats: StatsConfig | null = null;
-  const statsAddrRaw = get("stats.addr");
-  const statsPortRaw = get("stats.port");
-  if (statsAddrRaw !== undefined || statsPortRaw !== undefined || args.statsFile !== undefined) {
-    stats = {
-      address: statsAddrRaw
-        ? check.bindAddress(statsAddrRaw.origin, statsAddrRaw.value)
-        : DEFAULTS.statsAddress,
-      port: statsPortRaw
-        ? check.integerIn(statsPortRaw.origin, statsPortRaw.value, 1, 65535, true)
-        : DEFAULTS.statsPort,
-    };
+  const statsKeys = sectionKeys("stats");
+  if (statsKeys.some((k) => raws.has(k.name)) || args.statsFile !== undefined) {
+    stats = buildSection("stats", raws) as unknown as StatsConfig;
   }
 
-  const levelRaw = get("log-level");
-  const logLevel: LogLevel = levelRaw
-    ? check.logLevel(levelRaw.origin, levelRaw.value)
-    : DEFAULTS.logLevel;
+  const { logLevel } = buildSection("top", raws) as { logLevel: LogLevel };
 
   return {
     config: {
-      mod: { instance },
+      mod,
       net,
       stats,
       logLevel,
@@ -164,7 +234,37 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
       advertiseOnStart: args.advertise,
     },
     warnings,
+    notes,
+    origins: Object.fromEntries([...raws].map(([name, raw]) => [name, raw.origin])),
   };
+}
+
+function isNotFound(error: ConfigError): boolean {
+  return error.cause instanceof Deno.errors.NotFound;
+}
+
+/** A default file of the legacy syntax is missing: say it was a default, and how to name one. */
+function defaultFileMissing(
+  path: string,
+  section: Section,
+  implicit: boolean,
+  cause: ConfigError,
+): ConfigError {
+  const argument = LEGACY_ARGUMENTS.findIndex((a) => a.key === sectionFile(section)?.name);
+  const name = LEGACY_ARGUMENTS[argument].name;
+  const syntaxes = `${LEGACY_SYNOPSIS}, joold --${sectionFile("net")!.name}=FILE ` +
+    `--${sectionFile("mod")!.name}=FILE (or --${GROUP}=GROUP ...), or joold session proxy GROUP`;
+  return new ConfigError(
+    path,
+    undefined,
+    implicit
+      ? `no such file: with no configuration given, joold reads ${path} from the current ` +
+        `directory (the legacy syntax); name the configuration instead: ${syntaxes}`
+      : `no such file: ${name} (the ${
+        ["1st", "2nd", "3rd"][argument]
+      } argument) defaults to ${path} in the current directory; give it: ${LEGACY_SYNOPSIS}`,
+    { cause },
+  );
 }
 
 export { ConfigError };

@@ -1,6 +1,6 @@
 /**
  * The typed configuration model of joold: what the daemon needs to start, after the command line and
- * the JSON files have been read, merged and validated. Defaults live in `defaults.ts`.
+ * the JSON files have been read, merged and validated. Keys, defaults and help live in `keys.ts`.
  *
  * @module
  */

@@ -26,7 +26,7 @@ export const CTRL_ATTR_FAMILY_ID = 1;
 /** Family name (string). */
 export const CTRL_ATTR_FAMILY_NAME = 2;
 /** Family version (u32). */
-export const CTRL_ATTR_VERSION = 3;
+const CTRL_ATTR_VERSION = 3;
 /** Multicast groups (nest of nests). */
 export const CTRL_ATTR_MCAST_GROUPS = 7;
 /** Group name (string). */

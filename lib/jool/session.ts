@@ -303,9 +303,20 @@ function formatOf(entry: Attribute): SessionFormat {
  * @param payload a SESSION_ENTRIES payload (a UDP datagram on the sync network)
  * @returns the format and the sessions
  * @throws {RangeError} saying what is malformed
- * @example
+ * @example A datagram a Jool 4.1.13 translator sent (one ICMP session, 36-byte record)
  * ```ts
- * decodePayload(datagram).sessions.length;
+ * import assert from "node:assert/strict";
+ * import { decodePayload } from "./session.ts";
+ *
+ * const datagram = new Uint8Array([
+ *   0x28, 0x00, 0x01, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+ *   0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08,
+ *   0xc0, 0x00, 0x02, 0x01, 0xc0, 0x00, 0x02, 0x08, 0x00, 0x00,
+ *   0xea, 0x60, 0x01, 0x42, 0x98, 0x7b, 0x98, 0x7b, 0x00, 0x40,
+ * ]);
+ * const { format, sessions } = decodePayload(datagram);
+ * assert.equal(format, "compact36");
+ * assert.equal(sessions.length, 1);
  * ```
  */
 export function decodePayload(payload: Uint8Array): PayloadSummary {
@@ -359,9 +370,19 @@ export function formatTimeout(ms: number): string {
  *
  * @param s the session
  * @returns the line, without newline
- * @example
+ * @example The session of a datagram from a Jool 4.1.13 translator
  * ```ts
- * sessionCsv(session); // "ICMP,2001:db8::8,272,192.0.2.1,23042,192.0.2.8,23042,0:01:00"
+ * import assert from "node:assert/strict";
+ * import { decodePayload, sessionCsv } from "./session.ts";
+ *
+ * const datagram = new Uint8Array([
+ *   0x28, 0x00, 0x01, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+ *   0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08,
+ *   0xc0, 0x00, 0x02, 0x01, 0xc0, 0x00, 0x02, 0x08, 0x00, 0x00,
+ *   0xea, 0x60, 0x01, 0x42, 0x98, 0x7b, 0x98, 0x7b, 0x00, 0x40,
+ * ]);
+ * const [session] = decodePayload(datagram).sessions;
+ * assert.equal(sessionCsv(session), "ICMP,2001:db8::8,322,192.0.2.1,39035,192.0.2.8,39035,0:01:00");
  * ```
  */
 export function sessionCsv(s: Session): string {

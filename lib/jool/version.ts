@@ -1,5 +1,6 @@
 /**
- * Jool versions and the command numbers that depend on them (PROTOCOL.md sections 3 and 4).
+ * Jool versions and the command numbers that depend on them (docs/PROTOCOL.md, "Commands by Jool
+ * version" and "Session formats").
  *
  * @module
  */
@@ -143,7 +144,7 @@ export function commandsFor(v: JoolVersion): Commands {
     : COMMANDS_4_1;
 }
 
-/** Session record format by kernel version (PROTOCOL.md section 4). */
+/** Session record format by kernel version (docs/PROTOCOL.md, "Session formats"). */
 export type SessionFormat = "nested" | "compact48" | "compact36";
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { errnoName } from "../../ffi/errno.ts";
+import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 
 /** The Jool module is not loaded in this network namespace (family "Jool" missing). */
 export class JoolNotLoadedError extends Error {
@@ -50,12 +50,12 @@ export class KernelError extends Error {
 
   /** Whether the kernel said the instance does not exist. */
   get instanceMissing(): boolean {
-    return this.errno === 3 || /lacks an instance/i.test(this.kernelMessage);
+    return this.errno === ERRNO.ESRCH || /lacks an instance/i.test(this.kernelMessage);
   }
 
   /** Whether the kernel refused for lack of CAP_NET_ADMIN. */
   get permissionDenied(): boolean {
-    return this.errno === 1;
+    return this.errno === ERRNO.EPERM;
   }
 
   /** Words the message for the well-known causes. */
@@ -66,10 +66,10 @@ export class KernelError extends Error {
     instance: string,
   ): string {
     const said = text ? `: "${text.replace(/\s+/g, " ").trim()}"` : "";
-    if (errno === 1) {
+    if (errno === ERRNO.EPERM) {
       return `Jool refused ${op} (EPERM): joold needs CAP_NET_ADMIN (run it as root or grant the capability)`;
     }
-    if (errno === 3 || /lacks an instance/i.test(text)) {
+    if (errno === ERRNO.ESRCH || /lacks an instance/i.test(text)) {
       return `no Jool instance named "${instance}" in this network namespace (${op}): create it (jool instance add) or fix --instance`;
     }
     const mismatch =
@@ -81,5 +81,59 @@ export class KernelError extends Error {
       }: Jool accepts only its own major.minor version; use a joold release that supports it`;
     }
     return `Jool refused ${op} (${errnoName(errno)})${said}`;
+  }
+}
+
+/** The netlink receive buffer overflowed (ENOBUFS): the kernel dropped messages for joold. */
+export class ReceiveOverrunError extends Error {
+  /** What was being done: receiving. */
+  readonly op = "recv";
+  /** ENOBUFS. */
+  readonly errno: number = ERRNO.ENOBUFS;
+
+  /** Builds the error. */
+  constructor() {
+    super(
+      "netlink receive buffer overrun (ENOBUFS): sessions from the kernel were lost; asking it to advertise its table",
+    );
+    this.name = "ReceiveOverrunError";
+  }
+}
+
+/** A message from the kernel side that could not be decoded (it was dropped). */
+export class MalformedKernelMessageError extends Error {
+  /** What could not be decoded: "netlink datagram", "error reply", "Jool message", "session batch". */
+  readonly op: string;
+  /** 0: no errno, the bytes were wrong. */
+  readonly errno = 0;
+
+  /**
+   * Builds the error.
+   *
+   * @param what what could not be decoded
+   * @param cause the decoder's error
+   */
+  constructor(what: string, cause: Error) {
+    super(`malformed ${what}: ${cause.message}`, { cause });
+    this.name = "MalformedKernelMessageError";
+    this.op = what;
+  }
+}
+
+/** A request that could not be sent to the kernel (a local socket error, not a refusal). */
+export class KernelSendError extends SystemError {
+  /** The request (`JOOLD_ADD`, `JOOLD_ACK`, `JOOLD_ADVERTISE`). */
+  readonly op: string;
+
+  /**
+   * Builds the error.
+   *
+   * @param op the request
+   * @param errno the send's errno
+   */
+  constructor(op: string, errno: number) {
+    super(`sendto(${op})`, errno);
+    this.name = "KernelSendError";
+    this.op = op;
   }
 }

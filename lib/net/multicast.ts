@@ -55,7 +55,7 @@ import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 import type { ErrorHandler, NetworkChannel, PayloadHandler } from "../channel.ts";
 import { parseIPv4, parseIPv6 } from "../config/address.ts";
 import type { NetConfig } from "../config/types.ts";
-import { createCounters } from "../counters.ts";
+import { type Counters, createCounters } from "../counters.ts";
 import type { Reactor } from "../reactor.ts";
 import { KeyedTokenBuckets, type RateLimit } from "../token_bucket.ts";
 
@@ -92,30 +92,12 @@ export interface ChannelOptions {
   readonly peers?: readonly string[];
   /** The rate per sender, in bytes ({@linkcode PEER_RATE}). */
   readonly peerRate?: RateLimit;
-  /** Where the drops are counted (default: counters of its own). */
-  readonly counters?: SourceCheckCounters;
   /** The clock of the rate limiter, ms. */
   readonly now?: () => number;
 }
 
 /** The largest datagram the channel receives whole. */
 export const MAX_DATAGRAM = 65535;
-
-/** What the network channel counts. */
-export interface NetworkCounters {
-  /** Datagrams and bytes received from the group. */
-  received: number;
-  /** Bytes of those datagrams. */
-  receivedBytes: number;
-  /** Datagrams and bytes sent to the group. */
-  sent: number;
-  /** Bytes of those datagrams. */
-  sentBytes: number;
-  /** Sends that failed. */
-  sendErrors: number;
-  /** Datagrams larger than {@linkcode MAX_DATAGRAM}, dropped. */
-  truncated: number;
-}
 
 /** A startup problem of the network socket, naming the option (file key and flag). */
 export class NetworkConfigError extends Error {
@@ -169,21 +151,14 @@ function scopeId(address: Uint8Array): number {
 
 /** The multicast channel. */
 export class MulticastChannel implements NetworkChannel {
-  /** Counters, updated in place. */
-  readonly counters: NetworkCounters = {
-    received: 0,
-    receivedBytes: 0,
-    sent: 0,
-    sentBytes: 0,
-    sendErrors: 0,
-    truncated: 0,
-  };
+  /** The daemon's counters; this channel owns the net* fields it increments (lib/counters.ts). */
+  readonly counters: Counters;
   /** The family of the group: 4 or 6. */
   readonly family: 4 | 6;
 
   /** Startup warnings for cli.ts to log. */
   readonly warnings: readonly string[];
-  /** Where the source checks count their drops. */
+  /** Where the source checks count their drops (the daemon's counters). */
   readonly drops: SourceCheckCounters;
 
   readonly #fd: number;
@@ -204,9 +179,11 @@ export class MulticastChannel implements NetworkChannel {
     family: 4 | 6,
     group: Uint8Array<ArrayBuffer>,
     reactor: Reactor,
+    counters: Counters,
     checks: { local: Set<string>; inIndex: number; peers: Set<string> | null; warnings: string[] },
     options: ChannelOptions,
   ) {
+    this.counters = counters;
     this.#fd = fd;
     this.family = family;
     this.#group = group;
@@ -215,7 +192,7 @@ export class MulticastChannel implements NetworkChannel {
     this.#inIndex = checks.inIndex;
     this.#peers = checks.peers;
     this.warnings = checks.warnings;
-    this.drops = options.counters ?? createCounters();
+    this.drops = counters;
     this.#buckets = new KeyedTokenBuckets(options.peerRate ?? PEER_RATE, MAX_SOURCES);
     this.#now = options.now ?? (() => performance.now());
   }
@@ -225,7 +202,8 @@ export class MulticastChannel implements NetworkChannel {
    *
    * @param reactor the reactor that drives the socket
    * @param config the network configuration
-   * @param options the source checks' allow-list, rate and counters
+   * @param counters the daemon's counters (default: the channel's own)
+   * @param options the source checks' allow-list and rate
    * @returns the channel (its `warnings` are for the log)
    * @throws {NetworkConfigError} naming the option at fault
    * @throws {SystemError} when a socket call fails otherwise
@@ -237,6 +215,7 @@ export class MulticastChannel implements NetworkChannel {
   static open(
     reactor: Reactor,
     config: NetConfig,
+    counters: Counters = createCounters(),
     options: ChannelOptions = {},
   ): MulticastChannel {
     let candidates;
@@ -300,7 +279,15 @@ export class MulticastChannel implements NetworkChannel {
       close(fd);
       throw error;
     }
-    const channel = new MulticastChannel(fd, family, candidate.address, reactor, checks, options);
+    const channel = new MulticastChannel(
+      fd,
+      family,
+      candidate.address,
+      reactor,
+      counters,
+      checks,
+      options,
+    );
     reactor.add(fd, (budget) => channel.#drain(budget));
     return channel;
   }
@@ -453,12 +440,12 @@ export class MulticastChannel implements NetworkChannel {
     for (;;) {
       const n = sendto(this.#fd, payload, this.#group);
       if (n >= 0) {
-        this.counters.sent++;
-        this.counters.sentBytes += n;
+        this.counters.netDatagramsSent++;
+        this.counters.netBytesSent += n;
         return;
       }
       if (n === -ERRNO.EINTR) continue;
-      this.counters.sendErrors++;
+      this.counters.netSendErrors++;
       throw new SystemError("sendto(sync group)", -n);
     }
   }
@@ -483,12 +470,12 @@ export class MulticastChannel implements NetworkChannel {
         return false;
       }
       if (n > MAX_DATAGRAM) {
-        this.counters.truncated++;
+        this.counters.netTruncatedDatagrams++;
         this.#onError(new Error(`dropped a ${n}-byte datagram from the sync group: too large`));
         continue;
       }
-      this.counters.received++;
-      this.counters.receivedBytes += n;
+      this.counters.netDatagramsReceived++;
+      this.counters.netBytesReceived += n;
       if (!this.#accepts(n)) continue;
       this.#onDatagram(receiver.data.subarray(0, n));
     }

@@ -7,9 +7,9 @@
 
 /** linux/netlink.h: the attribute carries nested attributes. */
 export const NLA_F_NESTED = 0x8000;
-/** linux/netlink.h: the payload is in network byte order. */
+/** linux/netlink.h: the attribute's payload is in network byte order (a flag of the type). */
 export const NLA_F_NET_BYTEORDER = 0x4000;
-/** linux/netlink.h: mask that strips both flags from the type. */
+/** linux/netlink.h: mask that strips NLA_F_NESTED and NLA_F_NET_BYTEORDER (0x4000) from the type. */
 export const NLA_TYPE_MASK = 0x3fff;
 /** Size of `struct nlattr`. */
 export const NLA_HDRLEN = 4;
@@ -134,18 +134,6 @@ export function stringAttribute(type: number, value: string): Uint8Array<ArrayBu
  */
 export function u8Attribute(type: number, value: number): Uint8Array<ArrayBuffer> {
   return encodeAttribute(type, Uint8Array.of(value));
-}
-
-/**
- * Reads a u8 payload.
- *
- * @param a the attribute
- * @returns the value
- * @throws {RangeError} when the payload is shorter than 1 byte
- */
-export function readU8(a: Attribute): number {
-  if (a.payload.length < 1) throw new RangeError(`attribute ${a.type}: u8 payload is empty`);
-  return a.payload[0];
 }
 
 /**

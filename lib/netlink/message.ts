@@ -7,22 +7,12 @@
 
 import { align4, parseAttributes, readString } from "./attribute.ts";
 
-/** linux/netlink.h message types. */
-export const NLMSG_NOOP = 1;
-/** Error (or ack) message. */
+/** linux/netlink.h message types: error (or ack) message. */
 export const NLMSG_ERROR = 2;
 /** End of a multi-part dump. */
 export const NLMSG_DONE = 3;
-/** Data lost. */
-export const NLMSG_OVERRUN = 4;
 /** linux/netlink.h flags: it is a request. */
 export const NLM_F_REQUEST = 0x1;
-/** Part of a multi-part message. */
-export const NLM_F_MULTI = 0x2;
-/** Ask for an ack. */
-export const NLM_F_ACK = 0x4;
-/** Dump request. */
-export const NLM_F_DUMP = 0x300;
 /** NLMSG_ERROR flag: the original message was capped to its header. */
 export const NLM_F_CAPPED = 0x100;
 /** NLMSG_ERROR flag: extended ack TLVs follow. */

@@ -19,6 +19,7 @@ import {
   AF_INET6,
   bind,
   close,
+  getsockname,
   IPPROTO_IPV6,
   IPV6_V6ONLY,
   recvfrom,
@@ -32,7 +33,8 @@ import { decodeSockaddr } from "../../ffi/sockaddr.ts";
 import type { StatsConfig } from "../config/types.ts";
 import type { Reactor } from "../reactor.ts";
 import { type RateLimit, TokenBucket } from "../token_bucket.ts";
-import { formatStats, type StatsCounters } from "./counters.ts";
+import type { Counters } from "../counters.ts";
+import { formatStats } from "./reply.ts";
 
 /**
  * The longest datagram answered. Requests carry nothing (`nc -u`, a newline, a word); a stats
@@ -103,7 +105,7 @@ export class StatsServer {
   readonly warnings: readonly string[];
   readonly #fds: number[];
   readonly #reactor: Reactor;
-  readonly #counters: () => StatsCounters;
+  readonly #counters: Counters;
   readonly #port: number;
   readonly #now: () => number;
   readonly #bucket: TokenBucket;
@@ -114,7 +116,7 @@ export class StatsServer {
   private constructor(
     fds: number[],
     reactor: Reactor,
-    counters: () => StatsCounters,
+    counters: Counters,
     port: number,
     now: () => number,
     limit: RateLimit,
@@ -134,19 +136,29 @@ export class StatsServer {
    *
    * @param reactor the reactor that drives the sockets
    * @param config address and port
-   * @param counters returns a snapshot of the counters
+   * @param counters the daemon's counters (read at each query)
    * @param options `replyLimit` (default {@linkcode REPLY_LIMIT}) and the clock, ms
    * @returns the server (its `warnings` are for the log)
    * @throws {Error} naming stats.addr / stats.port when an address cannot be bound
    * @example
    * ```ts
-   * StatsServer.open(reactor, { address: "::", port: 6401 }, () => counters);
+   * import assert from "node:assert/strict";
+   * import { createCounters } from "../counters.ts";
+   * import { Reactor } from "../reactor.ts";
+   * import { StatsServer } from "./server.ts";
+   *
+   * const reactor = new Reactor();
+   * const counters = createCounters(); // the daemon's: each query reads them as they are
+   * const server = StatsServer.open(reactor, { address: "127.0.0.1", port: 0 }, counters);
+   * assert.equal(server.queries, 0);
+   * server.close();
+   * reactor.stop();
    * ```
    */
   static open(
     reactor: Reactor,
     config: StatsConfig,
-    counters: () => StatsCounters,
+    counters: Counters,
     options: { replyLimit?: RateLimit; now?: () => number } = {},
   ): StatsServer {
     const candidates = getAddrInfo(config.address, String(config.port), AI_PASSIVE);
@@ -184,7 +196,7 @@ export class StatsServer {
       fds,
       reactor,
       counters,
-      config.port,
+      fds.length > 0 ? (decodeSockaddr(getsockname(fds[0]))?.port ?? config.port) : config.port,
       options.now ?? (() => performance.now()),
       options.replyLimit ?? REPLY_LIMIT,
       warnings,
@@ -210,7 +222,7 @@ export class StatsServer {
         this.drops.rateLimited++;
         continue;
       }
-      const reply = new TextEncoder().encode(formatStats(this.#counters()));
+      const reply = new TextEncoder().encode(formatStats(this.#counters));
       sendto(fd, reply, from.slice());
       this.queries++;
     }

@@ -69,12 +69,10 @@ Deno.test("flags override the keys of their files and defaults fill the rest", (
   assert.deepEqual(config.stats, { address: "127.0.0.1", port: 6401 });
 });
 
-Deno.test("flag syntax without a multicast address disables the network and says so", () => {
-  const { config, warnings } = resolveConfig(parseCommandLine(["--instance=x", "--net.ttl=4"]));
+Deno.test("flag syntax without any network option disables the network", () => {
+  const { config, warnings } = resolveConfig(parseCommandLine(["--instance=x"]));
   assert.deepEqual(config.net, null);
-  assert.deepEqual(warnings, [
-    "command line: --net.ttl: ignored, because no multicast address is set (the sync network is disabled)",
-  ]);
+  assert.deepEqual(warnings, []);
 });
 
 Deno.test("defaults: port 6400, ttl 1, reuseaddr on, stats 6401 when only the address is set", () => {
@@ -105,9 +103,9 @@ Deno.test("a stats file and the C daemon's quirks (numeric port, reuseaddr 0) ar
 Deno.test("unknown keys produce a warning naming file and key", () => {
   const { warnings } = resolveConfig(
     parseCommandLine(["--mod=m.json"]),
-    files({ "m.json": `{"instance":"a", "instanse": "b"}` }),
+    files({ "m.json": `{"instance":"a", "colour": "b"}` }),
   );
-  assert.deepEqual(warnings, [`m.json: "instanse": unknown key, ignored (known keys: "instance")`]);
+  assert.deepEqual(warnings, [`m.json: "colour": unknown key, ignored (known keys: "instance")`]);
 });
 
 Deno.test("comments and trailing commas are allowed in JSON files", () => {
@@ -128,7 +126,7 @@ const BAD: [string[], Record<string, string>, string][] = [
   [
     ["--net=n.json"],
     { "n.json": `{"ttl": 1,\n "x" 2}` },
-    "n.json: JSON syntax error at 2:6: ColonExpected",
+    `n.json:2:6: expected ":" after the key`,
   ],
   [
     ["--net=n.json"],
@@ -267,4 +265,79 @@ Deno.test("formatConfig prints the C daemon's Config: block", () => {
     "Config:\n  mod.instance: default\n  net.mcast.addr: ff08::db8:64:64\n  net.mcast.port: 6400\n" +
       "  net.dev.in: (null)\n  net.dev.out: (null)\n  net.ttl: 1\n  stats.addr: ::\n  stats.port: 6401\n",
   );
+});
+
+/** JSON mistakes, in words with file:line:column, never the parser's codes. */
+const JSON_ERRORS: [string, string][] = [
+  ["", `n.json:1:1: the file is empty: expected a JSON object, e.g. { "instance": "default" }`],
+  [
+    "// nothing\n",
+    `n.json:1:1: the file is only comments: expected a JSON object, e.g. { "instance": "default" }`,
+  ],
+  [`{"ttl": 1\n "x": 2}`, `n.json:2:2: expected "," between two entries`],
+  [`{"ttl" 1}`, `n.json:1:8: expected ":" after the key`],
+  [`{"ttl": }`, "n.json:1:9: expected a value (a string, number, true, false, object or array)"],
+  [`{"ttl": "3`, "n.json:1:9: this string is not closed by a double quote"],
+  [`{ 'ttl': 3 }`, "n.json:1:3: single quotes: JSON strings and keys take double quotes"],
+  [
+    `{"in interface": eth0}`,
+    `n.json:1:18: unexpected "eth0": a value is a string in double quotes, a number, an object, an array, true, false or null`,
+  ],
+  [`{"ttl": 1`, `n.json:1:10: expected "}" closing the object`],
+];
+
+for (const [text, message] of JSON_ERRORS) {
+  Deno.test(`a JSON mistake ${JSON.stringify(text)} is reported as: ${message}`, () => {
+    assert.throws(
+      () => resolveConfig(parseCommandLine(["--net=n.json"]), files({ "n.json": text })),
+      (error: unknown) => error instanceof ConfigError && error.message === message,
+    );
+  });
+}
+
+Deno.test("the C daemon's files, with a BOM or a key given twice, resolve as before", () => {
+  const { config, warnings } = resolveConfig(
+    parseCommandLine(["n.json", "m.json"]),
+    files({ "n.json": "\uFEFF" + NET6, "m.json": `{ "instance": "a", "instance": "b" }` }),
+  );
+  assert.equal(config.net?.multicastAddress, "ff08::db8:64:64");
+  assert.equal(config.mod.instance, "a");
+  assert.deepEqual(warnings, [
+    `m.json: "instance": given 2 times (at 1:3, 1:20): the first one is used, as by Jool's C daemon`,
+  ]);
+});
+
+Deno.test("file keys match whatever their case, as in the C daemon (cJSON_GetObjectItem)", () => {
+  const { config, warnings } = resolveConfig(
+    parseCommandLine(["--net=n.json"]),
+    files({ "n.json": `{ "Multicast Address": "ff08::1", "TTL": 4, "ttl": 5 }` }),
+  );
+  assert.equal(config.net?.multicastAddress, "ff08::1");
+  assert.equal(config.net?.ttl, 4);
+  assert.deepEqual(warnings, [
+    `n.json: "ttl": the same key as "TTL" (keys are not case-sensitive): the first one is used, as by Jool's C daemon`,
+  ]);
+});
+
+Deno.test("origins name the file and key, or the flag as typed, of every value set", () => {
+  const { origins } = resolveConfig(
+    parseCommandLine(["-i", "x", "session", "proxy", "-p", "6464", "ff08::1"]),
+  );
+  assert.deepEqual(origins, {
+    instance: { source: "command line", key: "-i" },
+    "net.mcast.port": { source: "command line", key: "-p" },
+    "net.mcast.addr": { source: "command line", key: "GROUP (the argument of session proxy)" },
+  });
+  const legacy = resolveConfig(
+    parseCommandLine(["n.json", "m.json", "7000"]),
+    files({
+      "n.json": NET6,
+      "m.json": MOD,
+    }),
+  );
+  assert.deepEqual(legacy.origins["net.dev.in"], { source: "n.json", key: "in interface" });
+  assert.deepEqual(legacy.origins["stats.port"], {
+    source: "command line",
+    key: "PORT (3rd argument)",
+  });
 });

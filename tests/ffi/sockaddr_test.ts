@@ -19,7 +19,7 @@ import {
   sockaddrIn6,
   sockaddrNl,
 } from "../../ffi/sockaddr.ts";
-import { NETLINK_GENERIC } from "../../lib/kernel/channel.ts";
+import { NETLINK_GENERIC } from "../../lib/netlink/conn.ts";
 
 function boundName(family: number, address: Uint8Array<ArrayBuffer>): Uint8Array {
   const fd = socket(family, SOCK_DGRAM, 0);

@@ -20,7 +20,6 @@ import {
 } from "../../lib/jool/timeouts.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { concat, encodeAttribute, u8Attribute } from "../../lib/netlink/attribute.ts";
-import { createCounters as createStatsCounters } from "../../lib/stats/counters.ts";
 import { fixture, VERSIONS } from "../_fixtures.ts";
 
 const T = JOOL_DEFAULT_TIMEOUTS;
@@ -268,10 +267,9 @@ Deno.test("the daemon hands no forged session to the kernel: clamped, or dropped
       close() {},
     },
     network: { onDatagram: (h) => (deliver = h), send() {}, close() {} },
-    counters: createStatsCounters(),
+    counters,
     log: silentLogger,
     localFormat: "compact36",
-    meaningCounters: counters,
   }).start();
   const udp = { ...BASE, proto: 1 };
   deliver(encodeCompact36({ ...udp, expirationMs: 0xffffffff })); // 49.7 days

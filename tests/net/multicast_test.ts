@@ -10,6 +10,7 @@ import {
   socket,
 } from "../../ffi/libc.ts";
 import { sockaddrIn } from "../../ffi/sockaddr.ts";
+import { createCounters } from "../../lib/counters.ts";
 import { MulticastChannel, NetworkConfigError } from "../../lib/net/multicast.ts";
 import type { NetConfig } from "../../lib/config/types.ts";
 import { Reactor } from "../../lib/reactor.ts";
@@ -80,8 +81,8 @@ Deno.test({
       assert.equal(frame.bytes[14 + 6], 17, "next header UDP");
       const udp = new DataView(frame.bytes.buffer, 14 + 40);
       assert.deepEqual([udp.getUint16(0), udp.getUint16(2)], [6464, 6464], "6464 -> 6464");
-      assert.equal(chA.counters.sent, 1);
-      assert.equal(chB.counters.receivedBytes, payload.length);
+      assert.equal(chA.counters.netDatagramsSent, 1);
+      assert.equal(chB.counters.netBytesReceived, payload.length);
       sniffer.close();
       chA.close();
       chB.close();
@@ -312,10 +313,14 @@ Deno.test({
     await pair(false, async ({ a, b, reactor }) => {
       const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
       const strict = b.enter(() =>
-        MulticastChannel.open(reactor, cfg4("198.51.100.2"), { peers: ["198.51.100.9"] })
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+          peers: ["198.51.100.9"],
+        })
       );
       const open = b.enter(() =>
-        MulticastChannel.open(reactor, cfg4("198.51.100.2"), { peers: ["198.51.100.1"] })
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+          peers: ["198.51.100.1"],
+        })
       );
       try {
         const got: string[] = [];
@@ -326,7 +331,11 @@ Deno.test({
         assert.deepEqual(got, ["open"]);
         assert.throws(
           () =>
-            b.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.2"), { peers: ["::1"] })),
+            b.enter(() =>
+              MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+                peers: ["::1"],
+              })
+            ),
           {
             name: "NetworkConfigError",
             message:
@@ -351,7 +360,7 @@ Deno.test({
       const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
       let now = 0;
       const chB = b.enter(() =>
-        MulticastChannel.open(reactor, cfg4("198.51.100.2"), {
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
           peerRate: { ratePerSecond: payload.length, burst: 3 * payload.length },
           now: () => now,
         })

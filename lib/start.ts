@@ -1,0 +1,413 @@
+/**
+ * The one wiring of a daemon: {@linkcode startDaemon} opens the kernel channel, the sync group and
+ * the stats server on one reactor, with one {@linkcode Counters} object shared by them all, starts
+ * the daemon core and returns a {@linkcode DaemonHandle}: what the command line (signals, exit
+ * codes), the tests and the benchmarks drive a running daemon through. It logs the start-up and
+ * stop lines; `cli.ts` only parses, prints and picks exit codes.
+ *
+ * @module
+ */
+
+import type { Resolved } from "./config/resolve.ts";
+import type { Config, LogLevel } from "./config/types.ts";
+import { type Counters, createCounters } from "./counters.ts";
+import { Daemon } from "./daemon.ts";
+import {
+  advertiseWorks,
+  formatVersion,
+  type JoolVersion,
+  sessionFormatFor,
+} from "./jool/version.ts";
+import type { NetlinkKernelChannel } from "./kernel/channel.ts";
+import { openKernel } from "./kernel/open.ts";
+import { type KernelStartup, MODULE_VERSION_FILE } from "./kernel/startup.ts";
+import { formatLatency, type LatencyHistogram } from "./kernel/latency.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { MulticastChannel } from "./net/multicast.ts";
+import { LINGER_MS, Reactor } from "./reactor.ts";
+import { StatsServer } from "./stats/server.ts";
+import { VERSION } from "./version.ts";
+
+/**
+ * Advertise requests (SIGUSR1, `--advertise`) closer together than this are coalesced: the first
+ * goes out at once, the rest become one request at the end of the interval. The kernel queues its
+ * whole table for each request, so a burst of signals must not become a burst of table dumps.
+ */
+export const ADVERTISE_INTERVAL_MS = 1000;
+
+/** How to reach the kernel: tests point the channel at a fake kernel. */
+export interface KernelPeer {
+  /** Netlink protocol (tests: NETLINK_USERSOCK). */
+  readonly protocol?: number;
+  /** Port id requests go to (tests: the fake kernel's port). */
+  readonly peerPortId?: number;
+  /** The module version; read from /sys/module/jool/version when omitted. */
+  readonly moduleVersion?: JoolVersion;
+}
+
+/** What a daemon may be started with instead of the defaults (tests, benchmarks). */
+export interface StartParts {
+  /**
+   * A reactor the caller runs and stops (tests: one for several daemons). Without it the daemon
+   * makes its own, runs it, and stops it when the daemon stops.
+   */
+  readonly reactor?: Reactor;
+  /** The own reactor's linger, ms (default {@linkcode LINGER_MS}; 0 = off). */
+  readonly lingerMs?: number;
+  /** Where the kernel channel talks to (default: the kernel). */
+  readonly kernel?: KernelPeer;
+  /** Where events go (default: nowhere). */
+  readonly log?: Logger;
+  /** Print mode's output, one line per session without newline (default: nowhere). */
+  readonly print?: (line: string) => void;
+  /**
+   * Runs each step that creates sockets (tests: inside a network namespace, as sockets belong to
+   * the namespace they are created in). Default: runs it.
+   */
+  readonly inNamespace?: <T>(open: () => T) => T;
+  /** Clock, ms (advertise coalescing, rate limits). */
+  readonly now?: () => number;
+}
+
+/** A running daemon. */
+export interface DaemonHandle {
+  /** The counters every part of this daemon updates (one object, live). */
+  readonly counters: Counters;
+  /** What the kernel said at start-up. */
+  readonly startup: KernelStartup;
+  /** Microseconds from reading each batch off the kernel socket to sending its JOOLD_ACK. */
+  readonly ackLatency: LatencyHistogram;
+  /** The kernel channel's netlink port id (where a fake kernel sends batches). */
+  readonly portId: number;
+  /**
+   * Resolves once the daemon stopped after {@linkcode DaemonHandle.stop}; rejects with the error
+   * that stopped its reactor (everything is closed by then, no stop summary is logged).
+   */
+  readonly done: Promise<void>;
+  /**
+   * Asks the kernel to advertise its whole session table, coalescing requests closer together
+   * than {@linkcode ADVERTISE_INTERVAL_MS}; logs what it did under `why`.
+   */
+  advertise(why: string): void;
+  /**
+   * Re-reads the configuration and applies what can change while running (the log level); logs
+   * `<why>: reloaded: ...`, or why it could not, and what needs a restart. Never throws.
+   */
+  reload(why: string, load: () => Resolved): void;
+  /**
+   * Logs the stop summary, closes every socket and resolves `done`. Idempotent; resolves (never
+   * rejects) once everything is closed.
+   */
+  stop(): Promise<void>;
+}
+
+function errorLine(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The stop summary: every counter, worded for an operator.
+ *
+ * @param c the counters
+ * @returns one line (no `joold:` prefix)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createCounters } from "./counters.ts";
+ * import { stopSummary } from "./start.ts";
+ *
+ * assert.match(stopSummary(createCounters()), /^counters: 0 batches from the kernel /);
+ * ```
+ */
+export function stopSummary(c: Counters): string {
+  return `counters: ${c.kernelBatchesReceived} batches from the kernel (${c.kernelOtherInstanceBatches} of other instances ignored, ${c.kernelAcksSent} ACKs), ` +
+    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed), ` +
+    `${c.netDatagramsReceived} received (${c.netMalformedDatagrams} malformed, ` +
+    `${c.netForeignFormatDatagrams} of another format, ${c.netTruncatedDatagrams} too large), ` +
+    `${c.kernelAddsSent} JOOLD_ADD (${c.kernelAddFailures} failed), ${c.kernelAdvertisesSent} JOOLD_ADVERTISE, ` +
+    `${c.kernelRefusals} kernel refusals, ${c.kernelOverruns} receive overruns, ` +
+    `${c.kernelMalformedMessages} malformed kernel messages`;
+}
+
+/** The settings a reload cannot apply: they are sockets, opened at start-up. */
+function restartNeeded(running: Config, next: Config): string[] {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const changed: string[] = [];
+  if (!same(running.mod, next.mod)) changed.push("the instance");
+  if (!same(running.net, next.net)) changed.push("the sync network");
+  if (!same(running.stats, next.stats)) changed.push("the stats server");
+  return changed;
+}
+
+/** Logs what the kernel said at start-up, with what to do about it. */
+function logStartup(log: Logger, config: Config, startup: KernelStartup): void {
+  log.info(
+    `Jool ${formatVersion(startup.version)} (${
+      startup.versionSource === "sysfs"
+        ? MODULE_VERSION_FILE
+        : `assumed: ${MODULE_VERSION_FILE} unreadable`
+    }), family id ${startup.familyId}`,
+  );
+  if (!startup.instanceAlive) {
+    log.warn(
+      `no Jool instance named "${config.mod.instance}" in this network namespace yet: waiting for it (jool instance add)`,
+    );
+  } else if (startup.syncEnabled === false) {
+    log.warn(
+      `session synchronization is disabled on instance "${config.mod.instance}": run jool global update ss-enabled true, or start joold with --enable-sync`,
+    );
+  } else if (config.enableSync && startup.syncEnabled === true) {
+    log.info(`ss-enabled is on for instance "${config.mod.instance}"`);
+  }
+}
+
+/**
+ * Starts a daemon: logs the start-up lines, opens the kernel channel (resolving the family,
+ * checking the instance and its ss-enabled), the sync group (or print mode) and the stats server,
+ * starts moving sessions, advertises when configured, and logs `ready`.
+ *
+ * @param config the validated configuration
+ * @param parts test seams: reactor, kernel peer, logger, print sink, namespace, clock
+ * @returns the running daemon
+ * @throws {JoolNotLoadedError} when Jool's family is missing
+ * @throws {KernelError} when the kernel refuses a start-up request
+ * @throws {NetworkConfigError} naming the network option at fault
+ * @throws {Error} when the stats address cannot be bound, or a socket call fails
+ * @example
+ * ```ts ignore
+ * const daemon = await startDaemon(config, { log });
+ * Deno.addSignalListener("SIGTERM", () => daemon.stop());
+ * await daemon.done;
+ * ```
+ */
+export async function startDaemon(config: Config, parts: StartParts = {}): Promise<DaemonHandle> {
+  const log = parts.log ?? silentLogger;
+  const inNamespace = parts.inNamespace ?? (<T>(open: () => T) => open());
+  const owned = parts.reactor === undefined;
+  const reactor = parts.reactor ?? new Reactor({ lingerMs: parts.lingerMs ?? LINGER_MS });
+  const counters = createCounters();
+  const closers: (() => void)[] = [];
+  // Settles only when the own reactor's loop fails (poll itself failed).
+  let running: Promise<void> = Promise.resolve();
+  let reactorFailed: Promise<unknown> = new Promise(() => {});
+  if (owned) {
+    reactor.onError((error) => log.error(errorLine(error)));
+    const loop = reactor.run();
+    running = loop.catch(() => {});
+    reactorFailed = loop.then(() => new Promise(() => {}), (error) => error);
+  }
+  const shutDown = async () => {
+    for (const close of closers.reverse()) close();
+    closers.length = 0;
+    if (owned) {
+      reactor.stop();
+      await running;
+    }
+  };
+  try {
+    log.info(
+      `joold ${VERSION} starting: instance "${config.mod.instance}", ${
+        config.net
+          ? `sync group ${config.net.multicastAddress} port ${config.net.multicastPort}`
+          : "sync network disabled (printing the kernel's sessions)"
+      }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}`,
+    );
+    const { channel: kernel, startup } = await inNamespace(() =>
+      openKernel(reactor, {
+        instance: config.mod.instance,
+        counters,
+        enableSync: config.enableSync,
+        ...parts.kernel,
+      })
+    );
+    closers.push(() => kernel.close());
+    logStartup(log, config, startup);
+    const net = config.net;
+    const network = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
+    if (network) closers.push(() => network.close());
+    const statsConfig = config.stats;
+    const stats = statsConfig
+      ? inNamespace(() => StatsServer.open(reactor, statsConfig, counters))
+      : null;
+    if (stats) closers.push(() => stats.close());
+    // The exposure of the sync and stats sockets (no in interface, a wildcard stats address).
+    for (const warning of [...network?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
+    const daemon = new Daemon({
+      kernel,
+      network,
+      counters,
+      log,
+      print: parts.print,
+      now: parts.now,
+      debug: config.logLevel === "debug",
+      // An assumed version must not decide which datagrams are dropped.
+      localFormat: startup.versionSource === "fallback"
+        ? undefined
+        : sessionFormatFor(startup.version),
+    });
+    daemon.start();
+    kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));
+    const handle = new RunningDaemon({
+      config,
+      log,
+      counters,
+      kernel,
+      startup,
+      daemon,
+      shutDown,
+      reactorFailed,
+      now: parts.now ?? Date.now,
+    });
+    if (config.advertiseOnStart) handle.advertise("--advertise");
+    log.info("ready");
+    return handle;
+  } catch (error) {
+    await shutDown();
+    throw error;
+  }
+}
+
+/** What a {@linkcode RunningDaemon} is made of. */
+interface Running {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly counters: Counters;
+  readonly kernel: NetlinkKernelChannel;
+  readonly startup: KernelStartup;
+  readonly daemon: Daemon;
+  /** Closes every socket (and stops the own reactor). */
+  readonly shutDown: () => Promise<void>;
+  /** Resolves with the error that stopped the own reactor, if it ever fails. */
+  readonly reactorFailed: Promise<unknown>;
+  readonly now: () => number;
+}
+
+/** The handle of a started daemon: stop, advertise (coalesced), reload. */
+class RunningDaemon implements DaemonHandle {
+  readonly counters: Counters;
+  readonly startup: KernelStartup;
+  readonly ackLatency: LatencyHistogram;
+  readonly portId: number;
+  readonly done: Promise<void>;
+  readonly #parts: Running;
+  #config: Config;
+  #stopping: Promise<void> | null = null;
+  #resolveDone: () => void = () => {};
+  #lastAdvertise = -Infinity;
+  /** Advertise requests held for the end of the interval, and its timer. */
+  #held = 0;
+  #heldTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(parts: Running) {
+    this.#parts = parts;
+    this.#config = parts.config;
+    this.counters = parts.counters;
+    this.startup = parts.startup;
+    this.ackLatency = parts.kernel.ackLatency;
+    this.portId = parts.kernel.portId;
+    let rejectDone: (error: unknown) => void = () => {};
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolveDone = resolve;
+      rejectDone = reject;
+    });
+    // Callers that only ever call stop() must not see a failure as an unhandled rejection.
+    this.done.catch(() => {});
+    // A failed reactor: everything closed, `done` rejects, no stop summary (nothing stopped).
+    parts.reactorFailed.then(async (error) => {
+      if (this.#stopping !== null) return;
+      clearTimeout(this.#heldTimer);
+      this.#stopping = parts.shutDown();
+      await this.#stopping;
+      rejectDone(error);
+    });
+  }
+
+  advertise(why: string): void {
+    if (this.#stopping !== null) return;
+    if (this.#heldTimer !== undefined) {
+      this.#held++;
+      return;
+    }
+    const wait = this.#lastAdvertise + ADVERTISE_INTERVAL_MS - this.#parts.now();
+    if (wait <= 0) return this.#sendAdvertise(why, 0);
+    this.#held = 1;
+    this.#parts.log.debug(
+      `${why}: an advertise request went out less than ${ADVERTISE_INTERVAL_MS} ms ago: this one follows in ${wait} ms`,
+    );
+    this.#heldTimer = setTimeout(() => {
+      this.#heldTimer = undefined;
+      const held = this.#held;
+      this.#held = 0;
+      this.#sendAdvertise(why, held);
+    }, wait);
+  }
+
+  #sendAdvertise(why: string, coalesced: number): void {
+    const { log, startup, daemon } = this.#parts;
+    if (!advertiseWorks(startup.version)) {
+      log.warn(
+        `${why}: Jool ${
+          formatVersion(startup.version)
+        } ignores JOOLD_ADVERTISE (it works from 4.1.11 on); nothing will be sent`,
+      );
+    }
+    this.#lastAdvertise = this.#parts.now();
+    try {
+      daemon.advertise();
+      log.info(
+        `${why}: asked the kernel to advertise its session table${
+          coalesced > 0
+            ? ` (${coalesced} requests within ${ADVERTISE_INTERVAL_MS} ms of the previous one, coalesced into this one)`
+            : ""
+        }`,
+      );
+    } catch (error) {
+      log.error(`${why}: ${errorLine(error)}`);
+    }
+  }
+
+  reload(why: string, load: () => Resolved): void {
+    if (this.#stopping !== null) return;
+    const { log, daemon } = this.#parts;
+    let next: Config;
+    try {
+      const resolved = load();
+      for (const warning of resolved.warnings) log.warn(`${why}: ${warning}`);
+      next = resolved.config;
+    } catch (error) {
+      log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`);
+      return;
+    }
+    const was: LogLevel = this.#config.logLevel;
+    if (log.level !== undefined) log.level = next.logLevel;
+    daemon.debug = next.logLevel === "debug";
+    log.info(
+      `${why}: reloaded: log level ${next.logLevel}${
+        next.logLevel === was ? " (unchanged)" : ` (was ${was})`
+      }`,
+    );
+    const changed = restartNeeded(this.#config, next);
+    if (changed.length > 0) {
+      log.warn(
+        `${why}: ${
+          changed.join(", ")
+        } changed in the configuration: restart joold to apply (a reload applies the log level only)`,
+      );
+    }
+    this.#config = { ...this.#config, logLevel: next.logLevel };
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      clearTimeout(this.#heldTimer);
+      const { log, counters, kernel, shutDown } = this.#parts;
+      log.info("stopping");
+      log.info(stopSummary(counters));
+      const latency = kernel.ackLatency.summary();
+      if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
+      await shutDown();
+      this.#resolveDone();
+    })();
+    return this.#stopping;
+  }
+}

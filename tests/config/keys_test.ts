@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../lib/config/args.ts";
+import { KEYS, LEGACY_ARGUMENTS } from "../../lib/config/keys.ts";
+import { formatConfig } from "../../lib/config/print.ts";
+import { resolveConfig } from "../../lib/config/resolve.ts";
+import { helpText } from "../../lib/help.ts";
+
+Deno.test("every flag and alias of the key table is accepted by the parser and listed by --help", () => {
+  const help = helpText();
+  for (const spec of KEYS.filter((k) => k.flag)) {
+    for (const name of [spec.name, ...spec.aliases]) {
+      assert.ok(help.includes(`--${name}`), `--help lacks --${name}`);
+      if (spec.type === "boolean") {
+        assert.doesNotThrow(() => parseCommandLine([`--${name}`]), name);
+      } else assert.doesNotThrow(() => parseCommandLine([`--${name}=${spec.example}`]), name);
+    }
+  }
+  for (const argument of LEGACY_ARGUMENTS) assert.ok(help.includes(argument.name));
+});
+
+Deno.test("every printed key's example resolves and --check prints it under its label", () => {
+  const args = KEYS.filter((k) => k.flag && k.type !== "boolean" && k.type !== "file")
+    .map((k) => `--${k.name}=${k.type === "interface" ? "eth0" : k.example}`);
+  const text = formatConfig(resolveConfig(parseCommandLine(args)).config);
+  for (const spec of KEYS.filter((k) => k.printed !== undefined)) {
+    assert.ok(text.includes(`  ${spec.printed}: ${spec.example}\n`), `${spec.printed} in ${text}`);
+  }
+});
+
+Deno.test("each file key of a section is read from its file", () => {
+  const net = Object.fromEntries(
+    KEYS.filter((k) => k.section === "net" && k.fileKey !== undefined).map((k) => [
+      k.fileKey,
+      k.type === "ttl" ? Number(k.example) : k.type === "switch" ? 0 : k.example,
+    ]),
+  );
+  const { config, warnings } = resolveConfig(
+    parseCommandLine(["--net=n.json"]),
+    () => JSON.stringify(net),
+  );
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.net, {
+    multicastAddress: "ff08::db8:64:64",
+    multicastPort: "6400",
+    inInterface: "eth0",
+    outInterface: "eth0",
+    ttl: 3,
+    reuseAddress: false,
+  });
+});
