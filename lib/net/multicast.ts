@@ -207,9 +207,23 @@ export class MulticastChannel implements NetworkChannel {
    * @returns the channel (its `warnings` are for the log)
    * @throws {NetworkConfigError} naming the option at fault
    * @throws {SystemError} when a socket call fails otherwise
-   * @example
+   * @example An interface that does not exist is an error naming the option
    * ```ts
-   * const net = MulticastChannel.open(reactor, config.net!);
+   * import assert from "node:assert/strict";
+   * import { Reactor } from "../reactor.ts";
+   * import { MulticastChannel, NetworkConfigError } from "./multicast.ts";
+   *
+   * const reactor = new Reactor();
+   * const config = {
+   *   multicastAddress: "ff08::db8:64:64",
+   *   multicastPort: "6464",
+   *   inInterface: "eth9-missing",
+   *   outInterface: "eth9-missing",
+   *   ttl: 1,
+   *   reuseAddress: true,
+   * };
+   * assert.throws(() => MulticastChannel.open(reactor, config), NetworkConfigError);
+   * reactor.stop();
    * ```
    */
   static open(
