@@ -50,6 +50,27 @@ export interface Counters {
   netDatagramsSent: number;
   /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
   netBytesSent: number;
+
+  // Owner: the secure channel (lib/secure/channel.ts), only with a key file. Each datagram it
+  // drops is counted once, under the first check it failed, BEFORE any session is decoded.
+  /** Datagrams received without the envelope (a peer without the key file, or a C daemon). */
+  netSecurePlainDatagrams: number;
+  /** Envelopes of another version, or too short for a header and a tag. */
+  netSecureMalformed: number;
+  /** Envelopes sealed under a key id that is not in the key file. */
+  netSecureUnknownKey: number;
+  /** Envelopes whose time is more than the allowed clock skew from ours (stale or future). */
+  netSecureStale: number;
+  /** Envelopes whose sequence number was already accepted, or is older than the replay window. */
+  netSecureReplays: number;
+  /** Envelopes whose tag did not verify: forged, corrupted, truncated or under another key. */
+  netSecureAuthFailures: number;
+  /** Envelopes that verified and were handed to the daemon core. */
+  netSecureAccepted: number;
+
+  // Owner: the daemon core (lib/daemon.ts), only WITHOUT a key file.
+  /** Secure-sync envelopes received by a daemon without a key file, dropped. */
+  netEnvelopesWithoutKey: number;
 }
 
 /**
@@ -87,5 +108,13 @@ export function createCounters(): Counters {
     netBytesReceived: 0,
     netDatagramsSent: 0,
     netBytesSent: 0,
+    netSecurePlainDatagrams: 0,
+    netSecureMalformed: 0,
+    netSecureUnknownKey: 0,
+    netSecureStale: 0,
+    netSecureReplays: 0,
+    netSecureAuthFailures: 0,
+    netSecureAccepted: 0,
+    netEnvelopesWithoutKey: 0,
   };
 }

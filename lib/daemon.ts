@@ -12,6 +12,13 @@ import type { Logger } from "./log.ts";
 import { decodePayload, sessionCsv } from "./jool/session.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
+import { isEnvelope } from "./secure/envelope.ts";
+import { keyIdHex } from "./secure/keyfile.ts";
+
+/** The key id field of an envelope (bytes 4-7, big-endian; docs/PROTOCOL.md). */
+function envelopeKeyId(datagram: Uint8Array): number {
+  return new DataView(datagram.buffer, datagram.byteOffset + 4, 4).getUint32(0, false);
+}
 
 /** What the daemon is made of. */
 export interface DaemonParts {
@@ -61,8 +68,11 @@ export function kernelErrorKind(error: Error): string {
   }`;
 }
 
-/** Logs a kind of event at most once per interval, counting what it held back. */
-class RateLimitedLog {
+/**
+ * Logs a kind of event at most once per interval, counting what it held back (the daemon core's
+ * warnings, and the secure channel's, lib/secure/channel.ts).
+ */
+export class RateLimitedLog {
   #last = new Map<string, { at: number; suppressed: number }>();
   constructor(
     private readonly emit: (message: string) => void,
@@ -70,6 +80,12 @@ class RateLimitedLog {
     private readonly intervalMs = 10_000,
   ) {}
 
+  /**
+   * Emits `message` unless a message of `kind` went out less than the interval ago.
+   *
+   * @param kind what is rate limited together
+   * @param message the line
+   */
   log(kind: string, message: string): void {
     const t = this.now();
     const entry = this.#last.get(kind);
@@ -173,6 +189,18 @@ export class Daemon {
     const { kernel, counters, log, localFormat } = this.#parts;
     let format: SessionFormat;
     let count: number;
+    if (isEnvelope(payload)) {
+      // A keyed peer: without the key nothing in it can be trusted (and it is encrypted).
+      counters.netEnvelopesWithoutKey++;
+      this.#warn.log(
+        "envelope",
+        `dropped a ${payload.length}-byte secure-sync envelope${
+          payload.length >= 8 ? ` (key id ${keyIdHex(envelopeKeyId(payload))})` : ""
+        } from the sync group: this daemon has no "key file" (--net.key); ` +
+          `every translator of the group needs the same key file, or none`,
+      );
+      return;
+    }
     try {
       const summary = decodePayload(payload);
       format = summary.format;

@@ -60,6 +60,7 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   address: check.bindAddress,
   port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
   "log-level": check.logLevel,
+  "key-file": check.keyFile,
 };
 
 function loadFile(
