@@ -61,7 +61,10 @@ export interface Counters {
   netSecureUnknownKey: number;
   /** Envelopes whose time is more than the allowed clock skew from ours (stale or future). */
   netSecureStale: number;
-  /** Envelopes whose sequence number was already accepted, or is older than the replay window. */
+  /**
+   * Envelopes whose sequence number was already accepted, or is older than the replay window
+   * (checked before the tag, as IPsec does: a tampered copy of a received datagram counts here).
+   */
   netSecureReplays: number;
   /** Envelopes whose tag did not verify: forged, corrupted, truncated or under another key. */
   netSecureAuthFailures: number;
