@@ -70,6 +70,13 @@ export interface Counters {
   netSecureAuthFailures: number;
   /** Envelopes that verified and were handed to the daemon core. */
   netSecureAccepted: number;
+  /**
+   * Sequence numbers skipped over by an accepted envelope (its sender's earlier datagrams that had
+   * not arrived yet): lost, or late. Lost so far = this minus {@linkcode netSecureLate}.
+   */
+  netSecureGaps: number;
+  /** Accepted envelopes that filled a gap (they arrived after a later one: reordering, not loss). */
+  netSecureLate: number;
 
   // Owner: the daemon core (lib/daemon.ts), only WITHOUT a key file.
   /** Secure-sync envelopes received by a daemon without a key file, dropped. */
@@ -118,6 +125,8 @@ export function createCounters(): Counters {
     netSecureReplays: 0,
     netSecureAuthFailures: 0,
     netSecureAccepted: 0,
+    netSecureGaps: 0,
+    netSecureLate: 0,
     netEnvelopesWithoutKey: 0,
   };
 }

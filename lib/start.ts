@@ -159,7 +159,9 @@ export function secureSummary(c: Counters): string {
   return `secure sync: ${c.netSecureAccepted} envelopes accepted, ${dropped} dropped ` +
     `(${c.netSecureAuthFailures} did not verify, ${c.netSecureReplays} replayed, ` +
     `${c.netSecureStale} stale, ${c.netSecureUnknownKey} under an unknown key, ` +
-    `${c.netSecureMalformed} malformed, ${c.netSecurePlainDatagrams} plain)`;
+    `${c.netSecureMalformed} malformed, ${c.netSecurePlainDatagrams} plain), ` +
+    `${c.netSecureGaps - c.netSecureLate} missing (${c.netSecureGaps} skipped over, ` +
+    `${c.netSecureLate} of them arrived late)`;
 }
 
 /** The settings a reload cannot apply: they are sockets, opened at start-up. */

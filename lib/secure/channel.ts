@@ -25,6 +25,7 @@ import {
 } from "./envelope.ts";
 import { keyIdHex, type SyncKey } from "./keyfile.ts";
 import { PeersTable, senderHex } from "./peers.ts";
+import { LATE } from "./replay.ts";
 
 /**
  * How far an envelope's time may be from ours, ms. Older envelopes are refused even from a sender
@@ -228,7 +229,17 @@ export class SecureChannel implements NetworkChannel {
       return;
     }
     const heard = this.peers.heard(sender, now);
-    heard.window.commit(header.sequence);
+    const skipped = heard.window.commit(header.sequence);
+    if (skipped === LATE) c.netSecureLate++;
+    else if (skipped > 0) {
+      c.netSecureGaps += skipped;
+      this.#warn.log(
+        "gap",
+        `sender ${sender}${at}: ${skipped} datagram${skipped === 1 ? "" : "s"} missing before ` +
+          `sequence ${header.sequence} (lost, or late if they still arrive): the sessions in ` +
+          `them come back with the sender's next advertise (SIGUSR1 on the sender)`,
+      );
+    }
     if (from !== undefined) heard.address = from;
     c.netSecureAccepted++;
     this.#handler(payload);

@@ -3,7 +3,9 @@
  * highest sequence number accepted so far and a bitmap of the {@linkcode WINDOW} numbers below
  * it. A number already seen, or older than the window, is refused; a number above the highest
  * slides the window (however far: it was authenticated first, so it is the sender's own).
- * Reordering within the window is accepted. Pure: no sockets, no clock.
+ * Reordering within the window is accepted. It also sees loss: {@linkcode ReplayWindow.commit}
+ * says how many numbers a datagram skipped over (lost, or still on their way) and whether it
+ * filled such a gap (it came late: reordering, not loss). Pure: no sockets, no clock.
  *
  * @module
  */
@@ -18,6 +20,8 @@ export type Verdict = "new" | "duplicate" | "too old";
 export class ReplayWindow {
   /** The highest sequence number accepted; 0 = none yet (sequence numbers start at 1). */
   #top = 0;
+  /** The first sequence number accepted: gaps are counted above it only (we may join late). */
+  #base = 0;
   /** Bit `s % WINDOW` is set when `s` (within the window) was accepted. */
   readonly #seen = new Uint32Array(WINDOW / 32);
 
@@ -55,8 +59,25 @@ export class ReplayWindow {
    * Records an accepted sequence number (one {@linkcode check} said is `"new"`).
    *
    * @param sequence the sequence number
+   * @returns how many sequence numbers it skipped over (a gap: lost or late datagrams), or
+   *   {@linkcode LATE} when it fills a gap (it arrived after a later one), or 0 (in order, or
+   *   older than the first one accepted)
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { LATE, ReplayWindow } from "./replay.ts";
+   *
+   * const window = new ReplayWindow();
+   * assert.deepEqual([1, 4, 2, 3, 5].map((s) => window.commit(s)), [0, 2, LATE, LATE, 0]);
+   * ```
    */
-  commit(sequence: number): void {
+  commit(sequence: number): number {
+    let result = 0;
+    if (this.#top === 0) {
+      this.#base = sequence;
+    } else if (sequence > this.#top) {
+      result = sequence - this.#top - 1;
+    } else if (sequence > this.#base) result = LATE;
     if (sequence > this.#top) {
       const gap = sequence - this.#top;
       if (gap >= WINDOW) this.#seen.fill(0);
@@ -71,5 +92,9 @@ export class ReplayWindow {
     }
     const bit = sequence % WINDOW;
     this.#seen[bit >>> 5] |= 1 << (bit & 31);
+    return result;
   }
 }
+
+/** What {@linkcode ReplayWindow.commit} returns for a datagram that filled a gap. */
+export const LATE = -1;

@@ -82,7 +82,13 @@ Deno.test("SecureChannel: replayed envelopes are dropped, reordered ones accepte
   const [s1, s2, s3, s4, s5] = a.wire.sent;
   for (const d of [s3, s1, s2, s2, s1, s3, s5, s4, s4, s5]) b.wire.handler(d);
   assert.deepEqual(b.got, [PAYLOADS[2], PAYLOADS[0], PAYLOADS[1], PAYLOADS[1], PAYLOADS[0]]);
-  assert.deepEqual(dropped(b.counters), { netSecureAccepted: 5, netSecureReplays: 5 });
+  // 3 came first (numbers below the first one are no gap), 5 skipped 4, which came late.
+  assert.deepEqual(dropped(b.counters), {
+    netSecureAccepted: 5,
+    netSecureReplays: 5,
+    netSecureGaps: 1,
+    netSecureLate: 1,
+  });
   assert.match(b.log.warnings[0], /sender [0-9a-f]{32}\): sequence 2 is a duplicate/);
   assert.ok(b.log.warnings[0].includes(a.channel.sender), "names the sender");
 });
@@ -247,5 +253,27 @@ Deno.test("a daemon without a key file drops envelopes before decoding, naming t
   assert.match(
     log.warnings[0],
     new RegExp(`secure-sync envelope \\(key id ${k1.idHex}\\) .*this daemon has no "key file"`),
+  );
+});
+
+Deno.test("SecureChannel sees loss per sender: gaps, late arrivals, and names the sender", () => {
+  const a = side(keys(K1));
+  const c = side(keys(K1));
+  const b = side(keys(K1));
+  for (let i = 0; i < 10; i++) a.channel.send(PAYLOADS[0]);
+  for (let i = 0; i < 3; i++) c.channel.send(PAYLOADS[1]);
+  const deliver = (from: typeof a, sequences: number[]) => {
+    for (const s of sequences) b.wire.handler(from.wire.sent[s - 1]);
+  };
+  deliver(a, [1, 2, 4, 3, 7, 8, 10]); // 5, 6 and 9 lost; 3 late
+  deliver(c, [1, 3]); // 2 lost: the other sender's own window
+  assert.equal(b.counters.netSecureGaps, 5, "3, 5, 6, 9 and the other sender's 2");
+  assert.equal(b.counters.netSecureLate, 1);
+  assert.equal(b.counters.netSecureGaps - b.counters.netSecureLate, 4, "missing: 5, 6, 9, and 2");
+  assert.match(
+    b.log.warnings[0],
+    new RegExp(
+      `^sender ${a.channel.sender}: 1 datagram missing before sequence 4 \\(lost, or late`,
+    ),
   );
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ReplayWindow, type Verdict, WINDOW } from "../../lib/secure/replay.ts";
+import { LATE, ReplayWindow, type Verdict, WINDOW } from "../../lib/secure/replay.ts";
 import { MAX_PEERS, PeersTable } from "../../lib/secure/peers.ts";
 
 /**
@@ -44,6 +44,21 @@ for (const [name, arrivals, verdicts] of ROWS) {
       return verdict;
     });
     assert.deepEqual(got, verdicts);
+  });
+}
+
+/** Each row: sequence numbers committed in order, and what commit says of each (gap or LATE). */
+const LOSS_ROWS: [string, number[], number[]][] = [
+  ["in order: no gap", [1, 2, 3], [0, 0, 0]],
+  ["one lost", [1, 2, 4, 5], [0, 0, 1, 0]],
+  ["reordered: a gap, then it is filled (not loss)", [1, 3, 2, 4], [0, 1, LATE, 0]],
+  ["joined late: nothing before the first one is a gap", [50, 51, 49, 53], [0, 0, 0, 1]],
+  ["a jump beyond the window: every number skipped", [1, 2 + WINDOW * 3], [0, WINDOW * 3]],
+];
+for (const [name, sequences, results] of LOSS_ROWS) {
+  Deno.test(`ReplayWindow sees loss: ${name}`, () => {
+    const window = new ReplayWindow();
+    assert.deepEqual(sequences.map((s) => window.commit(s)), results);
   });
 }
 
