@@ -62,7 +62,7 @@ export class SecureChannel implements NetworkChannel {
   /** This daemon's sender identity, drawn at start (32 hex digits). */
   readonly sender: string;
   /** The senders heard from. */
-  readonly peers = new PeersTable();
+  readonly peers: PeersTable = new PeersTable();
   readonly #inner: NetworkChannel;
   readonly #counters: Counters;
   readonly #warn: RateLimitedLog;

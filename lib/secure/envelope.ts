@@ -25,7 +25,7 @@ import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import type { SyncKey } from "./keyfile.ts";
 
 /** "JSS": no Jool payload starts with it (its first attribute would be 21322 bytes of type 339). */
-export const MAGIC = Uint8Array.of(0x4a, 0x53, 0x53);
+export const MAGIC: Uint8Array = Uint8Array.of(0x4a, 0x53, 0x53);
 /** The envelope version this module speaks. */
 export const VERSION = 1;
 /** Bytes before the payload. */
@@ -33,11 +33,11 @@ export const HEADER_LENGTH = 40;
 /** Bytes of the Poly1305 tag after the payload. */
 export const TAG_LENGTH = 16;
 /** What the envelope adds to a payload: lower the kernel's `ss-max-payload` by this much. */
-export const OVERHEAD = HEADER_LENGTH + TAG_LENGTH;
+export const OVERHEAD: number = HEADER_LENGTH + TAG_LENGTH;
 /** Bytes of the sender identity. */
 export const SENDER_LENGTH = 16;
 /** The largest sequence number (and time) a header may carry: JS numbers are exact below it. */
-export const MAX_FIELD = Number.MAX_SAFE_INTEGER;
+export const MAX_FIELD: number = Number.MAX_SAFE_INTEGER;
 
 /** The header of an envelope. */
 export interface EnvelopeHeader {
@@ -94,7 +94,7 @@ function getU64(view: DataView, offset: number): number {
  * import { decodeHeader, encodeHeader, HEADER_LENGTH } from "./envelope.ts";
  *
  * const header = { keyId: 1, time: 2, sender: new Uint8Array(16).fill(3), sequence: 4 };
- * const bytes = new Uint8Array(HEADER_LENGTH);
+ * const bytes = new Uint8Array(HEADER_LENGTH + 16); // a header, an empty payload, a tag
  * encodeHeader(header, bytes);
  * assert.deepEqual(decodeHeader(bytes), header);
  * ```

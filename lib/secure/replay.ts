@@ -97,4 +97,4 @@ export class ReplayWindow {
 }
 
 /** What {@linkcode ReplayWindow.commit} returns for a datagram that filled a gap. */
-export const LATE = -1;
+export const LATE: number = -1;
