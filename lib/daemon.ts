@@ -9,7 +9,9 @@
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
 import type { Logger } from "./log.ts";
-import { decodePayload, sessionCsv } from "./jool/session.ts";
+import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
+import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
+import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
 import { isEnvelope } from "./secure/envelope.ts";
@@ -38,6 +40,10 @@ export interface DaemonParts {
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
   readonly debug?: boolean;
+  /** The local instance's session timeouts, for the meaning checks (default: Jool's defaults). */
+  readonly timeouts?: SessionTimeouts;
+  /** Where the meaning checks count (default: `counters`). */
+  readonly meaningCounters?: MeaningCounters;
 }
 
 /** Most kinds of events the rate limiter remembers. */
@@ -110,6 +116,7 @@ export class Daemon {
   debug: boolean;
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
+  readonly #meaning: MeaningCounters;
 
   /**
    * Wires the channels together.
@@ -145,6 +152,7 @@ export class Daemon {
   constructor(parts: DaemonParts) {
     this.#parts = parts;
     this.debug = parts.debug ?? false;
+    this.#meaning = parts.meaningCounters ?? parts.counters;
     this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
   }
 
@@ -154,7 +162,7 @@ export class Daemon {
     kernel.onBatch((payload) => this.#fromKernel(payload));
     // The kernel channel counts its refusals, overruns and malformed messages itself.
     kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
-    network?.onDatagram((payload) => this.#fromNetwork(payload));
+    network?.onDatagram((payload, from) => this.#fromNetwork(payload, from));
     log.debug("daemon started");
   }
 
@@ -185,10 +193,9 @@ export class Daemon {
     }
   }
 
-  #fromNetwork(payload: Uint8Array): void {
+  #fromNetwork(payload: Uint8Array, from?: string): void {
     const { kernel, counters, log, localFormat } = this.#parts;
-    let format: SessionFormat;
-    let count: number;
+    let summary: PayloadSummary;
     if (isEnvelope(payload)) {
       // A keyed peer: without the key nothing in it can be trusted (and it is encrypted).
       counters.netEnvelopesWithoutKey++;
@@ -196,15 +203,13 @@ export class Daemon {
         "envelope",
         `dropped a ${payload.length}-byte secure-sync envelope${
           payload.length >= 8 ? ` (key id ${keyIdHex(envelopeKeyId(payload))})` : ""
-        } from the sync group: this daemon has no "key file" (--net.key); ` +
+        } from ${from || "the sync group"}: this daemon has no "key file" (--net.key); ` +
           `every translator of the group needs the same key file, or none`,
       );
       return;
     }
     try {
-      const summary = decodePayload(payload);
-      format = summary.format;
-      count = summary.sessions.length;
+      summary = decodePayload(payload);
     } catch (error) {
       counters.netMalformedDatagrams++;
       this.#warn.log(
@@ -215,6 +220,7 @@ export class Daemon {
       );
       return;
     }
+    const { format } = summary;
     if (localFormat !== undefined && format !== localFormat) {
       counters.netForeignFormatDatagrams++;
       this.#warn.log(
@@ -223,6 +229,27 @@ export class Daemon {
       );
       return;
     }
+    const legal = checkMeaning(
+      payload,
+      summary,
+      this.#parts.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+      this.#meaning,
+    );
+    if (legal === null) {
+      this.#warn.log(
+        "meaning",
+        `dropped a datagram from the sync group: none of its ${summary.sessions.length} sessions has a protocol, state and timer Jool can hold`,
+      );
+      return;
+    }
+    if (legal !== payload) {
+      this.#warn.log(
+        "meaning",
+        "corrected a datagram from the sync group: dropped the sessions Jool cannot hold and cut expirations to the local timeouts (counters netSessions*)",
+      );
+    }
+    const count = summary.sessions.length;
+    payload = legal;
     // The kernel channel counts the requests it sends (KERNEL_SENT_*).
     try {
       kernel.add(payload);

@@ -35,9 +35,8 @@ import { LATE } from "./replay.ts";
 export const MAX_CLOCK_SKEW_MS = 30_000;
 
 /**
- * A received datagram with, when the plain channel knows it, the sender's address.
- * TODO(merge with "hardening"): the plain channel's recvmsg passes the source address as the
- * second argument; until then `from` is undefined and messages name the sender identity only.
+ * A received datagram with, when the plain channel knows it, the sender's address (the multicast
+ * channel passes the source address recvmsg gave it; an empty or missing one is not named).
  */
 export type DatagramHandler = (datagram: Uint8Array, from?: string) => void;
 
@@ -161,7 +160,7 @@ export class SecureChannel implements NetworkChannel {
 
   #receive(datagram: Uint8Array, from: string | undefined): void {
     const c = this.#counters;
-    const at = from === undefined ? "" : ` from ${from}`;
+    const at = from ? ` from ${from}` : "";
     if (!isEnvelope(datagram)) {
       c.netSecurePlainDatagrams++;
       this.#warn.log(
@@ -240,7 +239,7 @@ export class SecureChannel implements NetworkChannel {
           `them come back with the sender's next advertise (SIGUSR1 on the sender)`,
       );
     }
-    if (from !== undefined) heard.address = from;
+    if (from) heard.address = from;
     c.netSecureAccepted++;
     this.#handler(payload);
   }

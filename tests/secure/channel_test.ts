@@ -245,14 +245,19 @@ Deno.test("a daemon without a key file drops envelopes before decoding, naming t
   const log = logger();
   new Daemon({ kernel, network, counters, log }).start();
   const [k1] = keys(K1);
-  onDatagram(sealEnvelope(k1, { time: 1, sender: new Uint8Array(16), sequence: 1 }, PAYLOADS[0]));
+  onDatagram(
+    sealEnvelope(k1, { time: 1, sender: new Uint8Array(16), sequence: 1 }, PAYLOADS[0]),
+    "2001:db8::9",
+  );
   onDatagram(PAYLOADS[0]);
   assert.deepEqual(adds, [PAYLOADS[0]]);
   assert.equal(counters.netEnvelopesWithoutKey, 1);
   assert.equal(counters.netMalformedDatagrams, 0);
   assert.match(
     log.warnings[0],
-    new RegExp(`secure-sync envelope \\(key id ${k1.idHex}\\) .*this daemon has no "key file"`),
+    new RegExp(
+      `secure-sync envelope \\(key id ${k1.idHex}\\) from 2001:db8::9: this daemon has no "key file"`,
+    ),
   );
 });
 

@@ -149,6 +149,19 @@ Deno.test({
       assert.deepEqual(adds().slice(2), [p[2], p[0], p[1]]);
       assert.ok(warnings.some((w) => /sequence \d+ is a duplicate/.test(w)), warnings.join("\n"));
       assert.ok(warnings.every((w) => !w.includes(KEY.slice(0, 8))), "no key in the warnings");
+      // The warnings name the sender's address (recvmsg's source) and its identity.
+      assert.ok(
+        warnings.some((w) =>
+          /^dropped a \d+-byte datagram without the secure-sync envelope from 2001:db8:ff08::4: /
+            .test(w)
+        ),
+        warnings.join("\n"),
+      );
+      assert.ok(
+        warnings.some((w) => / from 2001:db8:ff08::4 \(sender [0-9a-f]{32}\)/.test(w)),
+        warnings.join("\n"),
+      );
+      assert.equal(B.daemon.counters.netSecureAccepted, 5);
     } finally {
       for (const close of closers.reverse()) await close();
       reactor.stop();
