@@ -2,6 +2,7 @@
  * The real `cli.ts` process, run with the production permission flags, against an in-process fake
  * Jool kernel (NETLINK_USERSOCK, reached through the JOOLD_TEST_NETLINK_PEER test seam).
  */
+import { ADVERTISE_INTERVAL_MS } from "../lib/start.ts";
 import assert from "node:assert/strict";
 import { libcPath } from "../ffi/libc.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
@@ -241,15 +242,22 @@ Deno.test({
   async fn() {
     const run = await printDaemon();
     try {
+      const first = performance.now();
       for (let i = 0; i < 10; i++) {
         run.child.kill("SIGUSR1");
         // Apart, so that most are delivered on their own (the daemon's linger after the kernel's
         // reply to an advertise delays its event loop: signals within 250 ms become one).
         await new Promise((r) => setTimeout(r, 100));
       }
+      // A loaded host spreads the ten signals: each started interval allows one more request.
+      const spread = performance.now() - first;
+      const allowed = 1 + Math.ceil(spread / ADVERTISE_INTERVAL_MS);
       await new Promise((r) => setTimeout(r, 1200)); // past the interval: the held request is out
       const advertises = run.kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
-      assert.ok(advertises >= 1 && advertises <= 2, `${advertises} JOOLD_ADVERTISE requests`);
+      assert.ok(
+        advertises >= 1 && advertises <= allowed,
+        `${advertises} JOOLD_ADVERTISE requests for 10 SIGUSR1 over ${spread.toFixed(0)} ms`,
+      );
       assert.match(
         run.out.stderr,
         /joold: info: SIGUSR1: asked the kernel to advertise its session table\n/,
