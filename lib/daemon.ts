@@ -12,6 +12,7 @@ import type { Logger } from "./log.ts";
 import { decodePayload, sessionCsv } from "./jool/session.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
+import { type Pool6, type RefusalReason, translatePayload } from "./jool/translate.ts";
 
 /** What the daemon is made of. */
 export interface DaemonParts {
@@ -25,13 +26,27 @@ export interface DaemonParts {
   readonly log: Logger;
   /** Print mode's output: one line per session (no newline). */
   readonly print?: (line: string) => void;
-  /** The local kernel's session format, when known: datagrams of another format are dropped. */
+  /**
+   * The local kernel's session format, when known: datagrams of another format are dropped, or
+   * translated into it when `translate` is on.
+   */
   readonly localFormat?: SessionFormat;
+  /** Re-encode datagrams of another session format in `localFormat` (`"translate sessions"`). */
+  readonly translate?: boolean;
+  /** The local instance's pool6, when known: a 36-byte record needs it to become nested/48-byte. */
+  readonly pool6?: Pool6;
   /** Clock for rate limiting (ms). */
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
   readonly debug?: boolean;
 }
+
+/** The counter of each translation refusal reason (lib/counters.ts). */
+const REFUSAL_COUNTERS: Record<RefusalReason, keyof Counters> = {
+  "no-pool6": "netUntranslatableNoPool6",
+  underivable: "netUntranslatableUnderivable",
+  range: "netUntranslatableRange",
+};
 
 /** Most kinds of events the rate limiter remembers. */
 const MAX_KINDS = 64;
@@ -170,7 +185,7 @@ export class Daemon {
   }
 
   #fromNetwork(payload: Uint8Array): void {
-    const { kernel, counters, log, localFormat } = this.#parts;
+    const { counters, localFormat } = this.#parts;
     let format: SessionFormat;
     let count: number;
     try {
@@ -187,6 +202,10 @@ export class Daemon {
       );
       return;
     }
+    if (localFormat !== undefined && format !== localFormat && this.#parts.translate === true) {
+      this.#translate(payload, localFormat);
+      return;
+    }
     if (localFormat !== undefined && format !== localFormat) {
       counters.netForeignFormatDatagrams++;
       this.#warn.log(
@@ -195,6 +214,11 @@ export class Daemon {
       );
       return;
     }
+    this.#add(payload, count);
+  }
+
+  #add(payload: Uint8Array, count: number): void {
+    const { kernel, counters, log } = this.#parts;
     // The kernel channel counts the requests it sends (KERNEL_SENT_*).
     try {
       kernel.add(payload);
@@ -205,5 +229,26 @@ export class Daemon {
       counters.kernelAddFailures++;
       this.#warn.log("add", `cannot hand sessions to the kernel: ${(error as Error).message}`);
     }
+  }
+
+  /** A well-formed datagram of another format: re-encoded, refusals counted and warned. */
+  #translate(payload: Uint8Array, to: SessionFormat): void {
+    const { counters, pool6 } = this.#parts;
+    const t = translatePayload(payload, to, pool6); // decodePayload accepted it: cannot throw
+    for (const [reason, n] of t.refused) {
+      counters[REFUSAL_COUNTERS[reason]] += n;
+      this.#warn.log(
+        `translate:${reason}`,
+        `could not translate ${n} of ${
+          n + t.translated
+        } ${t.from} sessions from the sync group into the local ${to} format: ${
+          t.details.get(reason)
+        }`,
+      );
+    }
+    if (t.payload === null) return;
+    counters.netTranslatedDatagrams++;
+    counters.netTranslatedSessions += t.translated;
+    this.#add(t.payload, t.translated);
   }
 }

@@ -242,6 +242,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       localFormat: startup.versionSource === "fallback"
         ? undefined
         : sessionFormatFor(startup.version),
+      translate: config.net?.translateSessions === true,
+      pool6: startup.pool6,
     });
     daemon.start();
     kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));

@@ -31,6 +31,11 @@ export interface NetConfig {
   readonly ttl: number;
   /** Whether SO_REUSEADDR is set on the socket (the C daemon's `"reuseaddr"`; default on). */
   readonly reuseAddress: boolean;
+  /**
+   * Whether datagrams of another Jool session format are translated into the local kernel's
+   * (`"translate sessions"`, lib/jool/translate.ts) rather than dropped; default off.
+   */
+  readonly translateSessions?: boolean;
 }
 
 /** The optional UDP stats server. */
