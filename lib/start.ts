@@ -25,6 +25,7 @@ import { formatLatency, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
+import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
 import { VERSION } from "./version.ts";
 
@@ -222,6 +223,10 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     );
     closers.push(() => kernel.close());
     logStartup(log, config, startup);
+    if (config.net?.translateSessions === true && startup.versionSource !== "fallback") {
+      const notice = translationNotice(sessionFormatFor(startup.version), startup.pool6);
+      log[notice.level](notice.message);
+    }
     const net = config.net;
     const network = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
     if (network) closers.push(() => network.close());

@@ -26,6 +26,7 @@
  * @module
  */
 
+import { formatAddress } from "../../ffi/sockaddr.ts";
 import { concat, parseAttributes } from "../netlink/attribute.ts";
 import {
   decodePayload,
@@ -347,4 +348,42 @@ export function pool6FromGlobals(attributes: Uint8Array): Pool6 | undefined {
     // A reply we cannot read tells no pool6.
   }
   return undefined;
+}
+
+/**
+ * What the daemon says at startup about `"translate sessions"`: which format it translates into
+ * and, when that format needs dst6 and the pool6 is unknown, that 36-byte records will be refused.
+ *
+ * @param to the local kernel's format
+ * @param pool6 the local pool6, when known
+ * @returns the log level and the line
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { translationNotice } from "./translate.ts";
+ *
+ * assert.equal(translationNotice("nested").level, "warn");
+ * ```
+ */
+export function translationNotice(
+  to: SessionFormat,
+  pool6?: Pool6,
+): { level: "info" | "warn"; message: string } {
+  const prefix = pool6 === undefined
+    ? "pool6 unknown"
+    : `pool6 ${formatAddress(pool6.address)}/${pool6.length}`;
+  if (to !== "compact36" && pool6 === undefined) {
+    return {
+      level: "warn",
+      message: `translate sessions: this kernel's ${to} sessions need dst6, and the instance's ` +
+        `pool6 is unknown (no instance yet, or no pool6): 36-byte records from Jool 4.1.13+ ` +
+        `peers will be refused (restart joold once the instance exists)`,
+    };
+  }
+  return {
+    level: "info",
+    message:
+      `translate sessions: datagrams of other Jool session formats become ${to} sessions for ` +
+      `this kernel (${prefix})`,
+  };
 }

@@ -16,6 +16,9 @@ import {
 import { COMMANDS_4_1, parseVersion, type SessionFormat } from "../../lib/jool/version.ts";
 import { batchPayload } from "../../lib/jool/message.ts";
 import type { NetConfig } from "../../lib/config/types.ts";
+import { parseCommandLine } from "../../lib/config/args.ts";
+import { resolveConfig } from "../../lib/config/resolve.ts";
+import { ConfigError } from "../../lib/config/error.ts";
 import { NETLINK_USERSOCK } from "../../lib/netlink/conn.ts";
 import { Reactor } from "../../lib/reactor.ts";
 import { Daemon } from "../../lib/daemon.ts";
@@ -385,6 +388,10 @@ Deno.test({
       assert.equal(old.daemon.counters.netTranslatedSessions, 4);
       assert.equal(upgraded.daemon.counters.netTranslatedSessions, 1);
       assert.deepEqual(lines.filter((l) => l.includes("warn")), []);
+      assert.deepEqual(lines.filter((l) => l.includes("translate sessions:")), [
+        "4.1.9 joold: info: translate sessions: datagrams of other Jool session formats become nested sessions for this kernel (pool6 64:ff9b::/96)\n",
+        "4.1.13 joold: info: translate sessions: datagrams of other Jool session formats become compact36 sessions for this kernel (pool6 unknown)\n",
+      ]);
     } finally {
       for (const n of nodes) await n.close();
       reactor.stop();
@@ -431,4 +438,34 @@ Deno.test("a daemon without the local pool6 counts and warns the 36-byte records
   // A datagram the translation can take still goes through: 48-byte records carry dst6.
   onDatagram(translatePayload(fixture("4.1.9", "d-udp-payload-1session"), "compact48").payload!);
   assert.deepEqual(adds, [fixture("4.1.9", "d-udp-payload-1session")]);
+});
+
+Deno.test('"translate sessions" is off by default, set by the net file or --net.translate', () => {
+  const group = "--net.mcast.addr=ff08::db8:64:64";
+  const resolve = (args: string[], file = "{}") =>
+    resolveConfig(parseCommandLine(args), () => file).config.net?.translateSessions;
+  assert.equal(resolve([group]), false);
+  assert.equal(resolve([group, "--net.translate=true"]), true);
+  assert.equal(resolve([group, "--net.translate", "1"]), true);
+  assert.equal(
+    resolve(["--net=n.json"], '{ "multicast address": "ff08::1", "translate sessions": true }'),
+    true,
+  );
+  assert.equal(
+    resolve(
+      ["--net=n.json", "--net.translate=false"],
+      '{ "multicast address": "ff08::1", "translate sessions": true }',
+    ),
+    false,
+  );
+  assert.throws(() => resolve([group, "--net.translate=yes"]), (e: Error) => {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /--net\.translate.*must be true, false, 1 or 0, got "yes"/);
+    return true;
+  });
+  assert.throws(
+    () =>
+      resolve(["--net=n.json"], '{ "multicast address": "ff08::1", "translate sessions": "on" }'),
+    /n\.json.*translate sessions.*must be true, false, 1 or 0/,
+  );
 });
