@@ -155,14 +155,12 @@ export function translateSession(
   to: SessionFormat,
   pool6?: Pool6,
 ): SessionTranslation {
-  if (s.state > 7 || s.timer > 3) {
-    if (to !== "nested") {
-      return {
-        ok: false,
-        reason: "range",
-        detail: `state ${s.state} / timer ${s.timer} do not fit a compact record (3 and 2 bits)`,
-      };
-    }
+  if ((s.state > 7 || s.timer > 3) && to !== "nested") {
+    return {
+      ok: false,
+      reason: "range",
+      detail: `state ${s.state} / timer ${s.timer} do not fit a compact record (3 and 2 bits)`,
+    };
   }
   // Complete the server's two transport addresses, as the sender's own peers would.
   let dst4 = s.dst4;
@@ -184,15 +182,12 @@ export function translateSession(
         return { ok: false, reason: "underivable", detail: "the session has no IPv4 server" };
       }
       // The 4.1.13+ kernel rebuilds dst6 from its pool6 and dst6's port from the others.
-      if (full.dst6Port !== undefined && full.dst6Port !== derivedDst6Port(full)) {
+      const port6 = derivedDst6Port(full);
+      if (full.dst6Port !== undefined && full.dst6Port !== port6) {
         return {
           ok: false,
           reason: "underivable",
-          detail: `dst6 port ${full.dst6Port} is not what a 4.1.13+ kernel derives (${
-            derivedDst6Port(
-              full,
-            )
-          })`,
+          detail: `dst6 port ${full.dst6Port} is not what a 4.1.13+ kernel derives (${port6})`,
         };
       }
       if (
@@ -228,15 +223,12 @@ export function translateSession(
             detail: "dst4 is not dst6's last 4 bytes (pool6 is not a /96), as 4.1.12 assumes",
           };
         }
-        if (full.dst4Port !== derivedDst4Port(full)) {
+        const port4 = derivedDst4Port(full);
+        if (full.dst4Port !== port4) {
           return {
             ok: false,
             reason: "underivable",
-            detail: `dst4 port ${full.dst4Port} is not what a 4.1.12 kernel derives (${
-              derivedDst4Port(
-                full,
-              )
-            })`,
+            detail: `dst4 port ${full.dst4Port} is not what a 4.1.12 kernel derives (${port4})`,
           };
         }
         return { ok: true, session: { ...full, dst4: undefined, dst4Port: undefined } };
