@@ -44,7 +44,13 @@ export {
   stopSummary,
 } from "./lib/start.ts";
 export { type Counters, createCounters } from "./lib/counters.ts";
-export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
+export {
+  FLOOD_LINGER_MS,
+  Reactor,
+  type ReadableHandler,
+  ROUND_BUDGET,
+  type WatchOptions,
+} from "./lib/reactor.ts";
 export { type ChannelParts, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
 export { type KernelOptions, openKernel } from "./lib/kernel/open.ts";
 export {
@@ -71,9 +77,36 @@ export {
   LatencyHistogram,
   type LatencySummary,
 } from "./lib/kernel/latency.ts";
-export { MulticastChannel, NetworkConfigError } from "./lib/net/multicast.ts";
-export { StatsServer } from "./lib/stats/server.ts";
+export {
+  type ChannelOptions,
+  MulticastChannel,
+  NetworkConfigError,
+  PEER_RATE,
+  type SourceCheckCounters,
+} from "./lib/net/multicast.ts";
+export {
+  MAX_REQUEST,
+  REPLY_LIMIT,
+  replyPolicy,
+  type StatsDrop,
+  StatsServer,
+} from "./lib/stats/server.ts";
 export { formatStats } from "./lib/stats/reply.ts";
+export { KeyedTokenBuckets, type RateLimit, TokenBucket } from "./lib/token_bucket.ts";
+export {
+  checkMeaning,
+  judgeSession,
+  lifetime,
+  type MeaningCounters,
+  type SessionProblem,
+  type SessionVerdict,
+} from "./lib/jool/meaning.ts";
+export {
+  decodeTimeouts,
+  JOOL_DEFAULT_TIMEOUTS,
+  type SessionTimeouts,
+  TCP_INCOMING_SYN_MS,
+} from "./lib/jool/timeouts.ts";
 export {
   decodeCompact36,
   decodeCompact48,
@@ -128,6 +161,40 @@ export {
   parseMessages,
 } from "./lib/netlink/message.ts";
 export { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "./lib/genetlink/controller.ts";
+export {
+  type DatagramHandler,
+  MAX_CLOCK_SKEW_MS,
+  SecureChannel,
+  type SecureParts,
+} from "./lib/secure/channel.ts";
+export {
+  decodeHeader,
+  encodeHeader,
+  type EnvelopeHeader,
+  HEADER_LENGTH,
+  isEnvelope,
+  MAGIC,
+  MAX_FIELD,
+  openEnvelope,
+  OVERHEAD,
+  sealEnvelope,
+  SENDER_LENGTH,
+  TAG_LENGTH,
+  VERSION as ENVELOPE_VERSION,
+} from "./lib/secure/envelope.ts";
+export {
+  denoKeyFileSystem,
+  generateKeyLine,
+  KEY_HEX_DIGITS,
+  KeyFileError,
+  type KeyFileSystem,
+  keyIdHex,
+  loadKeyFile,
+  parseKeyFile,
+  SyncKey,
+} from "./lib/secure/keyfile.ts";
+export { MAX_PEERS, type Peer, PeersTable, senderHex } from "./lib/secure/peers.ts";
+export { LATE, ReplayWindow, type Verdict, WINDOW } from "./lib/secure/replay.ts";
 export { VERSION } from "./lib/version.ts";
 
 if (import.meta.main) {

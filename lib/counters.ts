@@ -49,6 +49,18 @@ export interface Counters {
   netUntranslatableUnderivable: number;
   /** Sessions refused: a nested TCP state or timer too large for a compact record's bits. */
   netUntranslatableRange: number;
+  /** Sessions from the sync group of an unknown protocol, dropped (lib/jool/meaning.ts). */
+  netSessionsBadProtocol: number;
+  /** Sessions from the sync group in a state their protocol lacks (TCP 7, UDP/ICMP not 0), dropped. */
+  netSessionsBadState: number;
+  /** Sessions from the sync group on a timer their protocol lacks (3; UDP/ICMP not EST), dropped. */
+  netSessionsBadTimer: number;
+  /** TCP sessions from the sync group on a timer that never holds their state, dropped. */
+  netSessionsWrongTimer: number;
+  /** Sessions from the sync group whose expiration was cut to the local lifetime of their timer. */
+  netSessionsClamped: number;
+  /** Datagrams from the sync group left with no session by the meaning checks, not handed on. */
+  netDatagramsAllDropped: number;
 
   // Owner: the network channel (lib/net/multicast.ts).
   /** Sends to the sync group that failed. */
@@ -63,6 +75,45 @@ export interface Counters {
   netDatagramsSent: number;
   /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
   netBytesSent: number;
+  /** Datagrams from one of this host's own addresses (multicast loop, a local user), dropped. */
+  netLocalSourceDrops: number;
+  /** Datagrams that arrived on another interface than the in interface, dropped. */
+  netWrongInterfaceDrops: number;
+  /** Datagrams from a sender outside the "peers allowed" list, dropped. */
+  netUnknownPeerDrops: number;
+  /** Datagrams of a sender over its rate (lib/net/multicast.ts PEER_RATE), dropped. */
+  netRateLimitedDrops: number;
+
+  // Owner: the secure channel (lib/secure/channel.ts), only with a key file. Each datagram it
+  // drops is counted once, under the first check it failed, BEFORE any session is decoded.
+  /** Datagrams received without the envelope (a peer without the key file, or a C daemon). */
+  netSecurePlainDatagrams: number;
+  /** Envelopes of another version, or too short for a header and a tag. */
+  netSecureMalformed: number;
+  /** Envelopes sealed under a key id that is not in the key file. */
+  netSecureUnknownKey: number;
+  /** Envelopes whose time is more than the allowed clock skew from ours (stale or future). */
+  netSecureStale: number;
+  /**
+   * Envelopes whose sequence number was already accepted, or is older than the replay window
+   * (checked before the tag, as IPsec does: a tampered copy of a received datagram counts here).
+   */
+  netSecureReplays: number;
+  /** Envelopes whose tag did not verify: forged, corrupted, truncated or under another key. */
+  netSecureAuthFailures: number;
+  /** Envelopes that verified and were handed to the daemon core. */
+  netSecureAccepted: number;
+  /**
+   * Sequence numbers skipped over by an accepted envelope (its sender's earlier datagrams that had
+   * not arrived yet): lost, or late. Lost so far = this minus {@linkcode netSecureLate}.
+   */
+  netSecureGaps: number;
+  /** Accepted envelopes that filled a gap (they arrived after a later one: reordering, not loss). */
+  netSecureLate: number;
+
+  // Owner: the daemon core (lib/daemon.ts), only WITHOUT a key file.
+  /** Secure-sync envelopes received by a daemon without a key file, dropped. */
+  netEnvelopesWithoutKey: number;
 }
 
 /**
@@ -99,11 +150,31 @@ export function createCounters(): Counters {
     netUntranslatableNoPool6: 0,
     netUntranslatableUnderivable: 0,
     netUntranslatableRange: 0,
+    netSessionsBadProtocol: 0,
+    netSessionsBadState: 0,
+    netSessionsBadTimer: 0,
+    netSessionsWrongTimer: 0,
+    netSessionsClamped: 0,
+    netDatagramsAllDropped: 0,
     netSendErrors: 0,
     netTruncatedDatagrams: 0,
     netDatagramsReceived: 0,
     netBytesReceived: 0,
     netDatagramsSent: 0,
     netBytesSent: 0,
+    netLocalSourceDrops: 0,
+    netWrongInterfaceDrops: 0,
+    netUnknownPeerDrops: 0,
+    netRateLimitedDrops: 0,
+    netSecurePlainDatagrams: 0,
+    netSecureMalformed: 0,
+    netSecureUnknownKey: 0,
+    netSecureStale: 0,
+    netSecureReplays: 0,
+    netSecureAuthFailures: 0,
+    netSecureAccepted: 0,
+    netSecureGaps: 0,
+    netSecureLate: 0,
+    netEnvelopesWithoutKey: 0,
   };
 }

@@ -9,10 +9,19 @@
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
 import type { Logger } from "./log.ts";
-import { decodePayload, sessionCsv } from "./jool/session.ts";
+import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
+import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
+import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
 import { type Pool6, type RefusalReason, translatePayload } from "./jool/translate.ts";
+import { isEnvelope } from "./secure/envelope.ts";
+import { keyIdHex } from "./secure/keyfile.ts";
+
+/** The key id field of an envelope (bytes 4-7, big-endian; docs/PROTOCOL.md). */
+function envelopeKeyId(datagram: Uint8Array): number {
+  return new DataView(datagram.buffer, datagram.byteOffset + 4, 4).getUint32(0, false);
+}
 
 /** What the daemon is made of. */
 export interface DaemonParts {
@@ -39,6 +48,10 @@ export interface DaemonParts {
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
   readonly debug?: boolean;
+  /** The local instance's session timeouts, for the meaning checks (default: Jool's defaults). */
+  readonly timeouts?: SessionTimeouts;
+  /** Where the meaning checks count (default: `counters`). */
+  readonly meaningCounters?: MeaningCounters;
 }
 
 /** The counter of each translation refusal reason (lib/counters.ts). */
@@ -76,8 +89,11 @@ export function kernelErrorKind(error: Error): string {
   }`;
 }
 
-/** Logs a kind of event at most once per interval, counting what it held back. */
-class RateLimitedLog {
+/**
+ * Logs a kind of event at most once per interval, counting what it held back (the daemon core's
+ * warnings, and the secure channel's, lib/secure/channel.ts).
+ */
+export class RateLimitedLog {
   #last = new Map<string, { at: number; suppressed: number }>();
   constructor(
     private readonly emit: (message: string) => void,
@@ -85,6 +101,12 @@ class RateLimitedLog {
     private readonly intervalMs = 10_000,
   ) {}
 
+  /**
+   * Emits `message` unless a message of `kind` went out less than the interval ago.
+   *
+   * @param kind what is rate limited together
+   * @param message the line
+   */
   log(kind: string, message: string): void {
     const t = this.now();
     const entry = this.#last.get(kind);
@@ -109,6 +131,7 @@ export class Daemon {
   debug: boolean;
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
+  readonly #meaning: MeaningCounters;
 
   /**
    * Wires the channels together.
@@ -144,6 +167,7 @@ export class Daemon {
   constructor(parts: DaemonParts) {
     this.#parts = parts;
     this.debug = parts.debug ?? false;
+    this.#meaning = parts.meaningCounters ?? parts.counters;
     this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
   }
 
@@ -153,7 +177,7 @@ export class Daemon {
     kernel.onBatch((payload) => this.#fromKernel(payload));
     // The kernel channel counts its refusals, overruns and malformed messages itself.
     kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
-    network?.onDatagram((payload) => this.#fromNetwork(payload));
+    network?.onDatagram((payload, from) => this.#fromNetwork(payload, from));
     log.debug("daemon started");
   }
 
@@ -184,14 +208,23 @@ export class Daemon {
     }
   }
 
-  #fromNetwork(payload: Uint8Array): void {
-    const { counters, localFormat } = this.#parts;
-    let format: SessionFormat;
-    let count: number;
+  #fromNetwork(payload: Uint8Array, from?: string): void {
+    const { kernel, counters, log, localFormat } = this.#parts;
+    let summary: PayloadSummary;
+    if (isEnvelope(payload)) {
+      // A keyed peer: without the key nothing in it can be trusted (and it is encrypted).
+      counters.netEnvelopesWithoutKey++;
+      this.#warn.log(
+        "envelope",
+        `dropped a ${payload.length}-byte secure-sync envelope${
+          payload.length >= 8 ? ` (key id ${keyIdHex(envelopeKeyId(payload))})` : ""
+        } from ${from || "the sync group"}: this daemon has no "key file" (--net.key); ` +
+          `every translator of the group needs the same key file, or none`,
+      );
+      return;
+    }
     try {
-      const summary = decodePayload(payload);
-      format = summary.format;
-      count = summary.sessions.length;
+      summary = decodePayload(payload);
     } catch (error) {
       counters.netMalformedDatagrams++;
       this.#warn.log(
@@ -202,11 +235,14 @@ export class Daemon {
       );
       return;
     }
+    const { format } = summary;
     if (localFormat !== undefined && format !== localFormat && this.#parts.translate === true) {
-      this.#translate(payload, localFormat);
-      return;
-    }
-    if (localFormat !== undefined && format !== localFormat) {
+      // Re-encoded first, then held to the same meaning checks as any datagram of our format.
+      const translated = this.#translate(payload, localFormat);
+      if (translated === null) return;
+      payload = translated;
+      summary = decodePayload(translated);
+    } else if (localFormat !== undefined && format !== localFormat) {
       counters.netForeignFormatDatagrams++;
       this.#warn.log(
         "format",
@@ -214,11 +250,27 @@ export class Daemon {
       );
       return;
     }
-    this.#add(payload, count);
-  }
-
-  #add(payload: Uint8Array, count: number): void {
-    const { kernel, counters, log } = this.#parts;
+    const legal = checkMeaning(
+      payload,
+      summary,
+      this.#parts.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+      this.#meaning,
+    );
+    if (legal === null) {
+      this.#warn.log(
+        "meaning",
+        `dropped a datagram from the sync group: none of its ${summary.sessions.length} sessions has a protocol, state and timer Jool can hold`,
+      );
+      return;
+    }
+    if (legal !== payload) {
+      this.#warn.log(
+        "meaning",
+        "corrected a datagram from the sync group: dropped the sessions Jool cannot hold and cut expirations to the local timeouts (counters netSessions*)",
+      );
+    }
+    const count = summary.sessions.length;
+    payload = legal;
     // The kernel channel counts the requests it sends (KERNEL_SENT_*).
     try {
       kernel.add(payload);
@@ -232,7 +284,7 @@ export class Daemon {
   }
 
   /** A well-formed datagram of another format: re-encoded, refusals counted and warned. */
-  #translate(payload: Uint8Array, to: SessionFormat): void {
+  #translate(payload: Uint8Array, to: SessionFormat): Uint8Array | null {
     const { counters, pool6 } = this.#parts;
     const t = translatePayload(payload, to, pool6); // decodePayload accepted it: cannot throw
     for (const [reason, n] of t.refused) {
@@ -246,9 +298,9 @@ export class Daemon {
         }`,
       );
     }
-    if (t.payload === null) return;
+    if (t.payload === null) return null;
     counters.netTranslatedDatagrams++;
     counters.netTranslatedSessions += t.translated;
-    this.#add(t.payload, t.translated);
+    return t.payload;
   }
 }

@@ -36,6 +36,11 @@ export interface NetConfig {
    * (`"translate sessions"`, lib/jool/translate.ts) rather than dropped; default off.
    */
   readonly translateSessions?: boolean;
+  /**
+   * The secure-sync key file (lib/secure/keyfile.ts); undefined: plain datagrams, exactly the C
+   * daemon's bytes.
+   */
+  readonly keyFile?: string;
 }
 
 /** The optional UDP stats server. */
