@@ -121,6 +121,16 @@ export {
   sessionCsv,
 } from "./lib/jool/session.ts";
 export {
+  embedIPv4,
+  type PayloadTranslation,
+  type Pool6,
+  pool6FromGlobals,
+  type RefusalReason,
+  type SessionTranslation,
+  translatePayload,
+  translateSession,
+} from "./lib/jool/translate.ts";
+export {
   batchPayload,
   decodeJoolMessage,
   errorReport,

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 const HERE = new URL(".", import.meta.url).pathname;
 const PROJECT = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("JOOLD_LAB_CACHE") ?? "/var/cache/joold-lab";
-const FLAVOURS = ["bookworm", "trixie"] as const;
+const FLAVOURS = ["bookworm", "trixie", "trixie-sid"] as const;
 type Flavour = typeof FLAVOURS[number];
 const ALL = [
   "control-no-daemon",

@@ -34,8 +34,21 @@ export interface Counters {
   kernelAddFailures: number;
   /** Datagrams from the sync group that were not a well-formed session list, dropped. */
   netMalformedDatagrams: number;
-  /** Datagrams whose session format differs from the local kernel's, dropped. */
+  /** Datagrams whose session format differs from the local kernel's, dropped (not translated). */
   netForeignFormatDatagrams: number;
+  /** Datagrams of another session format re-encoded for the local kernel (`translate sessions`). */
+  netTranslatedDatagrams: number;
+  /** Sessions in those datagrams handed to the kernel in its own format. */
+  netTranslatedSessions: number;
+  /**
+   * Sessions refused by the translation: the local kernel's format needs dst6, the peer's 36-byte
+   * record lacks it, and the local pool6 is unknown.
+   */
+  netUntranslatableNoPool6: number;
+  /** Sessions refused: the local kernel would derive an omitted field other than the peer had. */
+  netUntranslatableUnderivable: number;
+  /** Sessions refused: a nested TCP state or timer too large for a compact record's bits. */
+  netUntranslatableRange: number;
   /** Sessions from the sync group of an unknown protocol, dropped (lib/jool/meaning.ts). */
   netSessionsBadProtocol: number;
   /** Sessions from the sync group in a state their protocol lacks (TCP 7, UDP/ICMP not 0), dropped. */
@@ -132,6 +145,11 @@ export function createCounters(): Counters {
     kernelAddFailures: 0,
     netMalformedDatagrams: 0,
     netForeignFormatDatagrams: 0,
+    netTranslatedDatagrams: 0,
+    netTranslatedSessions: 0,
+    netUntranslatableNoPool6: 0,
+    netUntranslatableUnderivable: 0,
+    netUntranslatableRange: 0,
     netSessionsBadProtocol: 0,
     netSessionsBadState: 0,
     netSessionsBadTimer: 0,

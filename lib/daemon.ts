@@ -14,6 +14,7 @@ import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.t
 import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
+import { type Pool6, type RefusalReason, translatePayload } from "./jool/translate.ts";
 import { isEnvelope } from "./secure/envelope.ts";
 import { keyIdHex } from "./secure/keyfile.ts";
 
@@ -34,8 +35,15 @@ export interface DaemonParts {
   readonly log: Logger;
   /** Print mode's output: one line per session (no newline). */
   readonly print?: (line: string) => void;
-  /** The local kernel's session format, when known: datagrams of another format are dropped. */
+  /**
+   * The local kernel's session format, when known: datagrams of another format are dropped, or
+   * translated into it when `translate` is on.
+   */
   readonly localFormat?: SessionFormat;
+  /** Re-encode datagrams of another session format in `localFormat` (`"translate sessions"`). */
+  readonly translate?: boolean;
+  /** The local instance's pool6, when known: a 36-byte record needs it to become nested/48-byte. */
+  readonly pool6?: Pool6;
   /** Clock for rate limiting (ms). */
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
@@ -45,6 +53,13 @@ export interface DaemonParts {
   /** Where the meaning checks count (default: `counters`). */
   readonly meaningCounters?: MeaningCounters;
 }
+
+/** The counter of each translation refusal reason (lib/counters.ts). */
+const REFUSAL_COUNTERS: Record<RefusalReason, keyof Counters> = {
+  "no-pool6": "netUntranslatableNoPool6",
+  underivable: "netUntranslatableUnderivable",
+  range: "netUntranslatableRange",
+};
 
 /** Most kinds of events the rate limiter remembers. */
 const MAX_KINDS = 64;
@@ -221,7 +236,13 @@ export class Daemon {
       return;
     }
     const { format } = summary;
-    if (localFormat !== undefined && format !== localFormat) {
+    if (localFormat !== undefined && format !== localFormat && this.#parts.translate === true) {
+      // Re-encoded first, then held to the same meaning checks as any datagram of our format.
+      const translated = this.#translate(payload, localFormat);
+      if (translated === null) return;
+      payload = translated;
+      summary = decodePayload(translated);
+    } else if (localFormat !== undefined && format !== localFormat) {
       counters.netForeignFormatDatagrams++;
       this.#warn.log(
         "format",
@@ -260,5 +281,26 @@ export class Daemon {
       counters.kernelAddFailures++;
       this.#warn.log("add", `cannot hand sessions to the kernel: ${(error as Error).message}`);
     }
+  }
+
+  /** A well-formed datagram of another format: re-encoded, refusals counted and warned. */
+  #translate(payload: Uint8Array, to: SessionFormat): Uint8Array | null {
+    const { counters, pool6 } = this.#parts;
+    const t = translatePayload(payload, to, pool6); // decodePayload accepted it: cannot throw
+    for (const [reason, n] of t.refused) {
+      counters[REFUSAL_COUNTERS[reason]] += n;
+      this.#warn.log(
+        `translate:${reason}`,
+        `could not translate ${n} of ${
+          n + t.translated
+        } ${t.from} sessions from the sync group into the local ${to} format: ${
+          t.details.get(reason)
+        }`,
+      );
+    }
+    if (t.payload === null) return null;
+    counters.netTranslatedDatagrams++;
+    counters.netTranslatedSessions += t.translated;
+    return t.payload;
   }
 }

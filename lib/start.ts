@@ -25,6 +25,7 @@ import { formatLatency, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
+import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
 import { SecureChannel } from "./secure/channel.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
@@ -257,6 +258,10 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     );
     closers.push(() => kernel.close());
     logStartup(log, config, startup);
+    if (config.net?.translateSessions === true && startup.versionSource !== "fallback") {
+      const notice = translationNotice(sessionFormatFor(startup.version), startup.pool6);
+      log[notice.level](notice.message);
+    }
     const net = config.net;
     // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
     const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
@@ -286,6 +291,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       localFormat: startup.versionSource === "fallback"
         ? undefined
         : sessionFormatFor(startup.version),
+      translate: config.net?.translateSessions === true,
+      pool6: startup.pool6,
     });
     daemon.start();
     kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));

@@ -48,6 +48,8 @@ export interface FakeKernelState {
   addError: [number, string] | null;
   /** Answer GETFAMILY with ENOENT (module not loaded). */
   familyMissing: boolean;
+  /** The instance's pool6 in GLOBAL_FOREACH replies (16 address bytes and a length), or none. */
+  pool6: { address: Uint8Array; length: number } | null;
 }
 
 /**
@@ -73,6 +75,7 @@ export class FakeJool {
     ssEnabled: true,
     addError: null,
     familyMissing: false,
+    pool6: null,
   };
 
   /** `recording` "4.1.13" or "4.1.9" picks the captured controller reply and the version. */
@@ -189,7 +192,20 @@ export class FakeJool {
           this.#joolBody(
             j.cmd,
             0,
-            concat(u8Attribute(1, 1), u8Attribute(27, this.state.ssEnabled ? 1 : 0)),
+            concat(
+              u8Attribute(1, 1),
+              // JNLAG_POOL6, as jnla_put_prefix6 writes it: address and length, or length 0.
+              encodeAttribute(
+                2 | NLA_F_NESTED,
+                this.state.pool6
+                  ? concat(
+                    encodeAttribute(1, this.state.pool6.address),
+                    u8Attribute(2, this.state.pool6.length),
+                  )
+                  : u8Attribute(2, 0),
+              ),
+              u8Attribute(27, this.state.ssEnabled ? 1 : 0),
+            ),
           ),
         );
       case C.GLOBAL_UPDATE:

@@ -205,6 +205,21 @@ export const KEYS: readonly KeySpec[] = [
     help: "SO_REUSEADDR on the group's socket",
   },
   {
+    name: "net.translate",
+    section: "net",
+    field: "translateSessions",
+    fileKey: "translate sessions",
+    flag: true,
+    aliases: [],
+    type: "switch",
+    default: false,
+    arg: "BOOL",
+    example: "true",
+    help: "re-encode the sessions of peers whose Jool speaks another session format (a rolling " +
+      "upgrade, e.g. 4.1.9 <-> 4.1.13) in the local kernel's format, refusing what it cannot " +
+      "carry; off: such datagrams are dropped with a warning",
+  },
+  {
     name: "net.key",
     section: "net",
     field: "keyFile",

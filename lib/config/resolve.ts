@@ -56,7 +56,15 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   interface: check.interfaceFor,
   // The C daemon's files hold the ttl as a JSON number; a flag is text.
   ttl: (origin, value) => check.integerIn(origin, value, 0, 255, origin.source === COMMAND_LINE),
-  switch: check.flag,
+  // A file holds true/false or 1/0; a flag is text.
+  switch: (origin, value) =>
+    check.flag(
+      origin,
+      origin.source === COMMAND_LINE && typeof value === "string"
+        ? ({ true: true, false: false, "1": true, "0": false } as Record<string, unknown>)[value] ??
+          value
+        : value,
+    ),
   address: check.bindAddress,
   port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
   "log-level": check.logLevel,

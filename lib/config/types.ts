@@ -32,6 +32,11 @@ export interface NetConfig {
   /** Whether SO_REUSEADDR is set on the socket (the C daemon's `"reuseaddr"`; default on). */
   readonly reuseAddress: boolean;
   /**
+   * Whether datagrams of another Jool session format are translated into the local kernel's
+   * (`"translate sessions"`, lib/jool/translate.ts) rather than dropped; default off.
+   */
+  readonly translateSessions?: boolean;
+  /**
    * The secure-sync key file (lib/secure/keyfile.ts); undefined: plain datagrams, exactly the C
    * daemon's bytes.
    */

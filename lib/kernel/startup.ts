@@ -23,6 +23,7 @@ import {
   ssEnabledAttribute,
 } from "../jool/message.ts";
 import { commandsFor, type JoolVersion, packVersion, parseVersion } from "../jool/version.ts";
+import { type Pool6, pool6FromGlobals } from "../jool/translate.ts";
 import { JoolNotLoadedError, KernelError } from "./error.ts";
 
 /** Where the module reports its version. */
@@ -46,6 +47,8 @@ export interface KernelStartup {
   readonly instanceAlive: boolean;
   /** Its ss-enabled global, when the instance exists and the kernel said. */
   readonly syncEnabled: boolean | undefined;
+  /** The instance's pool6, when it exists, has one and the kernel said (`"translate sessions"`). */
+  readonly pool6?: Pool6;
   /** Jool's family id. */
   readonly familyId: number;
   /** The "joold" multicast group's id. */
@@ -144,12 +147,12 @@ export async function resolveStartup(
       throw error;
     }
   };
+  let pool6: Pool6 | undefined;
   const readSyncEnabled = () =>
     unlessMissing(async () => {
-      const value = globalU8(
-        await jool(commands.GLOBAL_FOREACH, "GLOBAL_FOREACH"),
-        JNLAG_JOOLD_ENABLED,
-      );
+      const globals = await jool(commands.GLOBAL_FOREACH, "GLOBAL_FOREACH");
+      pool6 = pool6FromGlobals(globals.attributes);
+      const value = globalU8(globals, JNLAG_JOOLD_ENABLED);
       return value === undefined ? undefined : value !== 0;
     }, undefined);
 
@@ -166,5 +169,6 @@ export async function resolveStartup(
       syncEnabled = await readSyncEnabled();
     }
   }
-  return { version, versionSource, instanceAlive, syncEnabled, familyId, groupId };
+  const known = pool6 === undefined ? {} : { pool6 };
+  return { version, versionSource, instanceAlive, syncEnabled, ...known, familyId, groupId };
 }

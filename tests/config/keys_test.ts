@@ -51,5 +51,6 @@ Deno.test("each file key of a section is read from its file", () => {
     outInterface: "eth0",
     ttl: 3,
     reuseAddress: false,
+    translateSessions: false,
   });
 });

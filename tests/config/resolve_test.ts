@@ -37,6 +37,7 @@ Deno.test("the legacy syntax reads NETSOCKET, MODSOCKET and enables stats on :: 
     outInterface: "eth1",
     ttl: 3,
     reuseAddress: true,
+    translateSessions: false,
   });
   assert.deepEqual(config.stats, { address: "::", port: 7000 });
 });
