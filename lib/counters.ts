@@ -36,6 +36,18 @@ export interface Counters {
   netMalformedDatagrams: number;
   /** Datagrams whose session format differs from the local kernel's, dropped. */
   netForeignFormatDatagrams: number;
+  /**
+   * Datagrams to the sync group whose send failed for want of buffer space (EAGAIN, ENOBUFS) and
+   * that were queued to be sent again once the socket is writable.
+   */
+  netSendRetries: number;
+  /**
+   * Datagrams to the sync group given up: a send failed for good (not EAGAIN/ENOBUFS), the retry
+   * queue was full, or they were still queued at stop. Their sessions reached no peer.
+   */
+  netSendLostDatagrams: number;
+  /** The sessions in those datagrams. */
+  netSendLostSessions: number;
 
   // Owner: the network channel (lib/net/multicast.ts).
   /** Sends to the sync group that failed. */
@@ -81,6 +93,9 @@ export function createCounters(): Counters {
     kernelAddFailures: 0,
     netMalformedDatagrams: 0,
     netForeignFormatDatagrams: 0,
+    netSendRetries: 0,
+    netSendLostDatagrams: 0,
+    netSendLostSessions: 0,
     netSendErrors: 0,
     netTruncatedDatagrams: 0,
     netDatagramsReceived: 0,
