@@ -29,6 +29,7 @@ import {
   POLLHUP,
   POLLIN,
   POLLNVAL,
+  POLLOUT,
 } from "../ffi/libc.ts";
 import { ERRNO, SystemError } from "../ffi/errno.ts";
 
@@ -55,6 +56,8 @@ export type ReadableHandler = () => void;
  */
 export class Reactor {
   readonly #handlers = new Map<number, ReadableHandler>();
+  /** One-shot handlers of watched fds waiting to be writable (POLLOUT). */
+  readonly #writers = new Map<number, () => void>();
   readonly #wakeFd: number;
   #running = false;
   #stopping = false;
@@ -110,6 +113,21 @@ export class Reactor {
    */
   remove(fd: number): void {
     this.#handlers.delete(fd);
+    this.#writers.delete(fd);
+    this.#fds = null;
+    if (this.#running) this.#wake();
+  }
+
+  /**
+   * Calls `handler` once, the next time `fd` (watched with {@linkcode Reactor.add}) is writable or
+   * in error; `null` cancels. For a send that failed with EAGAIN: poll says when to retry.
+   *
+   * @param fd a watched fd
+   * @param handler called once, on the main thread; null to cancel
+   */
+  whenWritable(fd: number, handler: (() => void) | null): void {
+    if (handler === null) this.#writers.delete(fd);
+    else this.#writers.set(fd, handler);
     this.#fds = null;
     if (this.#running) this.#wake();
   }
@@ -156,7 +174,7 @@ export class Reactor {
           view = new DataView(pollfds.buffer);
           fds.forEach((fd, i) => {
             view.setInt32(8 * i, fd, true);
-            view.setInt16(8 * i + 4, POLLIN, true);
+            view.setInt16(8 * i + 4, POLLIN | (this.#writers.has(fd) ? POLLOUT : 0), true);
           });
         }
         const left = lingerUntil - performance.now();
@@ -197,6 +215,16 @@ export class Reactor {
           if (revents & (POLLIN | POLLERR | POLLHUP)) {
             try {
               handler();
+            } catch (error) {
+              this.#onError(error);
+            }
+          }
+          const writer = this.#writers.get(fd);
+          if (writer !== undefined && revents & (POLLOUT | POLLERR | POLLHUP)) {
+            this.#writers.delete(fd);
+            this.#fds = null;
+            try {
+              writer();
             } catch (error) {
               this.#onError(error);
             }

@@ -133,7 +133,7 @@ function errorLine(error: unknown): string {
  */
 export function stopSummary(c: Counters): string {
   return `counters: ${c.kernelBatchesReceived} batches from the kernel (${c.kernelOtherInstanceBatches} of other instances ignored, ${c.kernelAcksSent} ACKs), ` +
-    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed), ` +
+    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed sends, ${c.netSendRetries} datagrams retried, ${c.netSendLostDatagrams} lost with ${c.netSendLostSessions} sessions), ` +
     `${c.netDatagramsReceived} received (${c.netMalformedDatagrams} malformed, ` +
     `${c.netForeignFormatDatagrams} of another format, ${c.netTruncatedDatagrams} too large), ` +
     `${c.kernelAddsSent} JOOLD_ADD (${c.kernelAddFailures} failed), ${c.kernelAdvertisesSent} JOOLD_ADVERTISE, ` +
@@ -487,6 +487,7 @@ class RunningDaemon implements DaemonHandle {
       clearTimeout(this.#heldTimer);
       const { log, counters, kernel, shutDown } = this.#parts;
       log.info("stopping", { event: "stopping" });
+      this.#parts.daemon.stop();
       log.info(stopSummary(counters), { event: "counters", ...counters });
       const latency = kernel.ackLatency.summary();
       if (latency.count > 0) {
