@@ -133,7 +133,8 @@ function errorLine(error: unknown): string {
  */
 export function stopSummary(c: Counters): string {
   return `counters: ${c.kernelBatchesReceived} batches from the kernel (${c.kernelOtherInstanceBatches} of other instances ignored, ${c.kernelAcksSent} ACKs), ` +
-    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed sends, ${c.netSendRetries} datagrams retried, ${c.netSendLostDatagrams} lost with ${c.netSendLostSessions} sessions), ` +
+    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed, ${c.netSendRetries} retried, ` +
+    `${c.netSendLostDatagrams} lost with ${c.netSendLostSessions} sessions), ` +
     `${c.netDatagramsReceived} received (${c.netMalformedDatagrams} malformed, ` +
     `${c.netForeignFormatDatagrams} of another format, ${c.netTruncatedDatagrams} too large), ` +
     `${c.kernelAddsSent} JOOLD_ADD (${c.kernelAddFailures} failed), ${c.kernelAdvertisesSent} JOOLD_ADVERTISE, ` +

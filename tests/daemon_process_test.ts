@@ -78,7 +78,7 @@ Deno.test({
       // The stop report: the counters, then the kernel->ACK latency of the one batch.
       assert.match(
         out.stderr,
-        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
+        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed, 0 retried, 0 lost with 0 sessions\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
       );
     } finally {
       try {

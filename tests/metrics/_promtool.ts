@@ -1,5 +1,6 @@
 /**
- * Test helper: `promtool check metrics` (Debian's prometheus package) over an exposition.
+ * Test helper: `promtool check metrics` (Debian's prometheus package) over an exposition, the
+ * exposition's samples, and a free TCP port for the endpoint.
  *
  * @module
  */
@@ -40,4 +41,12 @@ export function samples(text: string): Map<string, number> {
     out.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return out;
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }

@@ -14,19 +14,11 @@ import { node } from "../_daemon_node.ts";
 import { fixture } from "../_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "../_netns.ts";
 import { waitFor } from "../_udp.ts";
-import { promtoolCheck, promtoolUnavailable, samples } from "./_promtool.ts";
+import { freePort, promtoolCheck, promtoolUnavailable, samples } from "./_promtool.ts";
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? ` (skipped: ${unavailable})` : "";
 const noPromtool = promtoolUnavailable();
-
-/** A TCP port on 127.0.0.1 that nothing listens on now. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 /** The stats reply of the server on [::1]:port in `ns`, as NAME -> value. */
 async function statsReply(ns: Netns, port: number): Promise<Map<string, number>> {
