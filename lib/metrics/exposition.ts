@@ -35,6 +35,15 @@ export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
   netSendLostDatagrams:
     "Datagrams to the sync group given up (a failed send, a full retry queue, or queued at stop).",
   netSendLostSessions: "Sessions in the datagrams given up.",
+  netSessionsBadProtocol: "Sessions from the sync group of an unknown protocol, dropped.",
+  netSessionsBadState: "Sessions from the sync group in a state their protocol lacks, dropped.",
+  netSessionsBadTimer: "Sessions from the sync group on a timer their protocol lacks, dropped.",
+  netSessionsWrongTimer:
+    "TCP sessions from the sync group on a timer that never holds their state, dropped.",
+  netSessionsClamped:
+    "Sessions from the sync group whose expiration was cut to the local lifetime of their timer.",
+  netDatagramsAllDropped:
+    "Datagrams from the sync group left with no session by the meaning checks, not handed on.",
   netSendErrors: "Sends to the sync group that failed (each attempt, retried or not).",
   netTruncatedDatagrams: "Datagrams longer than the receive buffer, dropped.",
   netDatagramsReceived: "Datagrams received from the sync group (stats reply: NET_RCVD_PKTS).",
@@ -42,6 +51,12 @@ export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
     "Bytes of datagrams received from the sync group (stats reply: NET_RCVD_BYTES).",
   netDatagramsSent: "Datagrams sent to the sync group (stats reply: NET_SENT_PKTS).",
   netBytesSent: "Bytes of datagrams sent to the sync group (stats reply: NET_SENT_BYTES).",
+  netLocalSourceDrops:
+    "Datagrams from one of this host's own addresses (multicast loop, a local user), dropped.",
+  netWrongInterfaceDrops:
+    "Datagrams that arrived on another interface than the in interface, dropped.",
+  netUnknownPeerDrops: "Datagrams from a sender outside the peers allowed, dropped.",
+  netRateLimitedDrops: "Datagrams of a sender over its rate, dropped.",
 };
 
 /**
