@@ -241,20 +241,27 @@ Deno.test({
   async fn() {
     const run = await printDaemon();
     try {
+      const t0 = performance.now();
       for (let i = 0; i < 10; i++) {
         run.child.kill("SIGUSR1");
         // Apart, so that most are delivered on their own (the daemon's linger after the kernel's
         // reply to an advertise delays its event loop: signals within 250 ms become one).
         await new Promise((r) => setTimeout(r, 100));
       }
+      // On a loaded host the 100 ms sleeps stretch: at most one request per interval begun.
+      const spread = performance.now() - t0;
       await new Promise((r) => setTimeout(r, 1200)); // past the interval: the held request is out
       const advertises = run.kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
-      assert.ok(advertises >= 1 && advertises <= 2, `${advertises} JOOLD_ADVERTISE requests`);
+      const most = 1 + Math.max(1, Math.ceil(spread / 1000));
+      assert.ok(
+        advertises >= 1 && advertises <= most,
+        `${advertises} JOOLD_ADVERTISE requests for signals over ${spread.toFixed(0)} ms`,
+      );
       assert.match(
         run.out.stderr,
         /joold: info: SIGUSR1: asked the kernel to advertise its session table\n/,
       );
-      if (advertises === 2) {
+      if (advertises >= 2) {
         assert.match(
           run.out.stderr,
           /SIGUSR1: asked the kernel to advertise its session table \(\d+ requests within 1000 ms of the previous one, coalesced into this one\)\n/,
