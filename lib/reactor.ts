@@ -78,14 +78,17 @@ export interface WatchOptions {
 /**
  * Waits on many fds at once and dispatches readiness to handlers.
  *
- * @example
+ * Sockets are added with `add(fd, handler, { priority })`: the handler reads at most `budget`
+ * datagrams and returns whether it left some (the kernel socket is added with `priority: true`).
+ *
+ * @example Run and stop
  * ```ts
+ * import { Reactor } from "./reactor.ts";
+ *
  * const reactor = new Reactor();
- * reactor.add(kernelFd, () => drainAll(kernelFd), { priority: true });
- * reactor.add(fd, (budget) => readAtMost(fd, budget));
  * const done = reactor.run();
- * reactor.stop();
- * await done;
+ * setTimeout(() => reactor.stop(), 10);
+ * await done; // resolves once stopped
  * ```
  */
 export class Reactor {

@@ -29,6 +29,7 @@
  * @module
  */
 
+import type { Counters } from "../counters.ts";
 import { align4, type Attribute, NLA_HDRLEN, parseAttributes } from "../netlink/attribute.ts";
 import { JNLAL_ENTRY, JNLASE_EXPIRATION, type PayloadSummary, type Session } from "./session.ts";
 import { type SessionTimeouts, TCP_INCOMING_SYN_MS } from "./timeouts.ts";
@@ -135,20 +136,15 @@ export function judgeSession(
 }
 
 /** What the meaning checks count: these fields of lib/counters.ts (owner: the daemon core). */
-export interface MeaningCounters {
-  /** Sessions of an unknown protocol, dropped. */
-  netSessionsBadProtocol: number;
-  /** Sessions in a state their protocol lacks, dropped. */
-  netSessionsBadState: number;
-  /** Sessions on a timer their protocol lacks, dropped. */
-  netSessionsBadTimer: number;
-  /** TCP sessions on a timer that never holds their state, dropped. */
-  netSessionsWrongTimer: number;
-  /** Sessions whose expiration was cut to the local lifetime of their timer. */
-  netSessionsClamped: number;
-  /** Datagrams left with no session, not handed to the kernel. */
-  netDatagramsAllDropped: number;
-}
+export type MeaningCounters = Pick<
+  Counters,
+  | "netSessionsBadProtocol"
+  | "netSessionsBadState"
+  | "netSessionsBadTimer"
+  | "netSessionsWrongTimer"
+  | "netSessionsClamped"
+  | "netDatagramsAllDropped"
+>;
 
 const COUNTER_OF: Record<SessionProblem, keyof MeaningCounters> = {
   protocol: "netSessionsBadProtocol",

@@ -57,6 +57,19 @@ export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
     "Datagrams that arrived on another interface than the in interface, dropped.",
   netUnknownPeerDrops: "Datagrams from a sender outside the peers allowed, dropped.",
   netRateLimitedDrops: "Datagrams of a sender over its rate, dropped.",
+  netSecurePlainDatagrams:
+    "Datagrams received without the secure envelope (a peer without the key file), dropped.",
+  netSecureMalformed: "Envelopes of another version, or too short for a header and a tag.",
+  netSecureUnknownKey: "Envelopes sealed under a key id that is not in the key file.",
+  netSecureStale: "Envelopes whose time is more than the allowed clock skew from ours.",
+  netSecureReplays:
+    "Envelopes whose sequence number was already accepted or is older than the replay window.",
+  netSecureAuthFailures:
+    "Envelopes whose tag did not verify: forged, corrupted, truncated or under another key.",
+  netSecureAccepted: "Envelopes that verified and were handed to the daemon core.",
+  netSecureGaps: "Sequence numbers skipped over by an accepted envelope: lost, or late.",
+  netSecureLate: "Accepted envelopes that filled a gap (reordering, not loss).",
+  netEnvelopesWithoutKey: "Secure-sync envelopes received by a daemon without a key file, dropped.",
 };
 
 /**

@@ -171,6 +171,8 @@ export class MulticastChannel implements NetworkChannel {
   readonly #buckets: KeyedTokenBuckets;
   readonly #now: () => number;
   #onDatagram: PayloadHandler = () => {};
+  /** The sender's address of the datagram just received (the secure channel names it). */
+  #source = "";
   #onError: ErrorHandler = () => {};
   #closed = false;
 
@@ -207,9 +209,23 @@ export class MulticastChannel implements NetworkChannel {
    * @returns the channel (its `warnings` are for the log)
    * @throws {NetworkConfigError} naming the option at fault
    * @throws {SystemError} when a socket call fails otherwise
-   * @example
+   * @example An interface that does not exist is an error naming the option
    * ```ts
-   * const net = MulticastChannel.open(reactor, config.net!);
+   * import assert from "node:assert/strict";
+   * import { Reactor } from "../reactor.ts";
+   * import { MulticastChannel, NetworkConfigError } from "./multicast.ts";
+   *
+   * const reactor = new Reactor();
+   * const config = {
+   *   multicastAddress: "ff08::db8:64:64",
+   *   multicastPort: "6464",
+   *   inInterface: "eth9-missing",
+   *   outInterface: "eth9-missing",
+   *   ttl: 1,
+   *   reuseAddress: true,
+   * };
+   * assert.throws(() => MulticastChannel.open(reactor, config), NetworkConfigError);
+   * reactor.stop();
    * ```
    */
   static open(
@@ -487,7 +503,7 @@ export class MulticastChannel implements NetworkChannel {
       this.counters.netDatagramsReceived++;
       this.counters.netBytesReceived += n;
       if (!this.#accepts(n)) continue;
-      this.#onDatagram(receiver.data.subarray(0, n));
+      this.#onDatagram(receiver.data.subarray(0, n), this.#source);
     }
     return true;
   }
@@ -496,6 +512,7 @@ export class MulticastChannel implements NetworkChannel {
   #accepts(length: number): boolean {
     const source = decodeSockaddr(this.#receiver.from);
     const key = source === null ? "" : formatAddress(source.address);
+    this.#source = key;
     if (this.#local.has(key)) {
       this.drops.netLocalSourceDrops++;
       return false;
