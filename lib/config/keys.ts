@@ -396,7 +396,7 @@ export function key(name: string): KeySpec {
  * ```ts
  * import assert from "node:assert/strict";
  * import { sectionKeys } from "./keys.ts";
- * assert.deepEqual(sectionKeys("stats").map((k) => k.fileKey), ["address", "port"]);
+ * assert.deepEqual(sectionKeys("stats").map((k) => k.fileKey), ["address", "port", "metrics"]);
  * ```
  */
 export function sectionKeys(section: Section): readonly KeySpec[] {
