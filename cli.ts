@@ -105,7 +105,7 @@ async function serve(parsed: ParsedArgs, config: Config, log: Logger): Promise<n
     await daemon.done;
     return EXIT.ok;
   } catch (error) {
-    log.error(errorLine(error));
+    log.error(errorLine(error), { event: "failed" });
     return EXIT.failure;
   } finally {
     for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
@@ -145,9 +145,9 @@ export async function main(args: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     const { config, warnings, notes, origins } = resolveConfig(parsed);
-    const log = createLogger(config.logLevel, stderr);
-    for (const note of notes) log.info(note);
-    for (const warning of warnings) log.warn(warning);
+    const log = createLogger(config.logLevel, stderr, config.logFormat);
+    for (const note of notes) log.info(note, { event: "config.note" });
+    for (const warning of warnings) log.warn(warning, { event: "config.warning" });
     if (parsed.check) {
       const report = checkHost(config, origins);
       writeAll(Deno.stdout, formatConfig(config) + formatHostReport(report));
@@ -156,7 +156,7 @@ export async function main(args: readonly string[]): Promise<number> {
     try {
       checkHost(config, origins);
     } catch (error) {
-      log.error(errorLine(error));
+      log.error(errorLine(error), { event: "host.check" });
       return EXIT.failure;
     }
     return await serve(parsed, config, log);

@@ -30,20 +30,51 @@ export { COMMAND_LINE, ConfigError } from "./lib/config/error.ts";
 export { readJsonObject, type ReadTextFile } from "./lib/config/file.ts";
 export { formatConfig } from "./lib/config/print.ts";
 export { resolveConfig, type Resolved } from "./lib/config/resolve.ts";
-export type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./lib/config/types.ts";
+export type {
+  Config,
+  LogFormat,
+  LogLevel,
+  MetricsConfig,
+  ModConfig,
+  NetConfig,
+  StatsConfig,
+} from "./lib/config/types.ts";
 export type { ErrorHandler, KernelChannel, NetworkChannel, PayloadHandler } from "./lib/channel.ts";
-export { createLogger, type Logger, silentLogger } from "./lib/log.ts";
+export { createLogger, formatLine, type LogFields, type Logger, silentLogger } from "./lib/log.ts";
 export { helpText } from "./lib/help.ts";
-export { Daemon, type DaemonParts, kernelErrorKind } from "./lib/daemon.ts";
+export {
+  Daemon,
+  type DaemonParts,
+  kernelErrorKind,
+  RETRY_DELAY_MS,
+  RETRY_QUEUE_LIMITS,
+} from "./lib/daemon.ts";
 export {
   ADVERTISE_INTERVAL_MS,
   type DaemonHandle,
+  KERNEL_STATS_TIMEOUT_MS,
   type KernelPeer,
   startDaemon,
   type StartParts,
   stopSummary,
 } from "./lib/start.ts";
 export { type Counters, createCounters } from "./lib/counters.ts";
+export {
+  type BuildInfo,
+  CONTENT_TYPE,
+  COUNTER_HELP,
+  counterName,
+  formatMetrics,
+  type HistogramSnapshot,
+  kernelStatName,
+  type MetricsSnapshot,
+} from "./lib/metrics/exposition.ts";
+export {
+  type Collector,
+  type KernelStatsSource,
+  MetricsPermissionError,
+  MetricsServer,
+} from "./lib/metrics/server.ts";
 export {
   FLOOD_LINGER_MS,
   Reactor,

@@ -323,6 +323,8 @@ const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 /** poll: readable. */
 export const POLLIN = 0x1;
+/** poll(2): writable (sys/poll.h). */
+export const POLLOUT = 0x4;
 /** poll: error. */
 export const POLLERR = 0x8;
 /** poll: hang-up. */

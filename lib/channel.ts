@@ -42,6 +42,13 @@ export interface NetworkChannel {
   onDatagram(handler: PayloadHandler): void;
   /** Sends `payload` as one datagram to the group. Throws on a failed send. */
   send(payload: Uint8Array): void;
+  /** Sets the handler for receive errors and dropped datagrams (too large), when it reports them. */
+  onError?(handler: ErrorHandler): void;
+  /**
+   * Calls `handler` once when a send may succeed again after EAGAIN/ENOBUFS, when the channel can
+   * tell (a socket: poll's POLLOUT); without it the daemon retries on a timer.
+   */
+  whenWritable?(handler: () => void): void;
   /** Stops receiving and closes the socket. Idempotent. */
   close(): void;
 }

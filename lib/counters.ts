@@ -49,6 +49,18 @@ export interface Counters {
   netUntranslatableUnderivable: number;
   /** Sessions refused: a nested TCP state or timer too large for a compact record's bits. */
   netUntranslatableRange: number;
+  /**
+   * Datagrams to the sync group whose send failed for want of buffer space (EAGAIN, ENOBUFS) and
+   * that were queued to be sent again once the socket is writable.
+   */
+  netSendRetries: number;
+  /**
+   * Datagrams to the sync group given up: a send failed for good (not EAGAIN/ENOBUFS), the retry
+   * queue was full, or they were still queued at stop. Their sessions reached no peer.
+   */
+  netSendLostDatagrams: number;
+  /** The sessions in those datagrams. */
+  netSendLostSessions: number;
   /** Sessions from the sync group of an unknown protocol, dropped (lib/jool/meaning.ts). */
   netSessionsBadProtocol: number;
   /** Sessions from the sync group in a state their protocol lacks (TCP 7, UDP/ICMP not 0), dropped. */
@@ -150,6 +162,9 @@ export function createCounters(): Counters {
     netUntranslatableNoPool6: 0,
     netUntranslatableUnderivable: 0,
     netUntranslatableRange: 0,
+    netSendRetries: 0,
+    netSendLostDatagrams: 0,
+    netSendLostSessions: 0,
     netSessionsBadProtocol: 0,
     netSessionsBadState: 0,
     netSessionsBadTimer: 0,

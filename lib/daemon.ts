@@ -8,13 +8,14 @@
  */
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
-import type { Logger } from "./log.ts";
+import type { LogFields, Logger } from "./log.ts";
 import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
 import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
 import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
 import { type Pool6, type RefusalReason, translatePayload } from "./jool/translate.ts";
+import { ERRNO } from "../ffi/errno.ts";
 import { isEnvelope } from "./secure/envelope.ts";
 import { keyIdHex } from "./secure/keyfile.ts";
 
@@ -61,6 +62,16 @@ const REFUSAL_COUNTERS: Record<RefusalReason, keyof Counters> = {
   range: "netUntranslatableRange",
 };
 
+/**
+ * Bounds of the retry queue of datagrams whose send failed for want of buffer space (EAGAIN,
+ * ENOBUFS): at most this many datagrams and bytes wait; beyond, datagrams are counted lost. 1024
+ * kernel batches of at most ~1.4 KB each is about one second of a busy translator's sessions.
+ */
+export const RETRY_QUEUE_LIMITS = { datagrams: 1024, bytes: 2 << 20 } as const;
+
+/** How long to wait before retrying when poll cannot tell (no whenWritable, or ENOBUFS), ms. */
+export const RETRY_DELAY_MS = 5;
+
 /** Most kinds of events the rate limiter remembers. */
 const MAX_KINDS = 64;
 
@@ -96,18 +107,20 @@ export function kernelErrorKind(error: Error): string {
 export class RateLimitedLog {
   #last = new Map<string, { at: number; suppressed: number }>();
   constructor(
-    private readonly emit: (message: string) => void,
+    private readonly emit: (message: string, fields: LogFields) => void,
     private readonly now: () => number,
     private readonly intervalMs = 10_000,
   ) {}
 
   /**
-   * Emits `message` unless a message of `kind` went out less than the interval ago.
+   * Emits `message` unless a message of `kind` went out less than the interval ago; the event id
+   * is the kind.
    *
    * @param kind what is rate limited together
    * @param message the line
+   * @param fields the event's fields (JSON logs)
    */
-  log(kind: string, message: string): void {
+  log(kind: string, message: string, fields?: LogFields): void {
     const t = this.now();
     const entry = this.#last.get(kind);
     if (entry !== undefined && t - entry.at < this.intervalMs) {
@@ -121,7 +134,10 @@ export class RateLimitedLog {
     }
     this.#last.delete(kind); // re-insert: the Map's order is the last report's order
     this.#last.set(kind, { at: t, suppressed: 0 });
-    this.emit(held > 0 ? `${message} (and ${held} more like it since the last report)` : message);
+    this.emit(
+      held > 0 ? `${message} (and ${held} more like it since the last report)` : message,
+      { event: kind, ...fields, suppressed: held },
+    );
   }
 }
 
@@ -131,6 +147,13 @@ export class Daemon {
   debug: boolean;
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
+  /** Datagrams waiting to be sent again (copies), oldest first, and their bytes. */
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  /** Whether a retry is scheduled (a POLLOUT wait or a timer). */
+  #armed = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
   readonly #meaning: MeaningCounters;
 
   /**
@@ -168,7 +191,7 @@ export class Daemon {
     this.#parts = parts;
     this.debug = parts.debug ?? false;
     this.#meaning = parts.meaningCounters ?? parts.counters;
-    this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
+    this.#warn = new RateLimitedLog((m, f) => parts.log.warn(m, f), parts.now ?? Date.now);
   }
 
   /** Starts moving sessions: installs the channel handlers. */
@@ -178,7 +201,39 @@ export class Daemon {
     // The kernel channel counts its refusals, overruns and malformed messages itself.
     kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
     network?.onDatagram((payload, from) => this.#fromNetwork(payload, from));
+    // The network channel counts its truncated datagrams; receive errors are only reported.
+    network?.onError?.((error) =>
+      this.#warn.log(
+        `net:${error.name}:${(error as { errno?: number }).errno ?? ""}`,
+        `sync group: ${error.message}`,
+      )
+    );
     log.debug("daemon started");
+  }
+
+  /** Datagrams waiting in the retry queue. */
+  get queuedDatagrams(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Stops retrying: tries the queued datagrams once more, then counts what is left as lost (with
+   * a warning). Call before the channels close.
+   */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#flush();
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    const left = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    if (left.length === 0) return;
+    const sessions = left.reduce((n, p) => n + this.#lose(p), 0);
+    this.#parts.log.warn(
+      `stopping with ${left.length} datagrams (${sessions} sessions) not yet sent to the sync group: they are lost`,
+      { event: "send.lost", datagrams: left.length, sessions },
+    );
   }
 
   /** Asks the kernel to advertise its whole session table. */
@@ -199,12 +254,100 @@ export class Daemon {
       }
       return;
     }
-    // The network channel counts what it sends and what fails.
+    // Behind datagrams waiting for a retry: sessions go out in the order the kernel gave them.
+    if (this.#queue.length > 0) return this.#enqueue(payload);
+    if (this.#send(payload) === "retry") this.#enqueue(payload);
+    else if (this.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
+  }
+
+  /**
+   * One send; the network channel counts what it sends and each failed attempt.
+   *
+   * @returns "sent"; "retry" for EAGAIN/ENOBUFS (no buffer space: try again later); "lost" when
+   *   it failed otherwise (counted lost, warned)
+   */
+  #send(payload: Uint8Array): "sent" | "retry" | "lost" {
     try {
-      network.send(payload as Uint8Array<ArrayBuffer>);
-      if (this.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
+      this.#parts.network!.send(payload as Uint8Array<ArrayBuffer>);
+      return "sent";
     } catch (error) {
-      this.#warn.log("send", `cannot send sessions to the sync group: ${(error as Error).message}`);
+      const errno = (error as { errno?: unknown }).errno;
+      if (!this.#stopped && (errno === ERRNO.EAGAIN || errno === ERRNO.ENOBUFS)) return "retry";
+      this.#lose(payload);
+      this.#warn.log(
+        "send",
+        `cannot send sessions to the sync group: ${(error as Error).message}`,
+        {
+          event: "send.lost",
+        },
+      );
+      return "lost";
+    }
+  }
+
+  /** Counts a datagram lost, and its sessions; returns how many sessions. */
+  #lose(payload: Uint8Array): number {
+    const { counters } = this.#parts;
+    let sessions = 0;
+    try {
+      sessions = decodePayload(payload).sessions.length;
+    } catch {
+      // Not decodable: its sessions cannot be counted (the kernel's batches always are).
+    }
+    counters.netSendLostDatagrams++;
+    counters.netSendLostSessions += sessions;
+    return sessions;
+  }
+
+  #enqueue(payload: Uint8Array): void {
+    const limits = RETRY_QUEUE_LIMITS;
+    if (
+      this.#queue.length >= limits.datagrams ||
+      this.#queuedBytes + payload.length > limits.bytes
+    ) {
+      const sessions = this.#lose(payload);
+      this.#warn.log(
+        "send.queue-full",
+        `the sync group's socket has had no buffer space for a while and ${this.#queue.length} datagrams (${this.#queuedBytes} bytes) wait to be sent again: dropped one more (${sessions} sessions lost; see netSendLostDatagrams)`,
+        { event: "send.queue-full" },
+      );
+      return;
+    }
+    this.#queue.push(payload.slice());
+    this.#queuedBytes += payload.length;
+    this.#parts.counters.netSendRetries++;
+    this.#arm(false);
+  }
+
+  /** Schedules a retry: when the socket is writable, or after a delay (`later`, or no poll). */
+  #arm(later: boolean): void {
+    if (this.#armed || this.#stopped) return;
+    this.#armed = true;
+    const { network } = this.#parts;
+    const retry = () => {
+      this.#armed = false;
+      this.#retryTimer = undefined;
+      this.#flush();
+    };
+    if (!later && network?.whenWritable) network.whenWritable(retry);
+    else this.#retryTimer = setTimeout(retry, RETRY_DELAY_MS);
+  }
+
+  /** Sends the queued datagrams, oldest first, until one needs a retry again. */
+  #flush(): void {
+    let sent = 0;
+    while (this.#queue.length > 0) {
+      const payload = this.#queue[0];
+      const result = this.#send(payload);
+      if (result === "retry") {
+        // Writable but still failing (ENOBUFS: the device queue, not our buffer): wait a little
+        // rather than spin on POLLOUT.
+        this.#arm(sent === 0);
+        return;
+      }
+      this.#queue.shift();
+      this.#queuedBytes -= payload.length;
+      if (result === "sent") sent++;
     }
   }
 

@@ -39,6 +39,7 @@ import {
   POLLHUP,
   POLLIN,
   POLLNVAL,
+  POLLOUT,
 } from "../ffi/libc.ts";
 import { ERRNO, SystemError } from "../ffi/errno.ts";
 
@@ -92,6 +93,8 @@ export interface WatchOptions {
  */
 export class Reactor {
   readonly #handlers = new Map<number, ReadableHandler>();
+  /** One-shot handlers of watched fds waiting to be writable (POLLOUT). */
+  readonly #writers = new Map<number, () => void>();
   readonly #priority = new Set<number>();
   readonly #wakeFd: number;
   #running = false;
@@ -153,7 +156,22 @@ export class Reactor {
    */
   remove(fd: number): void {
     this.#handlers.delete(fd);
+    this.#writers.delete(fd);
     this.#priority.delete(fd);
+    this.#fds = null;
+    if (this.#running) this.#wake();
+  }
+
+  /**
+   * Calls `handler` once, the next time `fd` (watched with {@linkcode Reactor.add}) is writable or
+   * in error; `null` cancels. For a send that failed with EAGAIN: poll says when to retry.
+   *
+   * @param fd a watched fd
+   * @param handler called once, on the main thread; null to cancel
+   */
+  whenWritable(fd: number, handler: (() => void) | null): void {
+    if (handler === null) this.#writers.delete(fd);
+    else this.#writers.set(fd, handler);
     this.#fds = null;
     if (this.#running) this.#wake();
   }
@@ -210,7 +228,7 @@ export class Reactor {
           view = new DataView(pollfds.buffer);
           fds.forEach((fd, i) => {
             view.setInt32(8 * i, fd, true);
-            view.setInt16(8 * i + 4, POLLIN, true);
+            view.setInt16(8 * i + 4, POLLIN | (this.#writers.has(fd) ? POLLOUT : 0), true);
           });
         }
         const left = lingerUntil - performance.now();
@@ -267,6 +285,16 @@ export class Reactor {
                 // it, while signals and timers would wait the whole window.
                 lingerUntil = Math.min(lingerUntil, windowStart + FLOOD_LINGER_MS);
               }
+            } catch (error) {
+              this.#onError(error);
+            }
+          }
+          const writer = this.#writers.get(fd);
+          if (writer !== undefined && revents & (POLLOUT | POLLERR | POLLHUP)) {
+            this.#writers.delete(fd);
+            this.#fds = null;
+            try {
+              writer();
             } catch (error) {
               this.#onError(error);
             }

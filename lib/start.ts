@@ -21,12 +21,14 @@ import {
 import type { NetlinkKernelChannel } from "./kernel/channel.ts";
 import { openKernel } from "./kernel/open.ts";
 import { type KernelStartup, MODULE_VERSION_FILE } from "./kernel/startup.ts";
-import { formatLatency, type LatencyHistogram } from "./kernel/latency.ts";
+import { formatLatency, LATENCY_BOUNDS_US, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
+import { formatMetrics } from "./metrics/exposition.ts";
+import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { SecureChannel } from "./secure/channel.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { VERSION } from "./version.ts";
@@ -70,7 +72,15 @@ export interface StartParts {
   readonly inNamespace?: <T>(open: () => T) => T;
   /** Clock, ms (advertise coalescing, rate limits). */
   readonly now?: () => number;
+  /**
+   * The kernel's own JSTAT_JOOLD_* counters for the metrics endpoint (absent from the scrape when
+   * omitted or when it gives undefined).
+   */
+  readonly kernelStats?: KernelStatsSource;
 }
+
+/** How long a scrape waits for the kernel's counters before it goes without them, ms. */
+export const KERNEL_STATS_TIMEOUT_MS = 1000;
 
 /** A running daemon. */
 export interface DaemonHandle {
@@ -82,6 +92,8 @@ export interface DaemonHandle {
   readonly ackLatency: LatencyHistogram;
   /** The kernel channel's netlink port id (where a fake kernel sends batches). */
   readonly portId: number;
+  /** Where the metrics endpoint listens (`http://ADDR:PORT/metrics`); null when off. */
+  readonly metricsAddress: Deno.NetAddr | null;
   /**
    * Resolves once the daemon stopped after {@linkcode DaemonHandle.stop}; rejects with the error
    * that stopped its reactor (everything is closed by then, no stop summary is logged).
@@ -124,7 +136,8 @@ function errorLine(error: unknown): string {
  */
 export function stopSummary(c: Counters): string {
   return `counters: ${c.kernelBatchesReceived} batches from the kernel (${c.kernelOtherInstanceBatches} of other instances ignored, ${c.kernelAcksSent} ACKs), ` +
-    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed), ` +
+    `${c.netDatagramsSent} datagrams sent (${c.netSendErrors} failed, ${c.netSendRetries} retried, ` +
+    `${c.netSendLostDatagrams} lost with ${c.netSendLostSessions} sessions), ` +
     `${c.netDatagramsReceived} received (${c.netMalformedDatagrams} malformed, ` +
     `${c.netForeignFormatDatagrams} of another format, ${c.netTruncatedDatagrams} too large), ` +
     `${c.kernelAddsSent} JOOLD_ADD (${c.kernelAddFailures} failed), ${c.kernelAdvertisesSent} JOOLD_ADVERTISE, ` +
@@ -172,6 +185,8 @@ function restartNeeded(running: Config, next: Config): string[] {
   if (!same(running.mod, next.mod)) changed.push("the instance");
   if (!same(running.net, next.net)) changed.push("the sync network");
   if (!same(running.stats, next.stats)) changed.push("the stats server");
+  if (!same(running.metrics ?? null, next.metrics ?? null)) changed.push("the metrics endpoint");
+  if ((running.logFormat ?? "text") !== (next.logFormat ?? "text")) changed.push("the log format");
   return changed;
 }
 
@@ -183,17 +198,20 @@ function logStartup(log: Logger, config: Config, startup: KernelStartup): void {
         ? MODULE_VERSION_FILE
         : `assumed: ${MODULE_VERSION_FILE} unreadable`
     }), family id ${startup.familyId}`,
+    { event: "kernel", jool: formatVersion(startup.version), familyId: startup.familyId },
   );
   if (!startup.instanceAlive) {
     log.warn(
       `no Jool instance named "${config.mod.instance}" in this network namespace yet: waiting for it (jool instance add)`,
+      { event: "instance.missing", instance: config.mod.instance },
     );
   } else if (startup.syncEnabled === false) {
     log.warn(
       `session synchronization is disabled on instance "${config.mod.instance}": run jool global update ss-enabled true, or start joold with --enable-sync`,
+      { event: "sync.disabled", instance: config.mod.instance },
     );
   } else if (config.enableSync && startup.syncEnabled === true) {
-    log.info(`ss-enabled is on for instance "${config.mod.instance}"`);
+    log.info(`ss-enabled is on for instance "${config.mod.instance}"`, { event: "sync.enabled" });
   }
 }
 
@@ -222,18 +240,18 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
   const owned = parts.reactor === undefined;
   const reactor = parts.reactor ?? new Reactor({ lingerMs: parts.lingerMs ?? LINGER_MS });
   const counters = createCounters();
-  const closers: (() => void)[] = [];
+  const closers: (() => void | Promise<void>)[] = [];
   // Settles only when the own reactor's loop fails (poll itself failed).
   let running: Promise<void> = Promise.resolve();
   let reactorFailed: Promise<unknown> = new Promise(() => {});
   if (owned) {
-    reactor.onError((error) => log.error(errorLine(error)));
+    reactor.onError((error) => log.error(errorLine(error), { event: "reactor" }));
     const loop = reactor.run();
     running = loop.catch(() => {});
     reactorFailed = loop.then(() => new Promise(() => {}), (error) => error);
   }
   const shutDown = async () => {
-    for (const close of closers.reverse()) close();
+    for (const close of closers.reverse()) await close();
     closers.length = 0;
     if (owned) {
       reactor.stop();
@@ -246,8 +264,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
         config.net
           ? `sync group ${config.net.multicastAddress} port ${config.net.multicastPort}`
           : "sync network disabled (printing the kernel's sessions)"
-      }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}`,
+      }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}${
+        config.metrics ? `, metrics on http://${config.metrics.permission}/metrics` : ""
+      }`,
+      { event: "starting", version: VERSION, instance: config.mod.instance },
     );
+    // Before anything opens: a missing --allow-net is a one-line error, not a half-started daemon.
+    if (config.metrics) MetricsServer.checkPermission(config.metrics);
     const { channel: kernel, startup } = await inNamespace(() =>
       openKernel(reactor, {
         instance: config.mod.instance,
@@ -295,7 +318,18 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       pool6: startup.pool6,
     });
     daemon.start();
-    kernel.onAdvertiseDone(() => log.debug("the kernel accepted JOOLD_ADVERTISE"));
+    kernel.onAdvertiseDone(() =>
+      log.debug("the kernel accepted JOOLD_ADVERTISE", { event: "advertise.done" })
+    );
+    const metricsConfig = config.metrics;
+    const metrics = metricsConfig
+      ? MetricsServer.open(
+        metricsConfig,
+        scraper(config, counters, kernel.ackLatency, startup, parts.kernelStats),
+        (error) => log.warn(`metrics: a scrape failed: ${errorLine(error)}`, { event: "metrics" }),
+      )
+      : null;
+    if (metrics) closers.push(() => metrics.close());
     const handle = new RunningDaemon({
       config,
       log,
@@ -307,9 +341,10 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       shutDown,
       reactorFailed,
       now: parts.now ?? Date.now,
+      metricsAddress: metrics?.address ?? null,
     });
     if (config.advertiseOnStart) handle.advertise("--advertise");
-    log.info("ready");
+    log.info("ready", { event: "ready" });
     return handle;
   } catch (error) {
     await shutDown();
@@ -332,6 +367,52 @@ interface Running {
   /** Resolves with the error that stopped the own reactor, if it ever fails. */
   readonly reactorFailed: Promise<unknown>;
   readonly now: () => number;
+  readonly metricsAddress: Deno.NetAddr | null;
+}
+
+/**
+ * The metrics endpoint's collector: a snapshot of the live counters, the ACK latency, the build
+ * facts and, when a source is given, the kernel's counters (absent when it fails, gives nothing
+ * or takes longer than {@linkcode KERNEL_STATS_TIMEOUT_MS}).
+ */
+function scraper(
+  config: Config,
+  counters: Counters,
+  ackLatency: LatencyHistogram,
+  startup: KernelStartup,
+  kernelStats: StartParts["kernelStats"],
+): () => Promise<string> {
+  const info = {
+    version: VERSION,
+    joolVersion: formatVersion(startup.version),
+    sessionFormat: sessionFormatFor(startup.version),
+    instance: config.mod.instance,
+    mode: config.net ? "plain" as const : "print" as const,
+  };
+  return async () => {
+    let stats: ReadonlyMap<string, bigint | number> | undefined;
+    if (kernelStats) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        stats = await Promise.race([
+          kernelStats(),
+          new Promise<undefined>((resolve) => {
+            timer = setTimeout(() => resolve(undefined), KERNEL_STATS_TIMEOUT_MS);
+          }),
+        ]);
+      } catch {
+        stats = undefined;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return formatMetrics({
+      counters,
+      ackLatencyUs: { bounds: LATENCY_BOUNDS_US, counts: ackLatency.counts(), sum: ackLatency.sum },
+      info,
+      kernelStats: stats,
+    });
+  };
 }
 
 /** The handle of a started daemon: stop, advertise (coalesced), reload. */
@@ -340,6 +421,7 @@ class RunningDaemon implements DaemonHandle {
   readonly startup: KernelStartup;
   readonly ackLatency: LatencyHistogram;
   readonly portId: number;
+  readonly metricsAddress: Deno.NetAddr | null;
   readonly done: Promise<void>;
   readonly #parts: Running;
   #config: Config;
@@ -357,6 +439,7 @@ class RunningDaemon implements DaemonHandle {
     this.startup = parts.startup;
     this.ackLatency = parts.kernel.ackLatency;
     this.portId = parts.kernel.portId;
+    this.metricsAddress = parts.metricsAddress;
     let rejectDone: (error: unknown) => void = () => {};
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolveDone = resolve;
@@ -412,9 +495,10 @@ class RunningDaemon implements DaemonHandle {
             ? ` (${coalesced} requests within ${ADVERTISE_INTERVAL_MS} ms of the previous one, coalesced into this one)`
             : ""
         }`,
+        { event: "advertise", why, coalesced },
       );
     } catch (error) {
-      log.error(`${why}: ${errorLine(error)}`);
+      log.error(`${why}: ${errorLine(error)}`, { event: "advertise.failed" });
     }
   }
 
@@ -424,10 +508,14 @@ class RunningDaemon implements DaemonHandle {
     let next: Config;
     try {
       const resolved = load();
-      for (const warning of resolved.warnings) log.warn(`${why}: ${warning}`);
+      for (const warning of resolved.warnings) {
+        log.warn(`${why}: ${warning}`, { event: "config.warning" });
+      }
       next = resolved.config;
     } catch (error) {
-      log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`);
+      log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`, {
+        event: "reload.failed",
+      });
       return;
     }
     this.#reloadKeys(why);
@@ -467,11 +555,17 @@ class RunningDaemon implements DaemonHandle {
     this.#stopping ??= (async () => {
       clearTimeout(this.#heldTimer);
       const { log, counters, kernel, shutDown } = this.#parts;
-      log.info("stopping");
-      log.info(stopSummary(counters));
-      if (this.#parts.secure !== null) log.info(secureSummary(counters));
+      log.info("stopping", { event: "stopping" });
+      this.#parts.daemon.stop();
+      log.info(stopSummary(counters), { event: "counters", ...counters });
+      if (this.#parts.secure !== null) log.info(secureSummary(counters), { event: "secure" });
       const latency = kernel.ackLatency.summary();
-      if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
+      if (latency.count > 0) {
+        log.info(`kernel->ACK latency: ${formatLatency(latency)}`, {
+          event: "latency",
+          ...latency,
+        });
+      }
       await shutDown();
       this.#resolveDone();
     })();

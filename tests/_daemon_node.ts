@@ -11,7 +11,7 @@ import { parseVersion } from "../lib/jool/version.ts";
 import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Reactor } from "../lib/reactor.ts";
-import { startDaemon } from "../lib/start.ts";
+import { startDaemon, type StartParts } from "../lib/start.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import type { Netns } from "./_netns.ts";
 
@@ -23,6 +23,7 @@ import type { Netns } from "./_netns.ts";
  * @param net the sync group
  * @param recording the Jool version the fake kernel speaks
  * @param log where the daemon's events go (default: nowhere)
+ * @param extra configuration and start parts beyond those (metrics, stats, a kernel stats source)
  * @returns the daemon's handle, its fake kernel, and `close()`
  */
 export async function node(
@@ -31,6 +32,7 @@ export async function node(
   net: NetConfig,
   recording: "4.1.9" | "4.1.13",
   log?: Logger,
+  extra: { config?: Partial<Config>; parts?: Partial<StartParts> } = {},
 ) {
   // Sockets belong to the namespace they are created in.
   const kernel = ns.enter(() => new FakeKernel(recording));
@@ -42,6 +44,7 @@ export async function node(
     logLevel: "info",
     enableSync: false,
     advertiseOnStart: false,
+    ...extra.config,
   };
   const daemon = await startDaemon(config, {
     reactor,
@@ -52,6 +55,7 @@ export async function node(
       moduleVersion: parseVersion(recording),
     },
     inNamespace: (open) => ns.enter(open),
+    ...extra.parts,
   });
   return {
     kernel,

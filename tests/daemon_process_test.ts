@@ -79,7 +79,7 @@ Deno.test({
       // The stop report: the counters, then the kernel->ACK latency of the one batch.
       assert.match(
         out.stderr,
-        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
+        /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed, 0 retried, 0 lost with 0 sessions\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
       );
     } finally {
       try {
@@ -262,7 +262,7 @@ Deno.test({
         run.out.stderr,
         /joold: info: SIGUSR1: asked the kernel to advertise its session table\n/,
       );
-      if (advertises === 2) {
+      if (advertises >= 2) {
         assert.match(
           run.out.stderr,
           /SIGUSR1: asked the kernel to advertise its session table \(\d+ requests within 1000 ms of the previous one, coalesced into this one\)\n/,

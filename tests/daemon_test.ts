@@ -16,6 +16,8 @@ import { createLogger, type Logger } from "../lib/log.ts";
 import { ADVERTISE_INTERVAL_MS, startDaemon, stopSummary } from "../lib/start.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import { fixture } from "./_fixtures.ts";
+import { ERRNO, SystemError } from "../ffi/errno.ts";
+import { RETRY_QUEUE_LIMITS } from "../lib/daemon.ts";
 import { waitFor } from "./_udp.ts";
 
 /** Records what the daemon asks of the kernel; `batch()` plays a kernel batch. */
@@ -52,14 +54,25 @@ class RecordingKernel implements KernelChannel {
 
 class RecordingNetwork implements NetworkChannel {
   handler: PayloadHandler = () => {};
+  errorHandler: ErrorHandler = () => {};
   sent: Uint8Array[] = [];
   failing = false;
+  /** While set, every send fails with this errno, as the socket does (a SystemError). */
+  full: number | null = null;
+  writable: (() => void) | null = null;
   onDatagram(h: PayloadHandler) {
     this.handler = h;
   }
+  onError(h: ErrorHandler) {
+    this.errorHandler = h;
+  }
   send(p: Uint8Array) {
     if (this.failing) throw new Error("sendto(sync group) failed: ENETUNREACH");
+    if (this.full !== null) throw new SystemError("sendto(sync group)", this.full);
     this.sent.push(p.slice());
+  }
+  whenWritable(h: () => void) {
+    this.writable = h;
   }
   close() {}
 }
@@ -104,6 +117,90 @@ Deno.test("a failed send is warned, and the batch was ACKed before it", () => {
   assert.deepEqual(t.lines, [
     "warn: cannot send sessions to the sync group: sendto(sync group) failed: ENETUNREACH",
   ]);
+});
+
+Deno.test("a send that finds no buffer space (EAGAIN) is retried in order once writable", () => {
+  const t = setup();
+  const one = fixture("4.1.13", "d-udp-payload-1session");
+  const four = fixture("4.1.13", "d-udp-payload-4sessions");
+  t.network.full = ERRNO.EAGAIN;
+  t.kernel.batch(one);
+  t.kernel.batch(four);
+  assert.equal(t.kernel.acks, 2);
+  assert.deepEqual(t.network.sent, []);
+  assert.equal(t.counters.netSendRetries, 2);
+  assert.equal(t.daemon.queuedDatagrams, 2);
+  assert.ok(t.network.writable, "the daemon waits for the socket to be writable");
+  t.network.full = null;
+  const writable = t.network.writable!;
+  t.network.writable = null;
+  writable();
+  t.kernel.batch(one); // after the queue: order kept
+  assert.deepEqual(t.network.sent, [one, four, one]);
+  assert.equal(t.daemon.queuedDatagrams, 0);
+  assert.equal(t.counters.netSendLostDatagrams, 0);
+  assert.deepEqual(t.lines, [], "a retry that succeeds is not worth a warning");
+});
+
+Deno.test("a full retry queue counts datagrams and sessions lost, warned once per interval", () => {
+  const t = setup();
+  const four = fixture("4.1.13", "d-udp-payload-4sessions");
+  t.network.full = ERRNO.ENOBUFS;
+  for (let i = 0; i < RETRY_QUEUE_LIMITS.datagrams + 3; i++) t.kernel.batch(four);
+  assert.equal(t.counters.netSendRetries, RETRY_QUEUE_LIMITS.datagrams);
+  assert.equal(t.counters.netSendLostDatagrams, 3);
+  assert.equal(t.counters.netSendLostSessions, 12);
+  assert.equal(t.lines.length, 1);
+  assert.match(
+    t.lines[0],
+    /^warn: the sync group's socket has had no buffer space .* \(4 sessions lost;/,
+  );
+  // Stop: the queue gets one last try, what still fails is lost, and said so.
+  t.network.full = null;
+  t.network.sent.length = 0;
+  t.daemon.stop();
+  assert.equal(t.network.sent.length, RETRY_QUEUE_LIMITS.datagrams);
+  assert.equal(t.counters.netSendLostDatagrams, 3);
+});
+
+Deno.test("datagrams still queued at stop are counted lost", () => {
+  const t = setup();
+  t.network.full = ERRNO.EAGAIN;
+  t.kernel.batch(fixture("4.1.13", "d-udp-payload-4sessions"));
+  t.daemon.stop();
+  assert.equal(t.counters.netSendLostDatagrams, 1);
+  assert.equal(t.counters.netSendLostSessions, 4);
+  assert.deepEqual(t.lines, [
+    "warn: stopping with 1 datagrams (4 sessions) not yet sent to the sync group: they are lost",
+  ]);
+});
+
+Deno.test("a send that fails otherwise is lost at once, with its sessions", () => {
+  const t = setup();
+  t.network.failing = true;
+  t.kernel.batch(fixture("4.1.13", "d-udp-payload-4sessions"));
+  assert.equal(t.counters.netSendRetries, 0);
+  assert.equal(t.counters.netSendLostDatagrams, 1);
+  assert.equal(t.counters.netSendLostSessions, 4);
+});
+
+Deno.test("the network channel's errors reach the rate-limited warnings", () => {
+  const t = setup();
+  for (let i = 0; i < 3; i++) {
+    t.network.errorHandler(
+      new Error("dropped a 70000-byte datagram from the sync group: too large"),
+    );
+  }
+  t.network.errorHandler(new SystemError("recv(sync group)", ERRNO.ENOBUFS));
+  assert.equal(t.lines.length, 2);
+  assert.equal(
+    t.lines[0],
+    "warn: sync group: dropped a 70000-byte datagram from the sync group: too large",
+  );
+  assert.match(t.lines[1], /^warn: sync group: recv\(sync group\)/);
+  t.tick(10_001);
+  t.network.errorHandler(new Error("dropped a 70000-byte datagram from the sync group: too large"));
+  assert.match(t.lines[2], /\(and 2 more like it since the last report\)$/);
 });
 
 Deno.test("a datagram from the group becomes JOOLD_ADD with the same bytes", () => {

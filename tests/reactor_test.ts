@@ -534,3 +534,33 @@ Deno.test("Reactor gives a socket at most ROUND_BUDGET datagrams a round and ser
     for (const s of [kernel, ...busy, sender]) close(s.fd);
   }
 });
+
+Deno.test("Reactor.whenWritable calls its handler once when the fd is writable; null cancels", async () => {
+  const a = loopbackSocket();
+  const b = loopbackSocket();
+  const reactor = new Reactor();
+  let reads = 0;
+  reactor.add(a.fd, () => {
+    while (recv(a.fd, new Uint8Array(64)) >= 0) reads++;
+  });
+  reactor.add(b.fd, () => {});
+  const calls: string[] = [];
+  reactor.whenWritable(b.fd, () => calls.push("cancelled"));
+  reactor.whenWritable(b.fd, null);
+  const done = reactor.run();
+  reactor.whenWritable(a.fd, () => calls.push("a")); // while running: the pending poll is woken
+  await waitFor(() => calls.length === 1, "the writable handler");
+  // One-shot: an always-writable socket does not call it again, and reads still dispatch.
+  sendto(b.fd, new TextEncoder().encode("x"), a.address);
+  await waitFor(() => reads === 1, "a datagram read after the write wait");
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(calls, ["a"]);
+  // remove() forgets a pending write wait with the fd.
+  reactor.whenWritable(b.fd, () => calls.push("removed"));
+  reactor.remove(b.fd);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(calls, ["a"]);
+  reactor.stop();
+  await done;
+  for (const s of [a, b]) close(s.fd);
+});

@@ -91,7 +91,8 @@ const AFTER_PROXY = descriptor(
 
 /** Flags that configure the daemon (as opposed to --help, --check, --log-level...). */
 const CONFIG_FLAGS = FLAGS.filter((k) =>
-  k.section === "mod" || k.section === "net" || k.section === "stats"
+  (k.section === "mod" || k.section === "net" || k.section === "stats") &&
+  k.selectsSyntax !== false
 );
 
 /** Flags whose value overrides a key (every valued flag but the files). */

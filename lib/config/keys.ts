@@ -26,6 +26,8 @@ export type Section = "mod" | "net" | "stats" | "top" | "command";
  * - `port`: an integer 1-65535
  * - `key-file`: the secure-sync key file (exists, mode 600, one key or more: lib/secure/keyfile.ts)
  * - `log-level`: error, warn, info or debug
+ * - `host-port`: an IP address (IPv6 in brackets) or host name, a colon and a TCP port
+ * - `log-format`: text or json
  * - `boolean`: a flag without a value
  */
 export type ValueType =
@@ -40,6 +42,8 @@ export type ValueType =
   | "port"
   | "key-file"
   | "log-level"
+  | "host-port"
+  | "log-format"
   | "boolean";
 
 /** One configuration key or command-line option. */
@@ -76,6 +80,11 @@ export interface KeySpec {
   readonly defaultHelp?: string;
   /** Its label in the C daemon's `Config:` block (`--check`), when printed there. */
   readonly printed?: string;
+  /**
+   * False for a flag of a section that does not choose the syntax: it observes the daemon rather
+   * than configures it, so `joold --metrics=...` still reads the legacy default files.
+   */
+  readonly selectsSyntax?: false;
 }
 
 /** Every key and option, in the order `--help` lists them and `--check` prints them. */
@@ -276,6 +285,22 @@ export const KEYS: readonly KeySpec[] = [
     printed: "stats.port",
   },
   {
+    name: "metrics",
+    section: "stats",
+    field: "metrics",
+    fileKey: "metrics",
+    flag: true,
+    aliases: [],
+    proxy: true,
+    selectsSyntax: false,
+    type: "host-port",
+    arg: "HOST:PORT",
+    example: "[::1]:9477",
+    help: "serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (needs " +
+      "--allow-net=HOST:PORT); it does not start the UDP stats server",
+    defaultHelp: "(default: off)",
+  },
+  {
     name: "enable-sync",
     section: "command",
     field: "enableSync",
@@ -314,6 +339,18 @@ export const KEYS: readonly KeySpec[] = [
     arg: "LEVEL",
     example: "debug",
     help: "error, warn, info or debug; logs go to stderr",
+  },
+  {
+    name: "log-format",
+    section: "top",
+    field: "logFormat",
+    flag: true,
+    aliases: [],
+    type: "log-format",
+    default: "text",
+    arg: "FORMAT",
+    example: "json",
+    help: "text (joold: LEVEL: message) or json (one object per line, for journald or Loki)",
   },
   {
     name: "check",
@@ -374,7 +411,7 @@ export function key(name: string): KeySpec {
  * ```ts
  * import assert from "node:assert/strict";
  * import { sectionKeys } from "./keys.ts";
- * assert.deepEqual(sectionKeys("stats").map((k) => k.fileKey), ["address", "port"]);
+ * assert.deepEqual(sectionKeys("stats").map((k) => k.fileKey), ["address", "port", "metrics"]);
  * ```
  */
 export function sectionKeys(section: Section): readonly KeySpec[] {

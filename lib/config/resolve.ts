@@ -19,7 +19,15 @@ import {
   type ValueType,
 } from "./keys.ts";
 import { closest } from "./suggest.ts";
-import type { Config, LogLevel, ModConfig, NetConfig, StatsConfig } from "./types.ts";
+import type {
+  Config,
+  LogFormat,
+  LogLevel,
+  MetricsConfig,
+  ModConfig,
+  NetConfig,
+  StatsConfig,
+} from "./types.ts";
 import * as check from "./validate.ts";
 
 /** The effective configuration and the warnings met while building it. */
@@ -39,6 +47,9 @@ export interface Resolved {
 
 /** The key that enables the sync network. */
 const GROUP = "net.mcast.addr";
+
+/** The key of the Prometheus endpoint: in the stats section, but it never starts the UDP server. */
+const METRICS = "metrics";
 
 /** A raw value and where it came from. */
 interface Raw {
@@ -68,6 +79,8 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   address: check.bindAddress,
   port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
   "log-level": check.logLevel,
+  "host-port": check.hostPort,
+  "log-format": check.logFormat,
   "key-file": check.keyFile,
 };
 
@@ -228,12 +241,18 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
   }
 
   let stats: StatsConfig | null = null;
-  const statsKeys = sectionKeys("stats");
+  const statsKeys = sectionKeys("stats").filter((k) => k.name !== METRICS);
+  const { metrics = null, ...statsSection } = buildSection("stats", raws) as {
+    metrics?: MetricsConfig;
+  };
   if (statsKeys.some((k) => raws.has(k.name)) || args.statsFile !== undefined) {
-    stats = buildSection("stats", raws) as unknown as StatsConfig;
+    stats = statsSection as unknown as StatsConfig;
   }
 
-  const { logLevel } = buildSection("top", raws) as { logLevel: LogLevel };
+  const { logLevel, logFormat } = buildSection("top", raws) as {
+    logLevel: LogLevel;
+    logFormat: LogFormat;
+  };
 
   return {
     config: {
@@ -243,6 +262,8 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
       logLevel,
       enableSync: args.enableSync,
       advertiseOnStart: args.advertise,
+      metrics,
+      logFormat,
     },
     warnings,
     notes,

@@ -51,6 +51,19 @@ export interface StatsConfig {
   readonly port: number;
 }
 
+/** How log lines are written: `joold: LEVEL: message`, or one JSON object per line. */
+export type LogFormat = "text" | "json";
+
+/** The Prometheus endpoint (HTTP, `/metrics`). */
+export interface MetricsConfig {
+  /** Host to listen on: an IP literal (IPv6 without brackets) or a host name. */
+  readonly hostname: string;
+  /** TCP port, 1-65535. */
+  readonly port: number;
+  /** As Deno's `--allow-net` names it: `[::1]:9477`, `127.0.0.1:9477`. */
+  readonly permission: string;
+}
+
 /** Everything the daemon needs to start. */
 export interface Config {
   /** The kernel side. */
@@ -65,4 +78,8 @@ export interface Config {
   readonly enableSync: boolean;
   /** Ask the kernel to advertise its whole session table once the daemon is up. */
   readonly advertiseOnStart: boolean;
+  /** The Prometheus endpoint; absent or `null` when not configured. */
+  readonly metrics?: MetricsConfig | null;
+  /** How log lines are written (default "text"). */
+  readonly logFormat?: LogFormat;
 }

@@ -9,7 +9,7 @@
 import { addressFamily, type Family, isMulticast } from "./address.ts";
 import { INSTANCE_NAME_MAX_LENGTH } from "./defaults.ts";
 import { ConfigError } from "./error.ts";
-import type { LogLevel } from "./types.ts";
+import type { LogFormat, LogLevel, MetricsConfig } from "./types.ts";
 import { KeyFileError, loadKeyFile } from "../secure/keyfile.ts";
 
 /** Where a raw value came from: the file path (or "command line") and the key or flag. */
@@ -260,6 +260,65 @@ export function logLevel(origin: Origin, value: unknown): LogLevel {
     return value as LogLevel;
   }
   return fail(origin, `must be one of ${LEVELS.join(", ")}, got ${describe(value)}`);
+}
+
+/**
+ * Validates a listening address `HOST:PORT`: an IPv4 literal, an IPv6 literal in brackets
+ * (`[::1]:9477`) or a host name, then a TCP port 1-65535.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the host (IPv6 without brackets), the port, and the address as `--allow-net` names it
+ * @throws {ConfigError} when it is not of that form
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hostPort } from "./validate.ts";
+ * const metrics = hostPort({ source: "command line", key: "--metrics" }, "[::1]:9477");
+ * assert.deepEqual(metrics, { hostname: "::1", port: 9477, permission: "[::1]:9477" });
+ * ```
+ */
+export function hostPort(origin: Origin, value: unknown): MetricsConfig {
+  const text = nonEmptyString(origin, value);
+  const form = `HOST:PORT, e.g. "[::1]:9477" or "127.0.0.1:9477"`;
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):([0-9]{1,5})$/.exec(text);
+  if (match === null) {
+    return fail(origin, `must be ${form} (an IPv6 address in brackets), got ${describe(value)}`);
+  }
+  const [, v6, host, digits] = match;
+  if (v6 !== undefined && addressFamily(v6) !== 6) {
+    return fail(origin, `"${v6}" in brackets is not an IPv6 address (${form})`);
+  }
+  const hostname = v6 ?? host;
+  if (v6 === undefined && !/^[A-Za-z0-9.-]+$/.test(hostname)) {
+    return fail(origin, `"${hostname}" is not an IPv4 address or host name (${form})`);
+  }
+  const port = Number(digits);
+  if (port < 1 || port > 65535) return fail(origin, `the port must be 1-65535, got ${digits}`);
+  return { hostname, port, permission: v6 !== undefined ? `[${v6}]:${port}` : `${host}:${port}` };
+}
+
+const FORMATS: readonly LogFormat[] = ["text", "json"];
+
+/**
+ * Validates a log format.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the format
+ * @throws {ConfigError} when it is not text or json
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logFormat } from "./validate.ts";
+ * assert.equal(logFormat({ source: "command line", key: "--log-format" }, "json"), "json");
+ * ```
+ */
+export function logFormat(origin: Origin, value: unknown): LogFormat {
+  if (typeof value === "string" && (FORMATS as readonly string[]).includes(value)) {
+    return value as LogFormat;
+  }
+  return fail(origin, `must be ${FORMATS.join(" or ")}, got ${describe(value)}`);
 }
 
 /**

@@ -82,6 +82,11 @@ export class LatencyHistogram {
     return [...this.#counts];
   }
 
+  /** Sum of every sample, µs (a Prometheus histogram's `_sum`). */
+  get sum(): number {
+    return this.#sum;
+  }
+
   #quantile(q: number): number {
     const rank = Math.max(1, Math.ceil(q * this.#count));
     let seen = 0;

@@ -466,6 +466,16 @@ export class MulticastChannel implements NetworkChannel {
     }
   }
 
+  /**
+   * Calls `handler` once when the socket can take a datagram again (after a send failed with
+   * EAGAIN or ENOBUFS).
+   *
+   * @param handler called once, from the reactor
+   */
+  whenWritable(handler: () => void): void {
+    if (!this.#closed) this.#reactor.whenWritable(this.#fd, handler);
+  }
+
   /** Stops receiving and closes the socket. Idempotent. */
   close(): void {
     if (this.#closed) return;

@@ -1,0 +1,249 @@
+/**
+ * The Prometheus text exposition format (version 0.0.4) of a daemon's state, written by hand from
+ * a snapshot taken at scrape time: every counter of lib/counters.ts as `joold_*_total`, the
+ * kernel->ACK latency as a histogram, build and runtime info as an info gauge, and the kernel's
+ * own JSTAT_JOOLD_* counters when a source gives them. Pure: no sockets, no clock.
+ *
+ * Collect-on-scrape: the daemon's counters stay plain fields incremented in place; nothing on the
+ * hot path knows metrics exist (docs/DESIGN.md, "Metrics").
+ *
+ * @module
+ */
+
+import type { Counters } from "../counters.ts";
+
+/** The content type of the exposition (Prometheus text format 0.0.4). */
+export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** What each counter means, as the scrape's HELP lines say it (one entry per counter). */
+export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
+  kernelBatchesReceived: "Session batches of our instance received from the kernel.",
+  kernelOtherInstanceBatches: "Session batches of other Jool instances in the namespace, ignored.",
+  kernelAcksSent: "JOOLD_ACKs sent to the kernel.",
+  kernelAddsSent: "JOOLD_ADD requests sent to the kernel (stats reply: KERNEL_SENT_PKTS).",
+  kernelAddBytes: "Session bytes in JOOLD_ADD requests (stats reply: KERNEL_SENT_BYTES).",
+  kernelAdvertisesSent: "JOOLD_ADVERTISE requests sent to the kernel.",
+  kernelRefusals: "Requests the kernel answered with an error.",
+  kernelOverruns: "Netlink receive-buffer overruns (ENOBUFS): sessions from the kernel were lost.",
+  kernelMalformedMessages: "Netlink messages from the kernel side that could not be decoded.",
+  kernelAddFailures: "JOOLD_ADD requests that could not be sent (a local socket error).",
+  netMalformedDatagrams: "Datagrams from the sync group that were not a session list, dropped.",
+  netForeignFormatDatagrams:
+    "Datagrams whose session format differs from the local kernel's, dropped (not translated).",
+  netTranslatedDatagrams:
+    "Datagrams of another session format re-encoded for the local kernel (translate sessions).",
+  netTranslatedSessions: "Sessions in translated datagrams handed to the kernel in its own format.",
+  netUntranslatableNoPool6:
+    "Sessions refused by the translation: the local format needs dst6 and the local pool6 is unknown.",
+  netUntranslatableUnderivable:
+    "Sessions refused by the translation: the local kernel would derive an omitted field differently.",
+  netUntranslatableRange:
+    "Sessions refused by the translation: a TCP state or timer too large for a compact record.",
+  netSendRetries:
+    "Datagrams whose send failed for want of buffer space (EAGAIN, ENOBUFS), queued to be sent again.",
+  netSendLostDatagrams:
+    "Datagrams to the sync group given up (a failed send, a full retry queue, or queued at stop).",
+  netSendLostSessions: "Sessions in the datagrams given up.",
+  netSessionsBadProtocol: "Sessions from the sync group of an unknown protocol, dropped.",
+  netSessionsBadState: "Sessions from the sync group in a state their protocol lacks, dropped.",
+  netSessionsBadTimer: "Sessions from the sync group on a timer their protocol lacks, dropped.",
+  netSessionsWrongTimer:
+    "TCP sessions from the sync group on a timer that never holds their state, dropped.",
+  netSessionsClamped:
+    "Sessions from the sync group whose expiration was cut to the local lifetime of their timer.",
+  netDatagramsAllDropped:
+    "Datagrams from the sync group left with no session by the meaning checks, not handed on.",
+  netSendErrors: "Sends to the sync group that failed (each attempt, retried or not).",
+  netTruncatedDatagrams: "Datagrams longer than the receive buffer, dropped.",
+  netDatagramsReceived: "Datagrams received from the sync group (stats reply: NET_RCVD_PKTS).",
+  netBytesReceived:
+    "Bytes of datagrams received from the sync group (stats reply: NET_RCVD_BYTES).",
+  netDatagramsSent: "Datagrams sent to the sync group (stats reply: NET_SENT_PKTS).",
+  netBytesSent: "Bytes of datagrams sent to the sync group (stats reply: NET_SENT_BYTES).",
+  netLocalSourceDrops:
+    "Datagrams from one of this host's own addresses (multicast loop, a local user), dropped.",
+  netWrongInterfaceDrops:
+    "Datagrams that arrived on another interface than the in interface, dropped.",
+  netUnknownPeerDrops: "Datagrams from a sender outside the peers allowed, dropped.",
+  netRateLimitedDrops: "Datagrams of a sender over its rate, dropped.",
+  netSecurePlainDatagrams:
+    "Datagrams received without the secure envelope (a peer without the key file), dropped.",
+  netSecureMalformed: "Envelopes of another version, or too short for a header and a tag.",
+  netSecureUnknownKey: "Envelopes sealed under a key id that is not in the key file.",
+  netSecureStale: "Envelopes whose time is more than the allowed clock skew from ours.",
+  netSecureReplays:
+    "Envelopes whose sequence number was already accepted or is older than the replay window.",
+  netSecureAuthFailures:
+    "Envelopes whose tag did not verify: forged, corrupted, truncated or under another key.",
+  netSecureAccepted: "Envelopes that verified and were handed to the daemon core.",
+  netSecureGaps: "Sequence numbers skipped over by an accepted envelope: lost, or late.",
+  netSecureLate: "Accepted envelopes that filled a gap (reordering, not loss).",
+  netEnvelopesWithoutKey: "Secure-sync envelopes received by a daemon without a key file, dropped.",
+};
+
+/**
+ * The metric name of a counter: `joold_` and its name in snake case, then `_total`.
+ *
+ * @param field the counter (`kernelBatchesReceived`)
+ * @returns the name (`joold_kernel_batches_received_total`)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { counterName } from "./exposition.ts";
+ * assert.equal(counterName("netBytesSent"), "joold_net_bytes_sent_total");
+ * ```
+ */
+export function counterName(field: keyof Counters): string {
+  return `joold_${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`;
+}
+
+/**
+ * The metric name of one of the kernel's counters: `jool_joold_`, its name without the
+ * `JSTAT_JOOLD_` prefix, lower case, anything outside `[a-z0-9_]` as `_`, then `_total`.
+ *
+ * @param name the kernel's name (`JSTAT_JOOLD_SSS_QUEUED`)
+ * @returns the metric name (`jool_joold_sss_queued_total`)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kernelStatName } from "./exposition.ts";
+ * assert.equal(kernelStatName("JSTAT_JOOLD_ACKS"), "jool_joold_acks_total");
+ * ```
+ */
+export function kernelStatName(name: string): string {
+  const bare = name.replace(/^JSTAT_JOOLD_/i, "").toLowerCase().replace(/[^a-z0-9_]/g, "_");
+  return `jool_joold_${bare}_total`;
+}
+
+/** A histogram as the exposition needs it. */
+export interface HistogramSnapshot {
+  /** Inclusive upper bounds of the buckets, in the histogram's unit. */
+  readonly bounds: readonly number[];
+  /** Samples per bucket (not cumulative); one more than `bounds`: the open bucket last. */
+  readonly counts: readonly number[];
+  /** Sum of the samples, in the histogram's unit. */
+  readonly sum: number;
+}
+
+/** Build and runtime facts, the labels of `joold_build_info`. */
+export interface BuildInfo {
+  /** joold's version. */
+  readonly version: string;
+  /** The Jool module's version (`4.1.13`). */
+  readonly joolVersion: string;
+  /** The session format of that version (`compact36`, `nested`). */
+  readonly sessionFormat: string;
+  /** The Jool instance served. */
+  readonly instance: string;
+  /** `plain` (sessions go to the sync group) or `print` (they are printed). */
+  readonly mode: "plain" | "print";
+}
+
+/** Everything one scrape shows. */
+export interface MetricsSnapshot {
+  /** The daemon's counters (read once, as they are). */
+  readonly counters: Readonly<Counters>;
+  /** The kernel->ACK latency, in microseconds. */
+  readonly ackLatencyUs: HistogramSnapshot;
+  /** Build and runtime info. */
+  readonly info: BuildInfo;
+  /** The kernel's JSTAT_JOOLD_* counters, by name; absent when unknown (not zero). */
+  readonly kernelStats?: ReadonlyMap<string, bigint | number>;
+}
+
+/** A label value, escaped as the format says (backslash, double quote, newline). */
+function label(value: string): string {
+  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
+}
+
+/** A HELP text, escaped as the format says (backslash, newline). */
+function help(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+/** A sample value: integers exactly, others as Go's strconv would read them. */
+function value(v: number | bigint): string {
+  if (typeof v === "bigint") return v.toString();
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+/**
+ * Writes the exposition of a snapshot.
+ *
+ * @param s the snapshot
+ * @returns the text, every line newline-terminated
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createCounters } from "../counters.ts";
+ * import { formatMetrics } from "./exposition.ts";
+ *
+ * const counters = createCounters();
+ * counters.netDatagramsSent = 3;
+ * const text = formatMetrics({
+ *   counters,
+ *   ackLatencyUs: { bounds: [10, 100], counts: [1, 1, 0], sum: 60 },
+ *   info: {
+ *     version: "0.1.0",
+ *     joolVersion: "4.1.13",
+ *     sessionFormat: "compact36",
+ *     instance: "default",
+ *     mode: "plain",
+ *   },
+ * });
+ * assert.match(text, /^joold_net_datagrams_sent_total 3$/m);
+ * assert.match(text, /^joold_kernel_ack_latency_seconds_bucket\{le="0.0001"\} 2$/m);
+ * assert.match(text, /^joold_kernel_ack_latency_seconds_sum 0.00006$/m);
+ * ```
+ */
+export function formatMetrics(s: MetricsSnapshot): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, text: string) => {
+    out.push(`# HELP ${name} ${help(text)}`, `# TYPE ${name} ${type}`);
+  };
+  for (const field of Object.keys(COUNTER_HELP) as (keyof Counters)[]) {
+    const name = counterName(field);
+    family(name, "counter", COUNTER_HELP[field]);
+    out.push(`${name} ${value(s.counters[field])}`);
+  }
+
+  const h = s.ackLatencyUs;
+  const latency = "joold_kernel_ack_latency_seconds";
+  family(
+    latency,
+    "histogram",
+    "Time from reading a session batch off the kernel socket to sending its JOOLD_ACK.",
+  );
+  let cumulative = 0;
+  h.bounds.forEach((bound, i) => {
+    cumulative += h.counts[i] ?? 0;
+    out.push(`${latency}_bucket{le="${value(bound / 1e6)}"} ${cumulative}`);
+  });
+  const count = h.counts.reduce((a, b) => a + b, 0);
+  out.push(`${latency}_bucket{le="+Inf"} ${count}`);
+  out.push(`${latency}_sum ${value(h.sum / 1e6)}`);
+  out.push(`${latency}_count ${count}`);
+
+  const i = s.info;
+  family("joold_build_info", "gauge", "joold's build and runtime facts, as labels; always 1.");
+  out.push(
+    `joold_build_info{version=${label(i.version)},jool_version=${label(i.joolVersion)},` +
+      `session_format=${label(i.sessionFormat)},instance=${label(i.instance)},` +
+      `mode=${label(i.mode)}} 1`,
+  );
+
+  if (s.kernelStats !== undefined) {
+    const seen = new Set<string>();
+    for (const [stat, v] of [...s.kernelStats].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
+      const name = kernelStatName(stat);
+      if (seen.has(name)) continue; // two spellings of one counter: the first one
+      seen.add(name);
+      family(name, "counter", `The Jool kernel's ${stat} counter (jool stats display).`);
+      out.push(`${name} ${value(v)}`);
+    }
+  }
+  return out.join("\n") + "\n";
+}
