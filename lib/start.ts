@@ -26,6 +26,7 @@ import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { StatsServer } from "./stats/server.ts";
+import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
 
 /**
@@ -257,7 +258,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       now: parts.now ?? Date.now,
     });
     if (config.advertiseOnStart) handle.advertise("--advertise");
+    // Outside inNamespace: systemd's socket is the host's. Closed first: STOPPING=1 (closers.reverse).
+    const { instance } = config.mod;
+    const context = { instance, ...startup, network: network !== null };
+    const notifier = SystemdNotifier.open({ reactor, counters, context, log, now: parts.now });
+    closers.push(() => notifier.close());
     log.info("ready");
+    notifier.ready();
     return handle;
   } catch (error) {
     await shutDown();
