@@ -1,10 +1,10 @@
 /**
  * systemd notifications on real unix datagram sockets: the test binds the socket systemd would
- * (its address built here byte by byte, not with the code under test) and reads what joold sends,
- * in-process and from the real CLI against the fake kernel.
+ * (tests/systemd/_notify_socket.ts) and reads what joold sends, in-process and from the real CLI
+ * against the fake kernel.
  */
 import assert from "node:assert/strict";
-import { AF_UNIX, bind, close, libcPath, recv, SOCK_DGRAM, socket } from "../../ffi/libc.ts";
+import { libcPath } from "../../ffi/libc.ts";
 import { createCounters } from "../../lib/counters.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { Reactor } from "../../lib/reactor.ts";
@@ -19,29 +19,9 @@ import { FakeKernel } from "../_fake_kernel.ts";
 import { entry, tempFiles, V8_FLAGS } from "../_cli.ts";
 import { fixture } from "../_fixtures.ts";
 import { waitFor } from "../_udp.ts";
+import { notifySocket } from "./_notify_socket.ts";
 
 const isRoot = Deno.uid() === 0;
-
-/** A bound unix datagram socket standing in for systemd's; `messages` fills as it is drained. */
-function notifySocket(name: string) {
-  const text = new TextEncoder().encode(name.replace(/^@/, ""));
-  // struct sockaddr_un: sun_family = AF_UNIX (host order), then the path and a NUL, or for an
-  // abstract name a NUL and the name.
-  const address = new Uint8Array(3 + text.length);
-  address[0] = AF_UNIX;
-  address.set(text, name.startsWith("@") ? 3 : 2);
-  const fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-  bind(fd, address, name);
-  const messages: string[] = [];
-  const buffer = new Uint8Array(4096);
-  const drain = () => {
-    for (let n = recv(fd, buffer); n >= 0; n = recv(fd, buffer)) {
-      messages.push(new TextDecoder().decode(buffer.subarray(0, n)));
-    }
-    return messages;
-  };
-  return { messages, drain, close: () => close(fd) };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
