@@ -5,6 +5,7 @@
  * Needs root (the suite runs as root) and util-linux's unshare, setpriv and script.
  */
 import assert from "node:assert/strict";
+import { createCounters } from "../lib/counters.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import { Netns } from "./_netns.ts";
 import { notifySocket } from "./systemd/_notify_socket.ts";
@@ -614,3 +615,149 @@ async function notifyingUnderFilter(
     ns.dispose();
   }
 }
+
+// The monitoring files: packaging/prometheus/ (alerting rules and their promtool tests) and
+// packaging/grafana/ (the dashboard).
+const RULES = `${ROOT}packaging/prometheus/joold-alerts.yml`;
+const RULES_TEST = `${ROOT}packaging/prometheus/joold-alerts_test.yml`;
+const DASHBOARD = `${ROOT}packaging/grafana/joold-dashboard.json`;
+const hasPromtool = has("promtool");
+const noPromtool = hasPromtool
+  ? ""
+  : " (skipped: promtool is not installed; apt-get install prometheus)";
+
+/** Jool's JSTAT_JOOLD_* counters (the kernel's own), exported as jool_joold_<name lowercased>. */
+const JSTAT_JOOLD = [
+  "EMPTY",
+  "TIMEOUT",
+  "MISSING_ACK",
+  "AD_ONGOING",
+  "PKT_FULL",
+  "QUEUING",
+  "SSS_QUEUED",
+  "SSS_SENT",
+  "SSS_RCVD",
+  "SSS_ENOSPC",
+  "PKT_SENT",
+  "PKT_RCVD",
+  "ADS",
+  "ACKS",
+];
+
+/** The metric names of the exporter: lib/counters.ts's, the latency histogram's, the kernel's. */
+function exportedMetrics(): Set<string> {
+  const counters = Object.keys(createCounters()).map((name) =>
+    `joold_${name.replaceAll(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`
+  );
+  const histogram = ["bucket", "sum", "count"].map((s) => `joold_kernel_ack_latency_seconds_${s}`);
+  const kernel = JSTAT_JOOLD.map((name) => `jool_joold_${name.toLowerCase()}`);
+  return new Set([...counters, ...histogram, ...kernel, "up"]);
+}
+
+/** The metric names a PromQL expression reads: its identifiers, less functions, keywords, labels. */
+function metricsIn(expr: string): string[] {
+  const bare = expr.replaceAll(/\{[^}]*\}|\[[^\]]*\]|"[^"]*"/g, "")
+    .replaceAll(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "");
+  return [...bare.matchAll(/\b([a-z_][a-z0-9_:]*)\b(?!\s*\()/g)].map((m) => m[1])
+    .filter((name) => !["and", "or", "unless", "bool", "group_left", "group_right"].includes(name));
+}
+
+/** The dashboard's PromQL expressions, with Grafana's variables filled in as Grafana would. */
+function dashboardExpressions(): { title: string; expr: string }[] {
+  const dashboard = JSON.parse(Deno.readTextFileSync(DASHBOARD));
+  return dashboard.panels.flatMap((p: { title: string; targets?: { expr: string }[] }) =>
+    (p.targets ?? []).map((t) => ({
+      title: p.title,
+      expr: t.expr.replaceAll("$__rate_interval", "5m").replaceAll("$instance", ".*"),
+    }))
+  );
+}
+
+Deno.test({
+  name: `promtool: the alerting rules are valid and their unit tests pass${noPromtool}`,
+  ignore: !hasPromtool,
+  fn() {
+    const check = run("promtool", ["check", "rules", RULES]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    const rules = Deno.readTextFileSync(RULES);
+    const alerts = [...rules.matchAll(/^ {6}- alert: (\w+)$/mg)].map((m) => m[1]);
+    assert.match(check.stdout, new RegExp(`SUCCESS: ${alerts.length} rules found`));
+    const test = run("promtool", ["test", "rules", RULES_TEST]);
+    assert.equal(test.code, 0, test.stdout + test.stderr);
+    assert.match(test.stdout, /SUCCESS/);
+    // Every alert has a case where it fires and one where it must not.
+    const cases = Deno.readTextFileSync(RULES_TEST);
+    for (const alert of alerts) {
+      const seen = [...cases.matchAll(/alertname: (\w+)\n\s+exp_alerts:( \[\])?/g)]
+        .filter((m) => m[1] === alert).map((m) => m[2] ? "silent" : "fires");
+      assert.ok(seen.includes("fires") && seen.includes("silent"), `${alert}: ${seen}`);
+    }
+    // The placeholders say so, in a group of their own.
+    const placeholders = rules.slice(rules.indexOf("- name: joold-secure-sync-placeholders"));
+    for (const alert of ["JooldSecureSyncAuthFailures", "JooldSecureSyncReplays"]) {
+      assert.ok(placeholders.includes(`- alert: ${alert}`), alert);
+    }
+    assert.equal(
+      [...placeholders.matchAll(/- alert: /g)].length,
+      [...placeholders.matchAll(/needs: secure-sync/g)].length,
+    );
+  },
+});
+
+Deno.test("the alerting rules and the dashboard read only the exporter's metric names", () => {
+  const known = exportedMetrics();
+  const rules = Deno.readTextFileSync(RULES);
+  const live = rules.slice(0, rules.indexOf("- name: joold-secure-sync-placeholders"));
+  const exprs = [...live.matchAll(/expr: >-\n((?:\s{10}.*\n)+)|expr: (.*)\n/g)]
+    .map((m) => (m[1] ?? m[2]).trim());
+  assert.ok(exprs.length >= 9, `${exprs.length} expressions`);
+  for (const expr of exprs) {
+    for (const name of metricsIn(expr)) assert.ok(known.has(name), `rules: ${name} in ${expr}`);
+  }
+  const panels = dashboardExpressions();
+  for (const { title, expr } of panels) {
+    for (const name of metricsIn(expr)) assert.ok(known.has(name), `${title}: ${name} in ${expr}`);
+  }
+  // The panels issue 16 asks for.
+  const all = panels.map((p) => p.expr).join("\n");
+  for (
+    const name of [
+      "joold_net_datagrams_sent_total",
+      "joold_net_datagrams_received_total",
+      "joold_kernel_ack_latency_seconds_bucket",
+      "jool_joold_sss_enospc",
+      "joold_kernel_refusals_total",
+      "joold_net_malformed_datagrams_total",
+      "joold_net_foreign_format_datagrams_total",
+      "joold_net_send_errors_total",
+    ]
+  ) assert.ok(all.includes(name), `no panel reads ${name}`);
+  assert.match(all, /histogram_quantile\(0\.5, /);
+  assert.match(all, /histogram_quantile\(0\.99, /);
+  const dashboard = JSON.parse(Deno.readTextFileSync(DASHBOARD));
+  const heatmap = dashboard.panels.find((p: { type: string }) => p.type === "heatmap");
+  assert.equal(heatmap?.targets[0].format, "heatmap");
+});
+
+Deno.test({
+  name: `promtool parses every query of the dashboard${noPromtool}`,
+  ignore: !hasPromtool,
+  fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "joold-dashboard-" });
+    try {
+      // As recording rules: promtool parses each expression as Prometheus would.
+      const rules = dashboardExpressions().map(({ expr }, i) =>
+        `      - record: joold:dashboard_query_${i}\n        expr: ${JSON.stringify(expr)}\n`
+      );
+      Deno.writeTextFileSync(
+        `${dir}/dashboard.yml`,
+        `groups:\n  - name: dashboard\n    rules:\n${rules.join("")}`,
+      );
+      const check = run("promtool", ["check", "rules", `${dir}/dashboard.yml`]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, new RegExp(`SUCCESS: ${rules.length} rules found`));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
