@@ -174,23 +174,37 @@ export interface StatusContext {
  * ```
  */
 export function statusText(c: Counters, context: StatusContext): string {
-  const flowing = c.kernelBatchesReceived > 0;
-  if (!context.instanceAlive && !flowing) {
+  const { state, problems } = syncState(c, context);
+  if (state === "waiting") {
     return `waiting for Jool instance "${context.instance}" (jool instance add)`;
   }
-  if (context.syncEnabled === false && !flowing) {
+  if (state === "sync-off") {
     return `session synchronization is off on instance "${context.instance}" (jool global update ss-enabled true)`;
   }
-  const problems = [
+  const counts = state === "syncing"
+    ? `syncing: ${c.netDatagramsSent} datagrams sent, ${c.netDatagramsReceived} received`
+    : `printing: ${c.kernelBatchesReceived} batches from the kernel`;
+  const listed = problems.map(([n, what]) => `${n} ${what}`).join(", ");
+  return problems.length > 0 ? `${counts} (${listed})` : counts;
+}
+
+/** The state a status names, and the non-zero problem counters; a new one is a state change. */
+function syncState(c: Counters, context: StatusContext) {
+  const flowing = c.kernelBatchesReceived > 0;
+  const state = !context.instanceAlive && !flowing
+    ? "waiting"
+    : context.syncEnabled === false && !flowing
+    ? "sync-off"
+    : context.network
+    ? "syncing"
+    : "printing";
+  const problems = ([
     [c.kernelRefusals, "kernel refusals"],
     [c.kernelOverruns, "receive overruns"],
     [c.netSendErrors, "send errors"],
     [c.netMalformedDatagrams + c.netForeignFormatDatagrams, "datagrams dropped"],
-  ].filter(([n]) => (n as number) > 0).map(([n, what]) => `${n} ${what}`);
-  const counts = context.network
-    ? `syncing: ${c.netDatagramsSent} datagrams sent, ${c.netDatagramsReceived} received`
-    : `printing: ${c.kernelBatchesReceived} batches from the kernel`;
-  return problems.length > 0 ? `${counts} (${problems.join(", ")})` : counts;
+  ] as const).filter(([n]) => n > 0);
+  return { state, problems, key: [state, ...problems.map(([, what]) => what)].join(",") };
 }
 
 /** What a {@linkcode SystemdNotifier} reports on. */
@@ -302,11 +316,11 @@ export class SystemdNotifier {
 
   /** The current status, remembered as sent. */
   #status(): string {
-    const text = statusText(this.#parts.counters, this.#parts.context);
-    this.#lastStatus = text;
+    const { counters, context } = this.#parts;
+    this.#lastStatus = statusText(counters, context);
     this.#lastStatusAt = this.#now();
-    this.#lastState = text.split(":")[0];
-    return text;
+    this.#lastState = syncState(counters, context).key;
+    return this.#lastStatus;
   }
 
   /** The timer fired, on the reactor: the loop is alive. */
@@ -315,10 +329,11 @@ export class SystemdNotifier {
     while (Number(libc().read(this.#timerFd, sink, 8n)) > 0) { /* drain the expirations */ }
     const lines: string[] = [];
     if (this.#watchdog) lines.push("WATCHDOG=1");
-    const text = statusText(this.#parts.counters, this.#parts.context);
-    const changedState = text.split(":")[0] !== this.#lastState;
+    const { counters, context } = this.#parts;
+    // A new state (or a first problem) at once; new counts at most every STATUS_INTERVAL_MS.
+    const changedState = syncState(counters, context).key !== this.#lastState;
     if (
-      text !== this.#lastStatus &&
+      statusText(counters, context) !== this.#lastStatus &&
       (changedState || this.#now() - this.#lastStatusAt >= STATUS_INTERVAL_MS)
     ) {
       lines.push(`STATUS=${this.#status()}`);

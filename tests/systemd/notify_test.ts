@@ -11,6 +11,7 @@ import { Reactor } from "../../lib/reactor.ts";
 import {
   NOTIFY_VARIABLES,
   parseNotifyEnvironment,
+  STATUS_INTERVAL_MS,
   statusText,
   SystemdNotifier,
   unixAddress,
@@ -263,4 +264,49 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("SystemdNotifier: new counts at most every STATUS_INTERVAL_MS, a new problem at once", async () => {
+  const name = `@joold-test-${Deno.pid}-${crypto.randomUUID()}`;
+  const systemd = notifySocket(name);
+  const reactor = new Reactor();
+  const running = reactor.run();
+  const counters = createCounters();
+  const context = { instance: "default", instanceAlive: true, syncEnabled: true, network: true };
+  let now = 0;
+  const notifier = SystemdNotifier.open({
+    reactor,
+    counters,
+    context,
+    log: silentLogger,
+    env: { socket: name, watchdogUsec: 20_000 }, // a tick every 10 ms
+    now: () => now,
+  });
+  const statuses = () => systemd.drain().filter((m) => m.includes("STATUS="));
+  const ticks = async (n: number) => {
+    const start = systemd.drain().length;
+    await waitFor(() => systemd.drain().length >= start + n, `${n} ticks`);
+  };
+  try {
+    notifier.ready();
+    counters.netDatagramsSent = 5;
+    await ticks(5);
+    assert.equal(statuses().length, 1, "only READY's status within the interval");
+    now = STATUS_INTERVAL_MS;
+    await ticks(2);
+    assert.equal(statuses().at(-1), "WATCHDOG=1\nSTATUS=syncing: 5 datagrams sent, 0 received");
+    counters.netDatagramsSent = 6;
+    counters.kernelOverruns = 1;
+    await ticks(2);
+    assert.equal(
+      statuses().at(-1),
+      "WATCHDOG=1\nSTATUS=syncing: 6 datagrams sent, 0 received (1 receive overruns)",
+    );
+    assert.equal(statuses().length, 3);
+  } finally {
+    notifier.close();
+    reactor.stop();
+    await running;
+    systemd.close();
+  }
 });
