@@ -596,7 +596,7 @@ async function notifyingUnderFilter(
       .catch((error) => {
         throw new Error(`${error.message}; the daemon's stderr:\n${out.stderr}`);
       });
-    assert.match(out.stderr, /joold: info: ready\n/);
+    await waitFor(() => out.stderr.includes("joold: info: ready\n"), "the ready line");
     child.kill("SIGTERM");
     const { code } = await child.status;
     await pump;
