@@ -184,6 +184,92 @@ function checkFlags(flags: number): void {
 }
 
 /**
+ * Where each field of a compact record sits: byte offsets, every field in network order. The two
+ * formats hold the same fields but one: the 36-byte record (Jool >= 4.1.13) carries the IPv4
+ * server (dst4), the 48-byte one (Jool 4.1.12) the IPv6 one (dst6); `dstPort` is that address's port.
+ */
+interface CompactLayout {
+  readonly size: 36 | 48;
+  readonly src6: number;
+  readonly src4: number;
+  /** Offset of the 4-byte dst4 (36-byte record) or of the 16-byte dst6 (48-byte record). */
+  readonly dst: number;
+  readonly expiration: number;
+  readonly src6Port: number;
+  readonly src4Port: number;
+  readonly dstPort: number;
+  /** proto << 5 | state << 2 | timer, 16 bits. */
+  readonly flags: number;
+}
+
+/** The 36-byte record of Jool >= 4.1.13 (docs/PROTOCOL.md). */
+const COMPACT36: CompactLayout = {
+  size: 36,
+  src6: 0,
+  src4: 16,
+  dst: 20,
+  expiration: 24,
+  src6Port: 28,
+  src4Port: 30,
+  dstPort: 32,
+  flags: 34,
+};
+
+/** The 48-byte record of Jool 4.1.12 (docs/PROTOCOL.md). */
+const COMPACT48: CompactLayout = {
+  size: 48,
+  src6: 0,
+  dst: 16,
+  src4: 32,
+  expiration: 36,
+  src6Port: 40,
+  dstPort: 42,
+  src4Port: 44,
+  flags: 46,
+};
+
+function decodeCompact(b: Uint8Array, l: CompactLayout): Session {
+  if (b.length !== l.size) {
+    throw new RangeError(`compact session record has ${b.length} bytes, not ${l.size}`);
+  }
+  const v = new DataView(b.buffer, b.byteOffset, l.size);
+  const flags = v.getUint16(l.flags, false);
+  checkFlags(flags);
+  const common = {
+    src6: b.subarray(l.src6, l.src6 + 16),
+    src4: b.subarray(l.src4, l.src4 + 4),
+    expirationMs: v.getUint32(l.expiration, false),
+    src6Port: v.getUint16(l.src6Port, false),
+    src4Port: v.getUint16(l.src4Port, false),
+    proto: flags >> 5,
+    state: (flags >> 2) & 7,
+    timer: flags & 3,
+  };
+  const dstPort = v.getUint16(l.dstPort, false);
+  return l.size === 36
+    ? { ...common, dst4: b.subarray(l.dst, l.dst + 4), dst4Port: dstPort }
+    : { ...common, dst6: b.subarray(l.dst, l.dst + 16), dst6Port: dstPort };
+}
+
+function encodeCompact(s: Session, l: CompactLayout): Uint8Array<ArrayBuffer> {
+  const dst = l.size === 36 ? s.dst4 : s.dst6;
+  if (dst === undefined) {
+    throw new RangeError(`the ${l.size}-byte format needs ${l.size === 36 ? "dst4" : "dst6"}`);
+  }
+  const b = new Uint8Array(l.size);
+  const v = new DataView(b.buffer);
+  b.set(s.src6, l.src6);
+  b.set(s.src4, l.src4);
+  b.set(dst, l.dst);
+  v.setUint32(l.expiration, s.expirationMs, false);
+  v.setUint16(l.src6Port, s.src6Port, false);
+  v.setUint16(l.src4Port, s.src4Port, false);
+  v.setUint16(l.dstPort, (l.size === 36 ? s.dst4Port : s.dst6Port) ?? 0, false);
+  v.setUint16(l.flags, flagsOf(s), false);
+  return encodeAttribute(JNLAL_ENTRY, b);
+}
+
+/**
  * Decodes a 36-byte compact record (Jool >= 4.1.13, network order).
  *
  * @param b the record
@@ -191,22 +277,7 @@ function checkFlags(flags: number): void {
  * @throws {RangeError} when it is not 36 bytes or the protocol is unknown
  */
 export function decodeCompact36(b: Uint8Array): Session {
-  if (b.length !== 36) throw new RangeError(`compact session record has ${b.length} bytes, not 36`);
-  const v = new DataView(b.buffer, b.byteOffset, 36);
-  const flags = v.getUint16(34, false);
-  checkFlags(flags);
-  return {
-    src6: b.subarray(0, 16),
-    src4: b.subarray(16, 20),
-    dst4: b.subarray(20, 24),
-    expirationMs: v.getUint32(24, false),
-    src6Port: v.getUint16(28, false),
-    src4Port: v.getUint16(30, false),
-    dst4Port: v.getUint16(32, false),
-    proto: flags >> 5,
-    state: (flags >> 2) & 7,
-    timer: flags & 3,
-  };
+  return decodeCompact(b, COMPACT36);
 }
 
 /**
@@ -217,18 +288,7 @@ export function decodeCompact36(b: Uint8Array): Session {
  * @throws {RangeError} when dst4 is missing
  */
 export function encodeCompact36(s: Session): Uint8Array<ArrayBuffer> {
-  if (s.dst4 === undefined) throw new RangeError("the 36-byte format needs dst4");
-  const b = new Uint8Array(36);
-  const v = new DataView(b.buffer);
-  b.set(s.src6, 0);
-  b.set(s.src4, 16);
-  b.set(s.dst4, 20);
-  v.setUint32(24, s.expirationMs, false);
-  v.setUint16(28, s.src6Port, false);
-  v.setUint16(30, s.src4Port, false);
-  v.setUint16(32, s.dst4Port ?? 0, false);
-  v.setUint16(34, flagsOf(s), false);
-  return encodeAttribute(JNLAL_ENTRY, b);
+  return encodeCompact(s, COMPACT36);
 }
 
 /**
@@ -239,22 +299,7 @@ export function encodeCompact36(s: Session): Uint8Array<ArrayBuffer> {
  * @throws {RangeError} when it is not 48 bytes or the protocol is unknown
  */
 export function decodeCompact48(b: Uint8Array): Session {
-  if (b.length !== 48) throw new RangeError(`compact session record has ${b.length} bytes, not 48`);
-  const v = new DataView(b.buffer, b.byteOffset, 48);
-  const flags = v.getUint16(46, false);
-  checkFlags(flags);
-  return {
-    src6: b.subarray(0, 16),
-    dst6: b.subarray(16, 32),
-    src4: b.subarray(32, 36),
-    expirationMs: v.getUint32(36, false),
-    src6Port: v.getUint16(40, false),
-    dst6Port: v.getUint16(42, false),
-    src4Port: v.getUint16(44, false),
-    proto: flags >> 5,
-    state: (flags >> 2) & 7,
-    timer: flags & 3,
-  };
+  return decodeCompact(b, COMPACT48);
 }
 
 /**
@@ -265,18 +310,7 @@ export function decodeCompact48(b: Uint8Array): Session {
  * @throws {RangeError} when dst6 is missing
  */
 export function encodeCompact48(s: Session): Uint8Array<ArrayBuffer> {
-  if (s.dst6 === undefined) throw new RangeError("the 48-byte format needs dst6");
-  const b = new Uint8Array(48);
-  const v = new DataView(b.buffer);
-  b.set(s.src6, 0);
-  b.set(s.dst6, 16);
-  b.set(s.src4, 32);
-  v.setUint32(36, s.expirationMs, false);
-  v.setUint16(40, s.src6Port, false);
-  v.setUint16(42, s.dst6Port ?? 0, false);
-  v.setUint16(44, s.src4Port, false);
-  v.setUint16(46, flagsOf(s), false);
-  return encodeAttribute(JNLAL_ENTRY, b);
+  return encodeCompact(s, COMPACT48);
 }
 
 /** What a payload holds. */
