@@ -20,6 +20,7 @@ import type { Config } from "./lib/config/types.ts";
 import { helpText } from "./lib/help.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
+import { generateKeyLine } from "./lib/secure/keyfile.ts";
 import { type DaemonHandle, type KernelPeer, startDaemon } from "./lib/start.ts";
 import { NETLINK_USERSOCK } from "./lib/netlink/conn.ts";
 import { granted } from "./ffi/libc.ts";
@@ -137,6 +138,10 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     if (parsed.version) {
       writeAll(Deno.stdout, `joold ${VERSION}\n`);
+      return EXIT.ok;
+    }
+    if (parsed.keygen) {
+      writeAll(Deno.stdout, generateKeyLine() + "\n");
       return EXIT.ok;
     }
     const { config, warnings, notes, origins } = resolveConfig(parsed);

@@ -151,6 +151,40 @@ export {
   parseMessages,
 } from "./lib/netlink/message.ts";
 export { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "./lib/genetlink/controller.ts";
+export {
+  type DatagramHandler,
+  MAX_CLOCK_SKEW_MS,
+  SecureChannel,
+  type SecureParts,
+} from "./lib/secure/channel.ts";
+export {
+  decodeHeader,
+  encodeHeader,
+  type EnvelopeHeader,
+  HEADER_LENGTH,
+  isEnvelope,
+  MAGIC,
+  MAX_FIELD,
+  openEnvelope,
+  OVERHEAD,
+  sealEnvelope,
+  SENDER_LENGTH,
+  TAG_LENGTH,
+  VERSION as ENVELOPE_VERSION,
+} from "./lib/secure/envelope.ts";
+export {
+  denoKeyFileSystem,
+  generateKeyLine,
+  KEY_HEX_DIGITS,
+  KeyFileError,
+  type KeyFileSystem,
+  keyIdHex,
+  loadKeyFile,
+  parseKeyFile,
+  SyncKey,
+} from "./lib/secure/keyfile.ts";
+export { MAX_PEERS, type Peer, PeersTable, senderHex } from "./lib/secure/peers.ts";
+export { LATE, ReplayWindow, type Verdict, WINDOW } from "./lib/secure/replay.ts";
 export { VERSION } from "./lib/version.ts";
 
 if (import.meta.main) {

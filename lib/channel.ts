@@ -6,8 +6,11 @@
  * @module
  */
 
-/** Called with a session payload; the view is only valid during the call (copy to keep it). */
-export type PayloadHandler = (payload: Uint8Array) => void;
+/**
+ * Called with a session payload; the view is only valid during the call (copy to keep it). The
+ * network channel also passes the sender's address (`from`, e.g. `2001:db8::4`), for messages.
+ */
+export type PayloadHandler = (payload: Uint8Array, from?: string) => void;
 
 /** Called with an error the channel met asynchronously (kernel error reply, failed send...). */
 export type ErrorHandler = (error: Error) => void;

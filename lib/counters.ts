@@ -70,6 +70,37 @@ export interface Counters {
   netUnknownPeerDrops: number;
   /** Datagrams of a sender over its rate (lib/net/multicast.ts PEER_RATE), dropped. */
   netRateLimitedDrops: number;
+
+  // Owner: the secure channel (lib/secure/channel.ts), only with a key file. Each datagram it
+  // drops is counted once, under the first check it failed, BEFORE any session is decoded.
+  /** Datagrams received without the envelope (a peer without the key file, or a C daemon). */
+  netSecurePlainDatagrams: number;
+  /** Envelopes of another version, or too short for a header and a tag. */
+  netSecureMalformed: number;
+  /** Envelopes sealed under a key id that is not in the key file. */
+  netSecureUnknownKey: number;
+  /** Envelopes whose time is more than the allowed clock skew from ours (stale or future). */
+  netSecureStale: number;
+  /**
+   * Envelopes whose sequence number was already accepted, or is older than the replay window
+   * (checked before the tag, as IPsec does: a tampered copy of a received datagram counts here).
+   */
+  netSecureReplays: number;
+  /** Envelopes whose tag did not verify: forged, corrupted, truncated or under another key. */
+  netSecureAuthFailures: number;
+  /** Envelopes that verified and were handed to the daemon core. */
+  netSecureAccepted: number;
+  /**
+   * Sequence numbers skipped over by an accepted envelope (its sender's earlier datagrams that had
+   * not arrived yet): lost, or late. Lost so far = this minus {@linkcode netSecureLate}.
+   */
+  netSecureGaps: number;
+  /** Accepted envelopes that filled a gap (they arrived after a later one: reordering, not loss). */
+  netSecureLate: number;
+
+  // Owner: the daemon core (lib/daemon.ts), only WITHOUT a key file.
+  /** Secure-sync envelopes received by a daemon without a key file, dropped. */
+  netEnvelopesWithoutKey: number;
 }
 
 /**
@@ -117,5 +148,15 @@ export function createCounters(): Counters {
     netWrongInterfaceDrops: 0,
     netUnknownPeerDrops: 0,
     netRateLimitedDrops: 0,
+    netSecurePlainDatagrams: 0,
+    netSecureMalformed: 0,
+    netSecureUnknownKey: 0,
+    netSecureStale: 0,
+    netSecureReplays: 0,
+    netSecureAuthFailures: 0,
+    netSecureAccepted: 0,
+    netSecureGaps: 0,
+    netSecureLate: 0,
+    netEnvelopesWithoutKey: 0,
   };
 }

@@ -14,6 +14,13 @@ import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.t
 import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
+import { isEnvelope } from "./secure/envelope.ts";
+import { keyIdHex } from "./secure/keyfile.ts";
+
+/** The key id field of an envelope (bytes 4-7, big-endian; docs/PROTOCOL.md). */
+function envelopeKeyId(datagram: Uint8Array): number {
+  return new DataView(datagram.buffer, datagram.byteOffset + 4, 4).getUint32(0, false);
+}
 
 /** What the daemon is made of. */
 export interface DaemonParts {
@@ -67,8 +74,11 @@ export function kernelErrorKind(error: Error): string {
   }`;
 }
 
-/** Logs a kind of event at most once per interval, counting what it held back. */
-class RateLimitedLog {
+/**
+ * Logs a kind of event at most once per interval, counting what it held back (the daemon core's
+ * warnings, and the secure channel's, lib/secure/channel.ts).
+ */
+export class RateLimitedLog {
   #last = new Map<string, { at: number; suppressed: number }>();
   constructor(
     private readonly emit: (message: string) => void,
@@ -76,6 +86,12 @@ class RateLimitedLog {
     private readonly intervalMs = 10_000,
   ) {}
 
+  /**
+   * Emits `message` unless a message of `kind` went out less than the interval ago.
+   *
+   * @param kind what is rate limited together
+   * @param message the line
+   */
   log(kind: string, message: string): void {
     const t = this.now();
     const entry = this.#last.get(kind);
@@ -146,7 +162,7 @@ export class Daemon {
     kernel.onBatch((payload) => this.#fromKernel(payload));
     // The kernel channel counts its refusals, overruns and malformed messages itself.
     kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
-    network?.onDatagram((payload) => this.#fromNetwork(payload));
+    network?.onDatagram((payload, from) => this.#fromNetwork(payload, from));
     log.debug("daemon started");
   }
 
@@ -177,9 +193,21 @@ export class Daemon {
     }
   }
 
-  #fromNetwork(payload: Uint8Array): void {
+  #fromNetwork(payload: Uint8Array, from?: string): void {
     const { kernel, counters, log, localFormat } = this.#parts;
     let summary: PayloadSummary;
+    if (isEnvelope(payload)) {
+      // A keyed peer: without the key nothing in it can be trusted (and it is encrypted).
+      counters.netEnvelopesWithoutKey++;
+      this.#warn.log(
+        "envelope",
+        `dropped a ${payload.length}-byte secure-sync envelope${
+          payload.length >= 8 ? ` (key id ${keyIdHex(envelopeKeyId(payload))})` : ""
+        } from ${from || "the sync group"}: this daemon has no "key file" (--net.key); ` +
+          `every translator of the group needs the same key file, or none`,
+      );
+      return;
+    }
     try {
       summary = decodePayload(payload);
     } catch (error) {

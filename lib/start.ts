@@ -26,6 +26,8 @@ import { type Logger, silentLogger } from "./log.ts";
 import { MulticastChannel } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { StatsServer } from "./stats/server.ts";
+import { SecureChannel } from "./secure/channel.ts";
+import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
 
@@ -130,6 +132,39 @@ export function stopSummary(c: Counters): string {
     `${c.kernelMalformedMessages} malformed kernel messages`;
 }
 
+/** What the secure channel uses, by key id (never a key). */
+function secureLine(path: string, secure: SecureChannel): string {
+  const [first, ...others] = secure.keys;
+  return `secure sync: key file ${path}: sealing with key id ${first.idHex}${
+    others.length > 0 ? `, also verifying key ids ${others.map((k) => k.idHex).join(", ")}` : ""
+  }; sender ${secure.sender}`;
+}
+
+/**
+ * The secure channel's counters, worded for an operator.
+ *
+ * @param c the counters
+ * @returns one line (no `joold:` prefix)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createCounters } from "./counters.ts";
+ * import { secureSummary } from "./start.ts";
+ *
+ * assert.match(secureSummary(createCounters()), /^secure sync: 0 envelopes accepted, 0 dropped/);
+ * ```
+ */
+export function secureSummary(c: Counters): string {
+  const dropped = c.netSecurePlainDatagrams + c.netSecureMalformed + c.netSecureUnknownKey +
+    c.netSecureStale + c.netSecureReplays + c.netSecureAuthFailures;
+  return `secure sync: ${c.netSecureAccepted} envelopes accepted, ${dropped} dropped ` +
+    `(${c.netSecureAuthFailures} did not verify, ${c.netSecureReplays} replayed, ` +
+    `${c.netSecureStale} stale, ${c.netSecureUnknownKey} under an unknown key, ` +
+    `${c.netSecureMalformed} malformed, ${c.netSecurePlainDatagrams} plain), ` +
+    `${c.netSecureGaps - c.netSecureLate} missing (${c.netSecureGaps} skipped over, ` +
+    `${c.netSecureLate} of them arrived late)`;
+}
+
 /** The settings a reload cannot apply: they are sockets, opened at start-up. */
 function restartNeeded(running: Config, next: Config): string[] {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -224,15 +259,22 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     closers.push(() => kernel.close());
     logStartup(log, config, startup);
     const net = config.net;
-    const network = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
-    if (network) closers.push(() => network.close());
+    // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
+    const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
+    const plain = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
+    if (plain) closers.push(() => plain.close());
+    const secure = plain && keys
+      ? new SecureChannel({ inner: plain, keys, counters, log, now: parts.now })
+      : null;
+    if (secure) log.info(secureLine(net!.keyFile!, secure));
+    const network = secure ?? plain;
     const statsConfig = config.stats;
     const stats = statsConfig
       ? inNamespace(() => StatsServer.open(reactor, statsConfig, counters))
       : null;
     if (stats) closers.push(() => stats.close());
     // The exposure of the sync and stats sockets (no in interface, a wildcard stats address).
-    for (const warning of [...network?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
+    for (const warning of [...plain?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
     const daemon = new Daemon({
       kernel,
       network,
@@ -255,6 +297,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       kernel,
       startup,
       daemon,
+      secure,
       shutDown,
       reactorFailed,
       now: parts.now ?? Date.now,
@@ -282,6 +325,8 @@ interface Running {
   readonly kernel: NetlinkKernelChannel;
   readonly startup: KernelStartup;
   readonly daemon: Daemon;
+  /** The secure channel, when a key file is configured. */
+  readonly secure: SecureChannel | null;
   /** Closes every socket (and stops the own reactor). */
   readonly shutDown: () => Promise<void>;
   /** Resolves with the error that stopped the own reactor, if it ever fails. */
@@ -385,6 +430,7 @@ class RunningDaemon implements DaemonHandle {
       log.error(`${why}: cannot reload, the running configuration stays: ${errorLine(error)}`);
       return;
     }
+    this.#reloadKeys(why);
     const was: LogLevel = this.#config.logLevel;
     if (log.level !== undefined) log.level = next.logLevel;
     daemon.debug = next.logLevel === "debug";
@@ -404,12 +450,26 @@ class RunningDaemon implements DaemonHandle {
     this.#config = { ...this.#config, logLevel: next.logLevel };
   }
 
+  /** Re-reads the running key file (a changed path needs a restart, as every net setting). */
+  #reloadKeys(why: string): void {
+    const { log, secure } = this.#parts;
+    const path = this.#config.net?.keyFile;
+    if (secure === null || path === undefined) return;
+    try {
+      secure.setKeys(loadKeyFile(path));
+      log.info(`${why}: ${secureLine(path, secure)}`);
+    } catch (error) {
+      log.error(`${why}: the running keys stay: ${errorLine(error)}`);
+    }
+  }
+
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       clearTimeout(this.#heldTimer);
       const { log, counters, kernel, shutDown } = this.#parts;
       log.info("stopping");
       log.info(stopSummary(counters));
+      if (this.#parts.secure !== null) log.info(secureSummary(counters));
       const latency = kernel.ackLatency.summary();
       if (latency.count > 0) log.info(`kernel->ACK latency: ${formatLatency(latency)}`);
       await shutDown();

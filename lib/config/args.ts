@@ -27,6 +27,8 @@ export interface ParsedArgs {
   readonly help: boolean;
   /** `--version` was given. */
   readonly version: boolean;
+  /** `--keygen` was given: print a new key line, exit. */
+  readonly keygen: boolean;
   /** `--check` was given: validate, print, exit. */
   readonly check: boolean;
   /** The syntax: legacy positionals, flags, or `session proxy`. */
@@ -253,6 +255,7 @@ function result(
   return {
     help: flag("help"),
     version: flag("version"),
+    keygen: flag("keygen"),
     check: flag("check"),
     syntax,
     legacy: syntax === "legacy",
@@ -276,7 +279,8 @@ function parseProxy(args: readonly string[], at: number): ParsedArgs {
     }
     before.values.set(name, given);
   }
-  const wantsHelp = before.values.has("help") || before.values.has("version");
+  const wantsHelp = before.values.has("help") || before.values.has("version") ||
+    before.values.has("keygen");
   if (after.positionals.length !== 1 && !wantsHelp) {
     throw new ConfigError(
       COMMAND_LINE,

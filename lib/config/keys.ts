@@ -24,6 +24,7 @@ export type Section = "mod" | "net" | "stats" | "top" | "command";
  * - `switch`: true/false or 1/0 (the C daemon's `"reuseaddr"`)
  * - `address`: an IP address to bind
  * - `port`: an integer 1-65535
+ * - `key-file`: the secure-sync key file (exists, mode 600, one key or more: lib/secure/keyfile.ts)
  * - `log-level`: error, warn, info or debug
  * - `boolean`: a flag without a value
  */
@@ -37,6 +38,7 @@ export type ValueType =
   | "switch"
   | "address"
   | "port"
+  | "key-file"
   | "log-level"
   | "boolean";
 
@@ -203,6 +205,21 @@ export const KEYS: readonly KeySpec[] = [
     help: "SO_REUSEADDR on the group's socket",
   },
   {
+    name: "net.key",
+    section: "net",
+    field: "keyFile",
+    fileKey: "key file",
+    flag: true,
+    aliases: [],
+    type: "key-file",
+    arg: "FILE",
+    example: "/etc/joold/sync.key",
+    help: "secure sync: seal and verify every datagram with the keys of FILE (one per line, " +
+      "made by --keygen, mode 600, the same file on every translator); without it joold " +
+      "speaks the C daemon's plain datagrams",
+    defaultHelp: "(default: none, plain datagrams)",
+  },
+  {
     name: "stats",
     section: "stats",
     field: "",
@@ -260,6 +277,16 @@ export const KEYS: readonly KeySpec[] = [
     aliases: [],
     type: "boolean",
     help: "ask the kernel to send its whole session table once joold is up",
+  },
+  {
+    name: "keygen",
+    section: "command",
+    field: "keygen",
+    flag: true,
+    aliases: [],
+    type: "boolean",
+    help:
+      "print a new secure-sync key line and exit (joold --keygen > sync.key; chmod 600 sync.key)",
   },
   {
     name: "log-level",

@@ -60,6 +60,7 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   address: check.bindAddress,
   port: (origin, value) => check.integerIn(origin, value, 1, 65535, true),
   "log-level": check.logLevel,
+  "key-file": check.keyFile,
 };
 
 function loadFile(
@@ -123,6 +124,8 @@ function buildSection(
   for (const spec of sectionKeys(section)) {
     if (spec.type === "file" || spec.type === "boolean") continue;
     const raw = raws.get(spec.name);
+    // An opt-in key left unset stays absent: the configuration is the C daemon's, key for key.
+    if (raw === undefined && spec.type === "key-file") continue;
     out[spec.field] = raw === undefined
       ? spec.default
       : VALIDATORS[spec.type](raw.origin, raw.value, family);

@@ -31,6 +31,11 @@ export interface NetConfig {
   readonly ttl: number;
   /** Whether SO_REUSEADDR is set on the socket (the C daemon's `"reuseaddr"`; default on). */
   readonly reuseAddress: boolean;
+  /**
+   * The secure-sync key file (lib/secure/keyfile.ts); undefined: plain datagrams, exactly the C
+   * daemon's bytes.
+   */
+  readonly keyFile?: string;
 }
 
 /** The optional UDP stats server. */

@@ -10,6 +10,7 @@ import { addressFamily, type Family, isMulticast } from "./address.ts";
 import { INSTANCE_NAME_MAX_LENGTH } from "./defaults.ts";
 import { ConfigError } from "./error.ts";
 import type { LogLevel } from "./types.ts";
+import { KeyFileError, loadKeyFile } from "../secure/keyfile.ts";
 
 /** Where a raw value came from: the file path (or "command line") and the key or flag. */
 export interface Origin {
@@ -259,4 +260,29 @@ export function logLevel(origin: Origin, value: unknown): LogLevel {
     return value as LogLevel;
   }
   return fail(origin, `must be one of ${LEVELS.join(", ")}, got ${describe(value)}`);
+}
+
+/**
+ * Reads the secure-sync key file's path and checks the file itself now (it exists, group and
+ * others cannot access it, every line is a key), so that `--check` and start-up refuse a bad key
+ * file with exit 2. The keys are read again at start (lib/start.ts); no message names a key.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @returns the path
+ * @throws {ConfigError} naming the file and the fix (`chmod 600 FILE`, `joold --keygen`)
+ * @example
+ * ```ts ignore
+ * keyFile({ source: "net.json", key: "key file" }, "/etc/joold/sync.key"); // "/etc/joold/sync.key"
+ * ```
+ */
+export function keyFile(origin: Origin, value: unknown): string {
+  const path = nonEmptyString(origin, value);
+  try {
+    loadKeyFile(path);
+  } catch (error) {
+    if (error instanceof KeyFileError) fail(origin, error.message);
+    throw error;
+  }
+  return path;
 }

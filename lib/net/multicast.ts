@@ -171,6 +171,8 @@ export class MulticastChannel implements NetworkChannel {
   readonly #buckets: KeyedTokenBuckets;
   readonly #now: () => number;
   #onDatagram: PayloadHandler = () => {};
+  /** The sender's address of the datagram just received (the secure channel names it). */
+  #source = "";
   #onError: ErrorHandler = () => {};
   #closed = false;
 
@@ -491,7 +493,7 @@ export class MulticastChannel implements NetworkChannel {
       this.counters.netDatagramsReceived++;
       this.counters.netBytesReceived += n;
       if (!this.#accepts(n)) continue;
-      this.#onDatagram(receiver.data.subarray(0, n));
+      this.#onDatagram(receiver.data.subarray(0, n), this.#source);
     }
     return true;
   }
@@ -500,6 +502,7 @@ export class MulticastChannel implements NetworkChannel {
   #accepts(length: number): boolean {
     const source = decodeSockaddr(this.#receiver.from);
     const key = source === null ? "" : formatAddress(source.address);
+    this.#source = key;
     if (this.#local.has(key)) {
       this.drops.netLocalSourceDrops++;
       return false;

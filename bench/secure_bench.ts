@@ -1,0 +1,59 @@
+// The secure-sync AEAD, chosen by measurement (BENCHMARKS.md, "Secure sync"): WebCrypto
+// AES-256-GCM (native, but every call is a Promise) against @noble/ciphers' XChaCha20-Poly1305
+// and AES-256-GCM (pure JavaScript, synchronous), sealing and opening a one-session and a
+// full-size (1452-byte, Jool's default ss-max-payload) payload; then the envelope as the secure
+// channel seals and opens it. Run: deno task bench (and with --v8-flags=--no-turbofan, as the
+// daemon runs).
+import { gcm } from "@noble/ciphers/aes.js";
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { decodeHeader, openEnvelope, sealEnvelope } from "../lib/secure/envelope.ts";
+import { parseKeyFile } from "../lib/secure/keyfile.ts";
+import { fixture } from "../tests/_fixtures.ts";
+
+const small = fixture("4.1.13", "d-udp-payload-1session");
+const full = crypto.getRandomValues(new Uint8Array(1452));
+const key = crypto.getRandomValues(new Uint8Array(32));
+const aad = crypto.getRandomValues(new Uint8Array(40));
+const nonce24 = crypto.getRandomValues(new Uint8Array(24));
+const nonce12 = crypto.getRandomValues(new Uint8Array(12));
+const webKey = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["encrypt", "decrypt"]);
+const gcmParams = { name: "AES-GCM", iv: nonce12, additionalData: aad };
+
+for (const [size, payload] of [["1 session", small], ["1452 bytes", full]] as const) {
+  const group = `seal ${size}`;
+  Deno.bench(`WebCrypto AES-256-GCM (async) seal ${size}`, { group, baseline: true }, async () => {
+    await crypto.subtle.encrypt(gcmParams, webKey, payload);
+  });
+  Deno.bench(`noble XChaCha20-Poly1305 (sync) seal ${size}`, { group }, () => {
+    xchacha20poly1305(key, nonce24, aad).encrypt(payload);
+  });
+  Deno.bench(`noble AES-256-GCM (sync) seal ${size}`, { group }, () => {
+    gcm(key, nonce12, aad).encrypt(payload);
+  });
+  const sealedGcm = new Uint8Array(await crypto.subtle.encrypt(gcmParams, webKey, payload));
+  const sealedX = xchacha20poly1305(key, nonce24, aad).encrypt(payload);
+  Deno.bench(`WebCrypto AES-256-GCM (async) open ${size}`, {
+    group: `open ${size}`,
+    baseline: true,
+  }, async () => {
+    await crypto.subtle.decrypt(gcmParams, webKey, sealedGcm);
+  });
+  Deno.bench(`noble XChaCha20-Poly1305 (sync) open ${size}`, { group: `open ${size}` }, () => {
+    xchacha20poly1305(key, nonce24, aad).decrypt(sealedX);
+  });
+  Deno.bench(`noble AES-256-GCM (sync) open ${size}`, { group: `open ${size}` }, () => {
+    gcm(key, nonce12, aad).decrypt(sealedGcm);
+  });
+}
+
+const [syncKey] = parseKeyFile("42".repeat(32), "sync.key");
+const sender = crypto.getRandomValues(new Uint8Array(16));
+let sequence = 0;
+const envelope = sealEnvelope(syncKey, { time: Date.now(), sender, sequence: 1 }, small);
+Deno.bench("envelope: seal a 1-session payload", { group: "envelope" }, () => {
+  sealEnvelope(syncKey, { time: Date.now(), sender, sequence: ++sequence }, small);
+});
+Deno.bench("envelope: decode the header and open it", { group: "envelope" }, () => {
+  decodeHeader(envelope);
+  openEnvelope(syncKey, envelope);
+});
