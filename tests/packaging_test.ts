@@ -692,14 +692,14 @@ Deno.test({
         .filter((m) => m[1] === alert).map((m) => m[2] ? "silent" : "fires");
       assert.ok(seen.includes("fires") && seen.includes("silent"), `${alert}: ${seen}`);
     }
-    // The placeholders say so, in a group of their own.
-    const placeholders = rules.slice(rules.indexOf("- name: joold-secure-sync-placeholders"));
+    // The secure-sync alerts say they need it, in a group of their own.
+    const secure = rules.slice(rules.indexOf("- name: joold-secure-sync"));
     for (const alert of ["JooldSecureSyncAuthFailures", "JooldSecureSyncReplays"]) {
-      assert.ok(placeholders.includes(`- alert: ${alert}`), alert);
+      assert.ok(secure.includes(`- alert: ${alert}`), alert);
     }
     assert.equal(
-      [...placeholders.matchAll(/- alert: /g)].length,
-      [...placeholders.matchAll(/needs: secure-sync/g)].length,
+      [...secure.matchAll(/- alert: /g)].length,
+      [...secure.matchAll(/needs: secure-sync/g)].length,
     );
   },
 });
@@ -707,8 +707,7 @@ Deno.test({
 Deno.test("the alerting rules and the dashboard read only the exporter's metric names", () => {
   const known = exportedMetrics();
   const rules = Deno.readTextFileSync(RULES);
-  const live = rules.slice(0, rules.indexOf("- name: joold-secure-sync-placeholders"));
-  const exprs = [...live.matchAll(/expr: >-\n((?:\s{10}.*\n)+)|expr: (.*)\n/g)]
+  const exprs = [...rules.matchAll(/expr: >-\n((?:\s{10}.*\n)+)|expr: (.*)\n/g)]
     .map((m) => (m[1] ?? m[2]).trim());
   assert.ok(exprs.length >= 9, `${exprs.length} expressions`);
   for (const expr of exprs) {
