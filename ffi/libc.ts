@@ -76,6 +76,10 @@ export const SYMBOLS = {
    * --allow-ffi: for the pointers inside a struct msghdr.
    */
   address_of: { name: "memmove", parameters: ["buffer", "usize", "usize"], result: "usize" },
+  /** int timerfd_create(int clockid, int flags): the systemd watchdog's tick, on the reactor */
+  timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
+  /** int timerfd_settime(int fd, int flags, const struct itimerspec *new, struct itimerspec *old) */
+  timerfd_settime: { parameters: ["i32", "i32", "buffer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened library's symbols. */
@@ -267,6 +271,8 @@ export function readSmallFile(path: string): string | undefined {
 export const AF_INET = 2;
 /** IPv6 address family. */
 export const AF_INET6 = 10;
+/** Unix-domain sockets (systemd's notification socket). */
+export const AF_UNIX = 1;
 /** Netlink address family. */
 export const AF_NETLINK = 16;
 /** Datagram sockets. */
@@ -335,6 +341,12 @@ export const POLLNVAL = 0x20;
 export const EFD_NONBLOCK = 0x800;
 /** eventfd flag: close-on-exec. */
 export const EFD_CLOEXEC = 0x80000;
+/** The clock that never jumps (timerfd_create). */
+export const CLOCK_MONOTONIC = 1;
+/** timerfd flag: non-blocking. */
+export const TFD_NONBLOCK = 0x800;
+/** timerfd flag: close-on-exec. */
+export const TFD_CLOEXEC = 0x80000;
 
 /**
  * socket(2) that throws on failure; the fd is non-blocking and close-on-exec.
@@ -526,4 +538,32 @@ export async function waitReadableAsync(fd: number, timeoutMs: number): Promise<
   view.setInt16(4, POLLIN, true);
   const n = await libc().poll_wait(pollfd, 1n, Math.max(0, Math.floor(timeoutMs)));
   return n > 0;
+}
+
+/**
+ * A periodic timer as an fd (timerfd_create(2) + timerfd_settime(2)), non-blocking and
+ * close-on-exec: it becomes readable every `periodMs`, so a reactor can dispatch it like a socket.
+ * Read 8 bytes (the expirations since the last read) to re-arm its readiness.
+ *
+ * @param periodMs the period, ms (the first expiry is one period from now)
+ * @returns the fd
+ * @throws {SystemError} on failure
+ */
+export function periodicTimerFd(periodMs: number): number {
+  const fd = check(
+    "timerfd_create",
+    libc().timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC),
+  );
+  const ns = BigInt(Math.max(1, Math.round(periodMs * 1e6)));
+  const seconds = ns / 1_000_000_000n;
+  const rest = ns % 1_000_000_000n;
+  // struct itimerspec { struct timespec it_interval, it_value; }: both the period.
+  const spec = new BigInt64Array([seconds, rest, seconds, rest]);
+  const result = libc().timerfd_settime(fd, 0, new Uint8Array(spec.buffer), null);
+  if (result === -1) {
+    const e = errno();
+    close(fd);
+    throw new SystemError("timerfd_settime", e);
+  }
+  return fd;
 }

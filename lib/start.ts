@@ -31,6 +31,7 @@ import { formatMetrics } from "./metrics/exposition.ts";
 import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { SecureChannel } from "./secure/channel.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
+import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
 
 /**
@@ -344,7 +345,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       metricsAddress: metrics?.address ?? null,
     });
     if (config.advertiseOnStart) handle.advertise("--advertise");
+    // Outside inNamespace: systemd's socket is the host's. Closed first: STOPPING=1 (closers.reverse).
+    const { instance } = config.mod;
+    const context = { instance, ...startup, network: network !== null };
+    const notifier = SystemdNotifier.open({ reactor, counters, context, log, now: parts.now });
+    closers.push(() => notifier.close());
     log.info("ready", { event: "ready" });
+    notifier.ready();
     return handle;
   } catch (error) {
     await shutDown();
