@@ -35,6 +35,13 @@ import { VERSION } from "./version.ts";
  */
 export const ADVERTISE_INTERVAL_MS = 1000;
 
+/**
+ * With `--enable-sync`, how often ss-enabled is checked (and turned on again): a re-created
+ * instance starts with it off, and nothing tells joold that an instance was re-created. One
+ * GLOBAL_FOREACH per interval is noise next to the sync traffic.
+ */
+export const SYNC_CHECK_INTERVAL_MS = 2000;
+
 /** How to reach the kernel: tests point the channel at a fake kernel. */
 export interface KernelPeer {
   /** Netlink protocol (tests: NETLINK_USERSOCK). */
@@ -79,6 +86,11 @@ export interface DaemonHandle {
   readonly ackLatency: LatencyHistogram;
   /** The kernel channel's netlink port id (where a fake kernel sends batches). */
   readonly portId: number;
+  /**
+   * Reads the kernel's own JSTAT_JOOLD_* counters over the kernel channel (undefined where Jool has
+   * none: before 4.1.12); for the metrics exporter.
+   */
+  readJooldStats(): Promise<Map<string, bigint> | undefined>;
   /**
    * Resolves once the daemon stopped after {@linkcode DaemonHandle.stop}; rejects with the error
    * that stopped its reactor (everything is closed by then, no stop summary is logged).
@@ -222,6 +234,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     );
     closers.push(() => kernel.close());
     logStartup(log, config, startup);
+    kernel.onNotice((level, text) => log[level](text));
+    // A module the channel cannot serve: exit non-zero, the supervisor restarts joold for it.
+    const kernelFailed = new Promise<unknown>((resolve) => kernel.onFatal(resolve));
+    if (config.enableSync) {
+      kernel.keepSyncEnabled(SYNC_CHECK_INTERVAL_MS);
+      kernel.onFamilyBack(() => void kernel.checkSyncEnabled());
+    }
     const net = config.net;
     const network = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
     if (network) closers.push(() => network.close());
@@ -253,7 +272,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       startup,
       daemon,
       shutDown,
-      reactorFailed,
+      reactorFailed: Promise.race([reactorFailed, kernelFailed]),
       now: parts.now ?? Date.now,
     });
     if (config.advertiseOnStart) handle.advertise("--advertise");
@@ -275,7 +294,7 @@ interface Running {
   readonly daemon: Daemon;
   /** Closes every socket (and stops the own reactor). */
   readonly shutDown: () => Promise<void>;
-  /** Resolves with the error that stopped the own reactor, if it ever fails. */
+  /** Resolves with the error that stopped the own reactor or the kernel channel, if ever. */
   readonly reactorFailed: Promise<unknown>;
   readonly now: () => number;
 }
@@ -318,6 +337,10 @@ class RunningDaemon implements DaemonHandle {
       await this.#stopping;
       rejectDone(error);
     });
+  }
+
+  readJooldStats(): Promise<Map<string, bigint> | undefined> {
+    return this.#parts.kernel.readJooldStats();
   }
 
   advertise(why: string): void {
