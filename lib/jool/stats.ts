@@ -19,7 +19,7 @@ import { isMaptRelease, type JoolVersion, unpackVersion } from "./version.ts";
 /** enum joolnl_operation (common/config.h): JNLOP_STATS_FOREACH, the same in 4.1.x and 4.2-rc. */
 export const JNLOP_STATS_FOREACH = 7;
 
-/** common/stats.h, ids 1-69: the same from 4.1.9 to 4.1.15. */
+/** common/stats.h, ids 1-68: the same from 4.1.9 to 4.1.15. */
 const BASE = [
   "JSTAT_RECEIVED6",
   "JSTAT_RECEIVED4",
@@ -208,7 +208,7 @@ export interface StatsPage {
  * import assert from "node:assert/strict";
  * import { decodeStatsReply } from "./stats.ts";
  *
- * const counter = Uint8Array.of(12, 0, 85, 0, 7, 0, 0, 0, 0, 0, 0, 0); // id 85 (4.1.13: ACKS) = 7
+ * const counter = Uint8Array.of(12, 0, 82, 0, 7, 0, 0, 0, 0, 0, 0, 0); // id 82 (4.1.13: ACKS) = 7
  * const header = { version: 0x04010d00, xt: 2, flags: 0, iname: "default" };
  * const page = decodeStatsReply({ cmd: 7, genlVersion: 2, header, attributes: counter });
  * assert.equal(page.values.get("JSTAT_JOOLD_ACKS"), 7n);
