@@ -370,6 +370,17 @@ export class FakeKernel extends FakeJool {
     return sendto(this.fd, this.batch(payload), sockaddrNl(0, 1 << (this.groupId - 1)));
   }
 
+  /**
+   * Multicasts nlctrl's notification of Jool's family to the controller's "notify" group (0x10),
+   * as genetlink.c's genl_ctrl_event does.
+   *
+   * @param change "new" or "del"
+   * @returns the sendto result (bytes or -errno)
+   */
+  notifyFamily(change: "new" | "del"): number {
+    return sendto(this.fd, this.familyNotification(change), sockaddrNl(0, 1 << (0x10 - 1)));
+  }
+
   /** Serves requests in the background (every 2 ms) until `stop()`. */
   start(): { stop: () => void } {
     const timer = setInterval(() => this.serve(), 2);

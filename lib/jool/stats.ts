@@ -6,7 +6,7 @@
  * JOOLNLHDR_FLAGS_M and the next request carries the last id in JNLAR_OFFSET_U8. The enum's numbers
  * differ per version: 4.1.12 added the JSTAT_JOOLD_* block (with JSTAT_JOOLD_FLUSH_ASAP), 4.1.13
  * dropped FLUSH_ASAP, so every later id moved down by one. A name is only ever given by the table
- * of the version the reply's own header states. docs/PROTOCOL.md, "Kernel counters".
+ * of the version the reply's own header states.
  *
  * @module
  */
