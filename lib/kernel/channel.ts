@@ -54,7 +54,7 @@ import { type KernelStartup, readModuleVersion, type VersionSource } from "./sta
 import { readJooldStatsWith } from "./stats.ts";
 
 /** How an operator hears what the channel did on its own (a module reload, ss-enabled re-applied). */
-export type NoticeHandler = (level: "debug" | "info" | "warn", text: string) => void;
+type NoticeHandler = (level: "debug" | "info" | "warn", text: string) => void;
 
 /** How long an awaited request waits for its reply by default, ms. */
 export const REQUEST_TIMEOUT_MS = 5000;
@@ -194,7 +194,7 @@ export class NetlinkKernelChannel implements KernelChannel {
    *
    * @param handler gets a level and one line
    */
-  onNotice(handler: NoticeHandler): void {
+  onNotice(handler: (level: "debug" | "info" | "warn", text: string) => void): void {
     this.#onNotice = handler;
   }
 
