@@ -655,7 +655,9 @@ enable_sync_readded() { # --enable-sync holds after the instance is re-created w
   ss_on() { in_ns K jool global display 2>/dev/null | grep ss-enabled | grep -q true; }
   wait_for 10 "K's daemon to turn ss-enabled on again" ss_on ||
     fail "ss-enabled is still off on K: $(in_ns K jool global display | grep ss-enabled)"
-  grep -q "turned it on again" /tmp/ours-K.log || fail "K's daemon did not say it turned ss-enabled on"
+  # It logs once its re-read confirms the update, a moment after ss-enabled reads true.
+  wait_for 5 "K's daemon to say so" grep -q "turned it on again" /tmp/ours-K.log ||
+    fail "K's daemon did not say it turned ss-enabled on"
   snapshot
   flows readded
   check_new_synced "$DEADLINE" || fail "no sync after K's instance came back"
