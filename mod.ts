@@ -44,7 +44,13 @@ export {
   stopSummary,
 } from "./lib/start.ts";
 export { type Counters, createCounters } from "./lib/counters.ts";
-export { Reactor, type ReadableHandler } from "./lib/reactor.ts";
+export {
+  FLOOD_LINGER_MS,
+  Reactor,
+  type ReadableHandler,
+  ROUND_BUDGET,
+  type WatchOptions,
+} from "./lib/reactor.ts";
 export { type ChannelParts, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
 export { type KernelOptions, openKernel } from "./lib/kernel/open.ts";
 export {
@@ -71,9 +77,36 @@ export {
   LatencyHistogram,
   type LatencySummary,
 } from "./lib/kernel/latency.ts";
-export { MulticastChannel, NetworkConfigError } from "./lib/net/multicast.ts";
-export { StatsServer } from "./lib/stats/server.ts";
+export {
+  type ChannelOptions,
+  MulticastChannel,
+  NetworkConfigError,
+  PEER_RATE,
+  type SourceCheckCounters,
+} from "./lib/net/multicast.ts";
+export {
+  MAX_REQUEST,
+  REPLY_LIMIT,
+  replyPolicy,
+  type StatsDrop,
+  StatsServer,
+} from "./lib/stats/server.ts";
 export { formatStats } from "./lib/stats/reply.ts";
+export { KeyedTokenBuckets, type RateLimit, TokenBucket } from "./lib/token_bucket.ts";
+export {
+  checkMeaning,
+  judgeSession,
+  lifetime,
+  type MeaningCounters,
+  type SessionProblem,
+  type SessionVerdict,
+} from "./lib/jool/meaning.ts";
+export {
+  decodeTimeouts,
+  JOOL_DEFAULT_TIMEOUTS,
+  type SessionTimeouts,
+  TCP_INCOMING_SYN_MS,
+} from "./lib/jool/timeouts.ts";
 export {
   decodeCompact36,
   decodeCompact48,

@@ -64,6 +64,18 @@ export const SYMBOLS = {
   strlen: { parameters: ["usize"], result: "usize" },
   /** int open(const char *path, int flags): files Deno's permissions do not reach (/sys) */
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** ssize_t recvmsg(int fd, struct msghdr *msg, int flags) */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** int getifaddrs(struct ifaddrs **ifap): the list's address lands in the 8-byte buffer */
+  getifaddrs: { parameters: ["buffer"], result: "i32" },
+  /** void freeifaddrs(struct ifaddrs *ifa): the address as an integer */
+  freeifaddrs: { parameters: ["usize"], result: "void" },
+  /**
+   * void *memmove(void *dest, const void *src, size_t n), called with n = 0 to learn the address
+   * of a buffer (`dest` comes back) without `Deno.UnsafePointer`, which needs the unscoped
+   * --allow-ffi: for the pointers inside a struct msghdr.
+   */
+  address_of: { name: "memmove", parameters: ["buffer", "usize", "usize"], result: "usize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened library's symbols. */
@@ -295,6 +307,16 @@ export const IPV6_MULTICAST_LOOP = 19;
 export const IPV6_ADD_MEMBERSHIP = 20;
 /** IPV6_V6ONLY. */
 export const IPV6_V6ONLY = 26;
+/** IP_PKTINFO: deliver a `struct in_pktinfo` (arrival interface) with each datagram. */
+export const IP_PKTINFO = 8;
+/** IP_MULTICAST_ALL: receive the groups joined by every socket, not only this one's (Linux). */
+export const IP_MULTICAST_ALL = 49;
+/** IPV6_MULTICAST_ALL (Linux). */
+export const IPV6_MULTICAST_ALL = 29;
+/** IPV6_RECVPKTINFO: deliver a `struct in6_pktinfo` with each datagram. */
+export const IPV6_RECVPKTINFO = 49;
+/** IPV6_PKTINFO: the control message type of that `struct in6_pktinfo`. */
+export const IPV6_PKTINFO = 50;
 /** recv flag: do not block. */
 const MSG_DONTWAIT = 0x40;
 /** recv flag: return the real length of a truncated datagram. */
@@ -440,6 +462,32 @@ export function recvfrom(
     libc().recvfrom(fd, buffer, BigInt(buffer.byteLength), MSG_DONTWAIT | MSG_TRUNC, from, length),
   );
   return [n < 0 ? -errno() : n, length[0]];
+}
+
+/**
+ * The address of a buffer's memory, for the pointers of a struct (msghdr, iovec). The buffer must
+ * be backed by an `ArrayBuffer` made with `new ArrayBuffer(n)` (never moved by the garbage
+ * collector, unlike a small typed array's on-heap storage) and kept alive while the address is
+ * in use.
+ *
+ * @param buffer the buffer
+ * @returns its address
+ */
+export function addressOf(buffer: Uint8Array<ArrayBuffer>): bigint {
+  return BigInt(libc().address_of(buffer, 0n, 0n));
+}
+
+/**
+ * recvmsg(2) without throwing (hot path), non-blocking.
+ *
+ * @param fd the socket
+ * @param msghdr an encoded `struct msghdr` whose pointers stay valid during the call
+ * @param flags extra flags (MSG_TRUNC...); MSG_DONTWAIT is always added
+ * @returns the length read (with MSG_TRUNC: the datagram's real length), or `-errno`
+ */
+export function recvmsg(fd: number, msghdr: Uint8Array<ArrayBuffer>, flags = 0): number {
+  const n = Number(libc().recvmsg(fd, msghdr, flags | MSG_DONTWAIT));
+  return n < 0 ? -errno() : n;
 }
 
 /**

@@ -44,6 +44,18 @@ export interface Counters {
   netMalformedDatagrams: number;
   /** Datagrams whose session format differs from the local kernel's, dropped. */
   netForeignFormatDatagrams: number;
+  /** Sessions from the sync group of an unknown protocol, dropped (lib/jool/meaning.ts). */
+  netSessionsBadProtocol: number;
+  /** Sessions from the sync group in a state their protocol lacks (TCP 7, UDP/ICMP not 0), dropped. */
+  netSessionsBadState: number;
+  /** Sessions from the sync group on a timer their protocol lacks (3; UDP/ICMP not EST), dropped. */
+  netSessionsBadTimer: number;
+  /** TCP sessions from the sync group on a timer that never holds their state, dropped. */
+  netSessionsWrongTimer: number;
+  /** Sessions from the sync group whose expiration was cut to the local lifetime of their timer. */
+  netSessionsClamped: number;
+  /** Datagrams from the sync group left with no session by the meaning checks, not handed on. */
+  netDatagramsAllDropped: number;
 
   // Owner: the network channel (lib/net/multicast.ts).
   /** Sends to the sync group that failed. */
@@ -58,6 +70,14 @@ export interface Counters {
   netDatagramsSent: number;
   /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
   netBytesSent: number;
+  /** Datagrams from one of this host's own addresses (multicast loop, a local user), dropped. */
+  netLocalSourceDrops: number;
+  /** Datagrams that arrived on another interface than the in interface, dropped. */
+  netWrongInterfaceDrops: number;
+  /** Datagrams from a sender outside the "peers allowed" list, dropped. */
+  netUnknownPeerDrops: number;
+  /** Datagrams of a sender over its rate (lib/net/multicast.ts PEER_RATE), dropped. */
+  netRateLimitedDrops: number;
 }
 
 /**
@@ -93,11 +113,21 @@ export function createCounters(): Counters {
     kernelAddFailures: 0,
     netMalformedDatagrams: 0,
     netForeignFormatDatagrams: 0,
+    netSessionsBadProtocol: 0,
+    netSessionsBadState: 0,
+    netSessionsBadTimer: 0,
+    netSessionsWrongTimer: 0,
+    netSessionsClamped: 0,
+    netDatagramsAllDropped: 0,
     netSendErrors: 0,
     netTruncatedDatagrams: 0,
     netDatagramsReceived: 0,
     netBytesReceived: 0,
     netDatagramsSent: 0,
     netBytesSent: 0,
+    netLocalSourceDrops: 0,
+    netWrongInterfaceDrops: 0,
+    netUnknownPeerDrops: 0,
+    netRateLimitedDrops: 0,
   };
 }

@@ -9,7 +9,9 @@
 
 import type { KernelChannel, NetworkChannel } from "./channel.ts";
 import type { Logger } from "./log.ts";
-import { decodePayload, sessionCsv } from "./jool/session.ts";
+import { checkMeaning, type MeaningCounters } from "./jool/meaning.ts";
+import { decodePayload, type PayloadSummary, sessionCsv } from "./jool/session.ts";
+import { JOOL_DEFAULT_TIMEOUTS, type SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import type { Counters } from "./counters.ts";
 
@@ -31,6 +33,10 @@ export interface DaemonParts {
   readonly now?: () => number;
   /** Whether per-batch debug lines are wanted (builds no strings on the hot path otherwise). */
   readonly debug?: boolean;
+  /** The local instance's session timeouts, for the meaning checks (default: Jool's defaults). */
+  readonly timeouts?: SessionTimeouts;
+  /** Where the meaning checks count (default: `counters`). */
+  readonly meaningCounters?: MeaningCounters;
 }
 
 /** Most kinds of events the rate limiter remembers. */
@@ -94,6 +100,7 @@ export class Daemon {
   debug: boolean;
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
+  readonly #meaning: MeaningCounters;
 
   /**
    * Wires the channels together.
@@ -129,6 +136,7 @@ export class Daemon {
   constructor(parts: DaemonParts) {
     this.#parts = parts;
     this.debug = parts.debug ?? false;
+    this.#meaning = parts.meaningCounters ?? parts.counters;
     this.#warn = new RateLimitedLog((m) => parts.log.warn(m), parts.now ?? Date.now);
   }
 
@@ -171,12 +179,9 @@ export class Daemon {
 
   #fromNetwork(payload: Uint8Array): void {
     const { kernel, counters, log, localFormat } = this.#parts;
-    let format: SessionFormat;
-    let count: number;
+    let summary: PayloadSummary;
     try {
-      const summary = decodePayload(payload);
-      format = summary.format;
-      count = summary.sessions.length;
+      summary = decodePayload(payload);
     } catch (error) {
       counters.netMalformedDatagrams++;
       this.#warn.log(
@@ -187,6 +192,7 @@ export class Daemon {
       );
       return;
     }
+    const { format } = summary;
     if (localFormat !== undefined && format !== localFormat) {
       counters.netForeignFormatDatagrams++;
       this.#warn.log(
@@ -195,6 +201,27 @@ export class Daemon {
       );
       return;
     }
+    const legal = checkMeaning(
+      payload,
+      summary,
+      this.#parts.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+      this.#meaning,
+    );
+    if (legal === null) {
+      this.#warn.log(
+        "meaning",
+        `dropped a datagram from the sync group: none of its ${summary.sessions.length} sessions has a protocol, state and timer Jool can hold`,
+      );
+      return;
+    }
+    if (legal !== payload) {
+      this.#warn.log(
+        "meaning",
+        "corrected a datagram from the sync group: dropped the sessions Jool cannot hold and cut expirations to the local timeouts (counters netSessions*)",
+      );
+    }
+    const count = summary.sessions.length;
+    payload = legal;
     // The kernel channel counts the requests it sends (KERNEL_SENT_*).
     try {
       kernel.add(payload);

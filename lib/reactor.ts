@@ -1,8 +1,18 @@
 /**
  * The reactor: ONE `poll()` over every socket of the daemon plus an eventfd used to wake it for
  * shutdown (docs/DESIGN.md, "One FFI reactor for every socket"). The wait runs off-thread
- * (`nonblocking: true`); when it returns, each ready fd's handler drains its socket with synchronous
- * non-blocking reads until EAGAIN, on the main thread, where errno is reliable.
+ * (`nonblocking: true`); when it returns, each ready fd's handler reads its socket with synchronous
+ * non-blocking reads, on the main thread, where errno is reliable.
+ *
+ * Fairness: one poll wake-up is one round, and a round reads at most {@linkcode ROUND_BUDGET}
+ * datagrams per socket (the handler gets the budget and says whether it stopped for it), so one
+ * flooded socket cannot starve the others nor the event loop: what it left waits for the next
+ * round, which the next poll starts at once. Sockets added with `priority` (the kernel socket,
+ * whose batch the kernel holds its next one for until the ACK) are served first in every round,
+ * that is before and between the rounds of the others, and drain without a budget (the kernel
+ * sends one batch at a time). While a socket is flooded (a handler stopped for its budget), the
+ * linger window shrinks to {@linkcode FLOOD_LINGER_MS}, so signals are handled within that and a
+ * round under any flood, and within `lingerMs` otherwise.
  *
  * A reactor made with `lingerMs` (the daemon's: {@linkcode LINGER_MS}) lingers: after each
  * off-thread wake-up it keeps waiting in a SYNCHRONOUS `poll()` on the main thread, for `lingerMs`
@@ -38,8 +48,31 @@ import { ERRNO, SystemError } from "../ffi/errno.ts";
  */
 export const LINGER_MS = 250;
 
-/** Called when an fd is readable (or in error); it must drain the fd until EAGAIN. */
-export type ReadableHandler = () => void;
+/**
+ * The datagrams a socket's handler may read per round (wake-up). Small enough that a round of a
+ * few flooded sockets stays far below a millisecond of work; large enough that a busy sync
+ * socket needs few polls (each costs a system call).
+ */
+export const ROUND_BUDGET = 64;
+
+/**
+ * The linger window while a socket is flooded (a handler stopped for its budget): the event loop
+ * gets its turn at least this often, so signals wait at most this plus a round under a flood.
+ */
+export const FLOOD_LINGER_MS = 50;
+
+/**
+ * Called when an fd is readable (or in error). It reads at most `budget` messages (a priority fd's
+ * handler gets `Infinity`: it drains until EAGAIN) and returns true when it stopped for the budget,
+ * with more perhaps waiting; false or nothing when the fd is drained.
+ */
+export type ReadableHandler = (budget: number) => boolean | void;
+
+/** How an fd is served. */
+export interface WatchOptions {
+  /** Served first in every round, and drained whole (the kernel socket). */
+  readonly priority?: boolean;
+}
 
 /**
  * Waits on many fds at once and dispatches readiness to handlers.
@@ -47,7 +80,8 @@ export type ReadableHandler = () => void;
  * @example
  * ```ts
  * const reactor = new Reactor();
- * reactor.add(fd, () => drain(fd));
+ * reactor.add(kernelFd, () => drainAll(kernelFd), { priority: true });
+ * reactor.add(fd, (budget) => readAtMost(fd, budget));
  * const done = reactor.run();
  * reactor.stop();
  * await done;
@@ -55,6 +89,7 @@ export type ReadableHandler = () => void;
  */
 export class Reactor {
   readonly #handlers = new Map<number, ReadableHandler>();
+  readonly #priority = new Set<number>();
   readonly #wakeFd: number;
   #running = false;
   #stopping = false;
@@ -67,6 +102,8 @@ export class Reactor {
   wakeups = 0;
   /** Of those, the wake-ups of a synchronous (lingering) wait. */
   syncWakeups = 0;
+  /** Handler calls that stopped for the budget (a socket had more than a round's worth). */
+  budgetStops = 0;
 
   readonly #lingerMs: number;
 
@@ -95,10 +132,13 @@ export class Reactor {
    * Watches `fd` for readability.
    *
    * @param fd a non-blocking fd
-   * @param handler drains it
+   * @param handler reads it, at most the budget it is given
+   * @param options `priority`: serve it first in every round, without a budget
    */
-  add(fd: number, handler: ReadableHandler): void {
+  add(fd: number, handler: ReadableHandler, options: WatchOptions = {}): void {
     this.#handlers.set(fd, handler);
+    if (options.priority) this.#priority.add(fd);
+    else this.#priority.delete(fd);
     this.#fds = null;
     if (this.#running) this.#wake();
   }
@@ -110,6 +150,7 @@ export class Reactor {
    */
   remove(fd: number): void {
     this.#handlers.delete(fd);
+    this.#priority.delete(fd);
     this.#fds = null;
     if (this.#running) this.#wake();
   }
@@ -147,10 +188,20 @@ export class Reactor {
       let view = new DataView(pollfds.buffer);
       // Until performance.now() reaches this, wait synchronously (see the module comment).
       let lingerUntil = 0;
+      // When the last off-thread wait returned: a flood shortens the window from there.
+      let windowStart = 0;
+      // When the loop last gave the event loop a whole turn (a timer).
+      let yieldedAt = 0;
       while (!this.#stopping) {
         // The pollfd array is rebuilt only when the set of fds changed (no allocation per wake-up).
+        // Its order is the order of service: priority fds first.
         if (this.#fds === null) {
-          fds = this.#fds = [this.#wakeFd, ...this.#handlers.keys()];
+          const all = [...this.#handlers.keys()];
+          fds = this.#fds = [
+            this.#wakeFd,
+            ...all.filter((fd) => this.#priority.has(fd)),
+            ...all.filter((fd) => !this.#priority.has(fd)),
+          ];
           nfds = BigInt(fds.length);
           pollfds = new Uint8Array(8 * fds.length);
           view = new DataView(pollfds.buffer);
@@ -169,6 +220,14 @@ export class Reactor {
           n = await lib.poll_wait(pollfds, nfds, -1);
           // errno of the off-thread call is not ours to read: retry once synchronously to learn it.
           if (n < 0) n = Number(lib.poll(pollfds, nfds, 0));
+          // Under load the wait above returns at once, and its promise can resolve before the
+          // signal and timer callbacks that are due: without a whole event-loop turn here, a
+          // lingering loop could hold them for another window. One timer per window is free.
+          // At most every FLOOD_LINGER_MS: the timer turn delays what arrives meanwhile (~1 ms).
+          if (this.#lingerMs > 0 && performance.now() - yieldedAt >= FLOOD_LINGER_MS) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            yieldedAt = performance.now();
+          }
         }
         if (n < 0) {
           const e = errno();
@@ -176,7 +235,10 @@ export class Reactor {
           throw new SystemError("poll", e);
         }
         if (lingering) this.syncWakeups++;
-        else if (this.#lingerMs > 0) lingerUntil = performance.now() + this.#lingerMs;
+        else if (this.#lingerMs > 0) {
+          windowStart = performance.now();
+          lingerUntil = windowStart + this.#lingerMs;
+        }
         this.wakeups++;
         for (let i = 0; i < fds.length; i++) {
           const revents = view.getInt16(8 * i + 6, true);
@@ -196,7 +258,12 @@ export class Reactor {
           }
           if (revents & (POLLIN | POLLERR | POLLHUP)) {
             try {
-              handler();
+              if (handler(this.#priority.has(fd) ? Infinity : ROUND_BUDGET) === true) {
+                this.budgetStops++;
+                // A flood: the loop is busy anyway, so an event-loop turn costs nothing next to
+                // it, while signals and timers would wait the whole window.
+                lingerUntil = Math.min(lingerUntil, windowStart + FLOOD_LINGER_MS);
+              }
             } catch (error) {
               this.#onError(error);
             }

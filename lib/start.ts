@@ -249,6 +249,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       ? inNamespace(() => StatsServer.open(reactor, statsConfig, counters))
       : null;
     if (stats) closers.push(() => stats.close());
+    // The exposure of the sync and stats sockets (no in interface, a wildcard stats address).
+    for (const warning of [...network?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
     const daemon = new Daemon({
       kernel,
       network,

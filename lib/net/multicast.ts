@@ -3,10 +3,23 @@
  * traffic arrives), joined on the configured interface, sending to the group with the configured
  * outgoing interface and TTL / hop limit, multicast loopback off: exactly what Jool's C daemon does.
  *
+ * What it receives it checks first (the C daemon does not): a datagram is read with recvmsg, so its
+ * sender and arrival interface are known, and it is dropped, counted per reason, when it comes
+ * from one of this host's own addresses (multicast loop: our own sends, or any local user; the
+ * addresses are read at start), when it arrived on another interface than the in interface (when
+ * one is set), when its sender is not in the `peers` allow-list (when one is given), or when its
+ * sender is over its rate ({@linkcode PEER_RATE}, in bytes: every datagram becomes a JOOLD_ADD).
+ * IP_MULTICAST_ALL / IPV6_MULTICAST_ALL are off, so only the groups this socket joined arrive.
+ * Without an in interface the group is joined on the default multicast route's interface, perhaps
+ * the uplink: the channel's `warnings` say so, for cli.ts to log.
+ *
  * @module
  */
 
 import { getAddrInfo } from "../../ffi/addrinfo.ts";
+import { getInterfaceAddresses } from "../../ffi/ifaddrs.ts";
+import { DatagramReceiver } from "../../ffi/recvmsg.ts";
+import { decodeSockaddr, formatAddress } from "../../ffi/sockaddr.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -14,17 +27,20 @@ import {
   close,
   ifNameToIndex,
   IP_ADD_MEMBERSHIP,
+  IP_MULTICAST_ALL,
   IP_MULTICAST_IF,
   IP_MULTICAST_LOOP,
   IP_MULTICAST_TTL,
+  IP_PKTINFO,
   IPPROTO_IP,
   IPPROTO_IPV6,
   IPV6_ADD_MEMBERSHIP,
+  IPV6_MULTICAST_ALL,
   IPV6_MULTICAST_HOPS,
   IPV6_MULTICAST_IF,
   IPV6_MULTICAST_LOOP,
+  IPV6_RECVPKTINFO,
   MSG_TRUNC,
-  recv,
   sendto,
   setsockoptBytes,
   setsockoptInt,
@@ -37,10 +53,48 @@ import {
 } from "../../ffi/libc.ts";
 import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 import type { ErrorHandler, NetworkChannel, PayloadHandler } from "../channel.ts";
-import { parseIPv4 } from "../config/address.ts";
+import { parseIPv4, parseIPv6 } from "../config/address.ts";
 import type { NetConfig } from "../config/types.ts";
-import type { Reactor } from "../reactor.ts";
 import { type Counters, createCounters } from "../counters.ts";
+import type { Reactor } from "../reactor.ts";
+import { KeyedTokenBuckets, type RateLimit } from "../token_bucket.ts";
+
+/**
+ * The default rate per sender, in datagram bytes (each datagram becomes one JOOLD_ADD): 4 MB/s,
+ * about 100,000 sessions a second in 36-byte records (28,000 nested), and a burst of 4 MB, what
+ * the socket's receive buffer holds (a sender may fill it once). A Jool peer
+ * sends far less (the lab's fastest sync: 2,600 sessions/s); the audit's forged flood, 1,600
+ * sessions a datagram 3,300 times a second, is cut to a twentieth.
+ */
+export const PEER_RATE: RateLimit = { ratePerSecond: 4 << 20, burst: 4 << 20 };
+
+/** Most senders the rate limiter remembers at once (spoofed sources cost bounded memory). */
+export const MAX_SOURCES = 1024;
+
+/** The drops the source checks count: these fields of lib/counters.ts (owner: this channel). */
+export interface SourceCheckCounters {
+  /** Datagrams from one of this host's own addresses, dropped. */
+  netLocalSourceDrops: number;
+  /** Datagrams that arrived on another interface than the in interface, dropped. */
+  netWrongInterfaceDrops: number;
+  /** Datagrams from a sender outside the "peers allowed" list, dropped. */
+  netUnknownPeerDrops: number;
+  /** Datagrams of a sender over its rate, dropped. */
+  netRateLimitedDrops: number;
+}
+
+/** How the channel checks what it receives, beyond the configuration file's settings. */
+export interface ChannelOptions {
+  /**
+   * The only senders accepted (IP addresses of the group's family), when given: the net file's
+   * "peers allowed" (its key belongs to the configuration).
+   */
+  readonly peers?: readonly string[];
+  /** The rate per sender, in bytes ({@linkcode PEER_RATE}). */
+  readonly peerRate?: RateLimit;
+  /** The clock of the rate limiter, ms. */
+  readonly now?: () => number;
+}
 
 /** The largest datagram the channel receives whole. */
 export const MAX_DATAGRAM = 65535;
@@ -64,6 +118,7 @@ const IN = `"in interface" (--net.dev.in)`;
 const OUT = `"out interface" (--net.dev.out)`;
 const PORT = `"multicast port" (--net.mcast.port)`;
 const ADDR = `"multicast address" (--net.mcast.addr)`;
+const PEERS = `"peers allowed"`;
 
 function interfaceIndex(option: string, name: string): number {
   const index = ifNameToIndex(name);
@@ -101,10 +156,20 @@ export class MulticastChannel implements NetworkChannel {
   /** The family of the group: 4 or 6. */
   readonly family: 4 | 6;
 
+  /** Startup warnings for cli.ts to log. */
+  readonly warnings: readonly string[];
+  /** Where the source checks count their drops (the daemon's counters). */
+  readonly drops: SourceCheckCounters;
+
   readonly #fd: number;
   readonly #group: Uint8Array<ArrayBuffer>;
   readonly #reactor: Reactor;
-  readonly #buffer = new Uint8Array(MAX_DATAGRAM + 1);
+  readonly #receiver = new DatagramReceiver(MAX_DATAGRAM + 1);
+  readonly #local: ReadonlySet<string>;
+  readonly #inIndex: number;
+  readonly #peers: ReadonlySet<string> | null;
+  readonly #buckets: KeyedTokenBuckets;
+  readonly #now: () => number;
   #onDatagram: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
   #closed = false;
@@ -115,12 +180,21 @@ export class MulticastChannel implements NetworkChannel {
     group: Uint8Array<ArrayBuffer>,
     reactor: Reactor,
     counters: Counters,
+    checks: { local: Set<string>; inIndex: number; peers: Set<string> | null; warnings: string[] },
+    options: ChannelOptions,
   ) {
     this.counters = counters;
     this.#fd = fd;
     this.family = family;
     this.#group = group;
     this.#reactor = reactor;
+    this.#local = checks.local;
+    this.#inIndex = checks.inIndex;
+    this.#peers = checks.peers;
+    this.warnings = checks.warnings;
+    this.drops = counters;
+    this.#buckets = new KeyedTokenBuckets(options.peerRate ?? PEER_RATE, MAX_SOURCES);
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -129,7 +203,8 @@ export class MulticastChannel implements NetworkChannel {
    * @param reactor the reactor that drives the socket
    * @param config the network configuration
    * @param counters the daemon's counters (default: the channel's own)
-   * @returns the channel
+   * @param options the source checks' allow-list and rate
+   * @returns the channel (its `warnings` are for the log)
    * @throws {NetworkConfigError} naming the option at fault
    * @throws {SystemError} when a socket call fails otherwise
    * @example
@@ -141,6 +216,7 @@ export class MulticastChannel implements NetworkChannel {
     reactor: Reactor,
     config: NetConfig,
     counters: Counters = createCounters(),
+    options: ChannelOptions = {},
   ): MulticastChannel {
     let candidates;
     try {
@@ -170,7 +246,9 @@ export class MulticastChannel implements NetworkChannel {
         true,
       );
     }
+    const peers = MulticastChannel.#peerSet(family, options.peers);
     const fd = socket(candidate.family, SOCK_DGRAM, 0);
+    let checks;
     try {
       if (config.reuseAddress) setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
       try {
@@ -196,13 +274,81 @@ export class MulticastChannel implements NetworkChannel {
       }
       if (family === 4) MulticastChannel.#setup4(fd, candidate.address, config);
       else MulticastChannel.#setup6(fd, candidate.address, config);
+      checks = { ...MulticastChannel.#receiveChecks(fd, family, config), peers };
     } catch (error) {
       close(fd);
       throw error;
     }
-    const channel = new MulticastChannel(fd, family, candidate.address, reactor, counters);
-    reactor.add(fd, () => channel.#drain());
+    const channel = new MulticastChannel(
+      fd,
+      family,
+      candidate.address,
+      reactor,
+      counters,
+      checks,
+      options,
+    );
+    reactor.add(fd, (budget) => channel.#drain(budget));
     return channel;
+  }
+
+  static #peerSet(family: 4 | 6, peers: readonly string[] | undefined): Set<string> | null {
+    if (peers === undefined) return null;
+    return new Set(peers.map((text) => {
+      const bytes = family === 4 ? parseIPv4(text) : parseIPv6(text);
+      if (bytes === null) {
+        throw new NetworkConfigError(
+          PEERS,
+          `the group is IPv${family}, so every peer must be an IPv${family} address, got "${text}"`,
+        );
+      }
+      return formatAddress(bytes);
+    }));
+  }
+
+  /**
+   * Turns on what the receive checks need (the arrival interface of each datagram; only the
+   * groups of this socket) and gathers what they compare with: this host's addresses and the in
+   * interface's index.
+   */
+  static #receiveChecks(
+    fd: number,
+    family: 4 | 6,
+    config: NetConfig,
+  ): { local: Set<string>; inIndex: number; warnings: string[] } {
+    const warnings: string[] = [];
+    if (family === 4) {
+      setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
+      setsockoptInt(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
+    } else {
+      setsockoptInt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
+      try {
+        setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL");
+      } catch (error) {
+        // Linux < 4.20 lacks it; the socket is bound to the group, which is what matters most.
+        warnings.push(`cannot turn IPV6_MULTICAST_ALL off: ${(error as SystemError).code}`);
+      }
+    }
+    const addresses = getInterfaceAddresses();
+    const local = new Set(
+      addresses.filter((a) => a.family === family).map((a) => formatAddress(a.address)),
+    );
+    let inIndex = 0;
+    if (config.inInterface === undefined) {
+      warnings.push(
+        `no in interface (--net.dev.in) is set: the group is joined on the interface of the default multicast route, perhaps the uplink, where anyone can send sessions to it; set the sync interface`,
+      );
+    } else if (family === 6) {
+      inIndex = interfaceIndex(IN, config.inInterface);
+    } else {
+      const own = ipv4(IN, config.inInterface);
+      const holder = addresses.find((a) =>
+        a.family === 4 && a.address.every((b, i) => b === own[i])
+      );
+      // The join above succeeded, so some interface holds the address.
+      if (holder !== undefined) inIndex = interfaceIndex(IN, holder.name);
+    }
+    return { local, inIndex, warnings };
   }
 
   static #setup4(fd: number, group: Uint8Array, config: NetConfig): void {
@@ -312,14 +458,16 @@ export class MulticastChannel implements NetworkChannel {
     close(this.#fd);
   }
 
-  #drain(): void {
-    for (;;) {
-      const n = recv(this.#fd, this.#buffer, MSG_TRUNC);
-      if (n === -ERRNO.EAGAIN) return;
+  /** Reads at most `budget` datagrams; true when it stopped for the budget (more may wait). */
+  #drain(budget = Infinity): boolean {
+    const receiver = this.#receiver;
+    for (let read = 0; read < budget; read++) {
+      const n = receiver.receive(this.#fd, MSG_TRUNC);
+      if (n === -ERRNO.EAGAIN) return false;
       if (n === -ERRNO.EINTR) continue;
       if (n < 0) {
-        this.#onError(new SystemError("recv(sync group)", -n));
-        return;
+        this.#onError(new SystemError("recvmsg(sync group)", -n));
+        return false;
       }
       if (n > MAX_DATAGRAM) {
         this.counters.netTruncatedDatagrams++;
@@ -328,7 +476,32 @@ export class MulticastChannel implements NetworkChannel {
       }
       this.counters.netDatagramsReceived++;
       this.counters.netBytesReceived += n;
-      this.#onDatagram(this.#buffer.subarray(0, n));
+      if (!this.#accepts(n)) continue;
+      this.#onDatagram(receiver.data.subarray(0, n));
     }
+    return true;
+  }
+
+  /** The source checks of the datagram just received (`length` bytes); counts what they drop. */
+  #accepts(length: number): boolean {
+    const source = decodeSockaddr(this.#receiver.from);
+    const key = source === null ? "" : formatAddress(source.address);
+    if (this.#local.has(key)) {
+      this.drops.netLocalSourceDrops++;
+      return false;
+    }
+    if (this.#inIndex !== 0 && this.#receiver.interfaceIndex !== this.#inIndex) {
+      this.drops.netWrongInterfaceDrops++;
+      return false;
+    }
+    if (this.#peers !== null && !this.#peers.has(key)) {
+      this.drops.netUnknownPeerDrops++;
+      return false;
+    }
+    if (!this.#buckets.take(key, this.#now(), length)) {
+      this.drops.netRateLimitedDrops++;
+      return false;
+    }
+    return true;
   }
 }

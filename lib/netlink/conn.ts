@@ -285,7 +285,8 @@ class LibcNetlinkSocket implements NetlinkSocket {
   }
 
   watch(reactor: Reactor, handler: () => void): void {
-    reactor.add(this.#fd, handler);
+    // Priority: the kernel holds its next batch until our ACK (lib/reactor.ts, fairness).
+    reactor.add(this.#fd, handler, { priority: true });
     this.#reactor = reactor;
   }
 

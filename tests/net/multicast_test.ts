@@ -1,4 +1,16 @@
 import assert from "node:assert/strict";
+import {
+  AF_INET,
+  close,
+  IP_MULTICAST_IF,
+  IPPROTO_IP,
+  sendto,
+  setsockoptBytes,
+  SOCK_DGRAM,
+  socket,
+} from "../../ffi/libc.ts";
+import { sockaddrIn } from "../../ffi/sockaddr.ts";
+import { createCounters } from "../../lib/counters.ts";
 import { MulticastChannel, NetworkConfigError } from "../../lib/net/multicast.ts";
 import type { NetConfig } from "../../lib/config/types.ts";
 import { Reactor } from "../../lib/reactor.ts";
@@ -237,6 +249,195 @@ Deno.test({
       assert.deepEqual(got[0], payload);
       chA.close();
       chB.close();
+    });
+  },
+});
+
+const GROUP4 = Uint8Array.of(233, 252, 0, 64);
+
+function cfg4(local: string | undefined): NetConfig {
+  return {
+    multicastAddress: "233.252.0.64",
+    multicastPort: "6464",
+    inInterface: local,
+    outInterface: local,
+    ttl: 1,
+    reuseAddress: true,
+  };
+}
+
+/** A plain UDP socket sending to the IPv4 group out of `via`, multicast loop on (the default). */
+function groupSender(via: number[]): { send(payload: Uint8Array): void; close(): void } {
+  const fd = socket(AF_INET, SOCK_DGRAM, 0);
+  setsockoptBytes(fd, IPPROTO_IP, IP_MULTICAST_IF, Uint8Array.from(via), "IP_MULTICAST_IF");
+  const to = sockaddrIn(GROUP4, 6464);
+  return {
+    send: (payload) => assert.equal(sendto(fd, payload.slice(), to), payload.length),
+    close: () => close(fd),
+  };
+}
+
+Deno.test({
+  name:
+    `datagrams from this host's own addresses (multicast loop: a local user) are dropped; a peer's pass${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(false, async ({ a, b, reactor }) => {
+      const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
+      const chB = b.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.2")));
+      const local = b.enter(() => groupSender([198, 51, 100, 2]));
+      try {
+        const got: Uint8Array[] = [];
+        chB.onDatagram((p) => got.push(p.slice()));
+        const forged = fixture("4.1.13", "d-udp-payload-1session");
+        local.send(forged);
+        await waitFor(() => chB.drops.netLocalSourceDrops === 1, "the local datagram's drop");
+        const payload = fixture("4.1.13", "d-udp-payload-4sessions");
+        chA.send(payload);
+        await waitFor(() => got.length === 1, "A's datagram on B");
+        assert.deepEqual(got, [payload]);
+        assert.deepEqual(chB.warnings, []);
+      } finally {
+        local.close();
+        chA.close();
+        chB.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: `the peers allow-list: a sender outside it is dropped, one in it passes${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(false, async ({ a, b, reactor }) => {
+      const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
+      const strict = b.enter(() =>
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+          peers: ["198.51.100.9"],
+        })
+      );
+      const open = b.enter(() =>
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+          peers: ["198.51.100.1"],
+        })
+      );
+      try {
+        const got: string[] = [];
+        strict.onDatagram(() => got.push("strict"));
+        open.onDatagram(() => got.push("open"));
+        chA.send(fixture("4.1.13", "d-udp-payload-1session"));
+        await waitFor(() => got.length === 1 && strict.drops.netUnknownPeerDrops === 1, "both");
+        assert.deepEqual(got, ["open"]);
+        assert.throws(
+          () =>
+            b.enter(() =>
+              MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+                peers: ["::1"],
+              })
+            ),
+          {
+            name: "NetworkConfigError",
+            message:
+              `"peers allowed": the group is IPv4, so every peer must be an IPv4 address, got "::1"`,
+          },
+        );
+      } finally {
+        chA.close();
+        strict.close();
+        open.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: `a sender over its rate is cut to it (bytes per second per sender)${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(false, async ({ a, b, reactor }) => {
+      const payload = fixture("4.1.13", "d-udp-payload-4sessions");
+      const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
+      let now = 0;
+      const chB = b.enter(() =>
+        MulticastChannel.open(reactor, cfg4("198.51.100.2"), createCounters(), {
+          peerRate: { ratePerSecond: payload.length, burst: 3 * payload.length },
+          now: () => now,
+        })
+      );
+      try {
+        let got = 0;
+        chB.onDatagram(() => got++);
+        for (let i = 0; i < 10; i++) chA.send(payload);
+        await waitFor(() => got + chB.drops.netRateLimitedDrops === 10, "ten datagrams");
+        assert.equal(got, 3, "the burst");
+        now = 2000; // two seconds later: two more
+        for (let i = 0; i < 5; i++) chA.send(payload);
+        await waitFor(() => got + chB.drops.netRateLimitedDrops === 15, "five more");
+        assert.equal(got, 5);
+      } finally {
+        chA.close();
+        chB.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    `the group's datagrams arriving on another interface than the in interface do not get through${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(false, async ({ a, b, reactor }) => {
+      const c = new Netns("c");
+      try {
+        veth(b, "up0", ["198.51.101.2/24"], c, "up0", ["198.51.101.3/24"]);
+        const chA = a.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.1")));
+        const chB = b.enter(() => MulticastChannel.open(reactor, cfg4("198.51.100.2")));
+        // Another program of B's host joins the group on the uplink: the kernel now accepts the
+        // group's traffic there (with IP_MULTICAST_ALL on, every socket of the group would get it).
+        const other = b.enter(() => MulticastChannel.open(reactor, cfg4("198.51.101.2")));
+        const uplink = c.enter(() => groupSender([198, 51, 101, 3]));
+        try {
+          const got: Uint8Array[] = [];
+          let others = 0;
+          chB.onDatagram((p) => got.push(p.slice()));
+          other.onDatagram(() => others++);
+          uplink.send(fixture("4.1.13", "d-udp-payload-1session"));
+          await waitFor(() => others === 1, "the uplink datagram on the uplink's socket");
+          const payload = fixture("4.1.13", "d-udp-payload-4sessions");
+          chA.send(payload);
+          await waitFor(() => got.length === 1, "A's datagram");
+          assert.deepEqual(got, [payload], "only the sync link's datagram");
+        } finally {
+          uplink.close();
+          chA.close();
+          chB.close();
+          other.close();
+        }
+      } finally {
+        c.dispose();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    `without an in interface the channel warns that the group may be joined on the uplink${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    await pair(false, ({ a, reactor }) => {
+      a.exec("route", "add", "224.0.0.0/4", "dev", "sync0");
+      const ch = a.enter(() => MulticastChannel.open(reactor, cfg4(undefined)));
+      try {
+        assert.deepEqual(ch.warnings, [
+          "no in interface (--net.dev.in) is set: the group is joined on the interface of the default multicast route, perhaps the uplink, where anyone can send sessions to it; set the sync interface",
+        ]);
+      } finally {
+        ch.close();
+      }
+      return Promise.resolve();
     });
   },
 });
