@@ -524,9 +524,7 @@ export class NetlinkKernelChannel implements KernelChannel {
       this.#familyGone = true;
       this.#counters.kernelFamilyRemovals++;
       this.#instanceMissing = true; // whatever instance comes back is a new one
-      for (const [seq] of this.#waiters) {
-        this.#waiter(seq)?.reject(this.#goneError("the request"));
-      }
+      for (const [seq, { op }] of this.#waiters) this.#waiter(seq)?.reject(this.#goneError(op));
       this.#onNotice(
         "warn",
         `Jool's Generic Netlink family (id ${family.id}) was unregistered: the module was unloaded; waiting for it to come back (modprobe jool)`,

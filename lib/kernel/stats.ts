@@ -72,12 +72,12 @@ export async function readJooldStatsWith(
   version?: JoolVersion,
 ): Promise<Map<string, bigint> | undefined> {
   if (version !== undefined && !hasJooldStats(version)) return undefined;
-  let version2: JoolVersion | undefined;
+  let replyVersion: JoolVersion | undefined;
   const all = await readKernelStatsWith(async (after) => {
     const reply = await ask(after);
-    version2 ??= unpackVersion(reply.header.version);
+    replyVersion ??= unpackVersion(reply.header.version);
     return reply;
   });
-  if (version2 !== undefined && !hasJooldStats(version2)) return undefined;
+  if (replyVersion !== undefined && !hasJooldStats(replyVersion)) return undefined;
   return jooldOnly(all);
 }

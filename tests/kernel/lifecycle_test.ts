@@ -322,3 +322,15 @@ Deno.test("an awaited request times out, and closing the channel rejects what is
     t.teardown();
   }
 });
+
+Deno.test("DELFAMILY rejects the requests still awaiting a reply, and refuses new ones", async () => {
+  const t = await setup();
+  try {
+    const pending = t.channel.request(C.JOOLD_ACK, "JOOLD_ACK"); // the kernel never answers it
+    t.notify(t.jool.familyNotification("del"));
+    await assert.rejects(pending, JoolFamilyError);
+    await assert.rejects(t.channel.readJooldStats(), /family is gone .*STATS_FOREACH/);
+  } finally {
+    t.teardown();
+  }
+});
