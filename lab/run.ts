@@ -36,6 +36,9 @@ const ALL = [
   "f-storm",
   "g-ss-enabled",
   "h-nonroot",
+  "e-kernel-stats",
+  "i-enable-sync-readded",
+  "i-module-reload",
 ];
 
 const { values } = parseArgs({

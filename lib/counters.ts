@@ -28,6 +28,14 @@ export interface Counters {
   kernelOverruns: number;
   /** Netlink messages from the kernel side that could not be decoded. */
   kernelMalformedMessages: number;
+  /** Advertises after a receive overrun held back (at most one per 30 s; the last one follows). */
+  kernelOverrunAdvertisesHeld: number;
+  /** Times Jool's family disappeared (the module was unloaded: CTRL_CMD_DELFAMILY). */
+  kernelFamilyRemovals: number;
+  /** Times Jool's family came back and the channel rejoined it (CTRL_CMD_NEWFAMILY). */
+  kernelFamilyRecoveries: number;
+  /** Times `--enable-sync` turned ss-enabled on again on a re-created instance. */
+  kernelSyncReenabled: number;
 
   // Owner: the daemon core (lib/daemon.ts).
   /** JOOLD_ADD requests that could not be sent (a local socket error, not a kernel refusal). */
@@ -154,6 +162,10 @@ export function createCounters(): Counters {
     kernelRefusals: 0,
     kernelOverruns: 0,
     kernelMalformedMessages: 0,
+    kernelOverrunAdvertisesHeld: 0,
+    kernelFamilyRemovals: 0,
+    kernelFamilyRecoveries: 0,
+    kernelSyncReenabled: 0,
     kernelAddFailures: 0,
     netMalformedDatagrams: 0,
     netForeignFormatDatagrams: 0,

@@ -41,6 +41,13 @@ import { VERSION } from "./version.ts";
  */
 export const ADVERTISE_INTERVAL_MS = 1000;
 
+/**
+ * With `--enable-sync`, how often ss-enabled is checked (and turned on again): a re-created
+ * instance starts with it off, and nothing tells joold that an instance was re-created. One
+ * GLOBAL_FOREACH per interval is noise next to the sync traffic.
+ */
+export const SYNC_CHECK_INTERVAL_MS = 2000;
+
 /** How to reach the kernel: tests point the channel at a fake kernel. */
 export interface KernelPeer {
   /** Netlink protocol (tests: NETLINK_USERSOCK). */
@@ -95,6 +102,11 @@ export interface DaemonHandle {
   readonly portId: number;
   /** Where the metrics endpoint listens (`http://ADDR:PORT/metrics`); null when off. */
   readonly metricsAddress: Deno.NetAddr | null;
+  /**
+   * Reads the kernel's own JSTAT_JOOLD_* counters over the kernel channel (undefined where Jool has
+   * none: before 4.1.12); for the metrics exporter.
+   */
+  readJooldStats(): Promise<Map<string, bigint> | undefined>;
   /**
    * Resolves once the daemon stopped after {@linkcode DaemonHandle.stop}; rejects with the error
    * that stopped its reactor (everything is closed by then, no stop summary is logged).
@@ -286,6 +298,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       const notice = translationNotice(sessionFormatFor(startup.version), startup.pool6);
       log[notice.level](notice.message);
     }
+    kernel.onNotice((level, text) => log[level](text));
+    // A module the channel cannot serve: exit non-zero, the supervisor restarts joold for it.
+    const kernelFailed = new Promise<unknown>((resolve) => kernel.onFatal(resolve));
+    if (config.enableSync) {
+      kernel.keepSyncEnabled(SYNC_CHECK_INTERVAL_MS);
+      kernel.onFamilyBack(() => void kernel.checkSyncEnabled());
+    }
     const net = config.net;
     // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
     const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
@@ -326,7 +345,13 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     const metrics = metricsConfig
       ? MetricsServer.open(
         metricsConfig,
-        scraper(config, counters, kernel.ackLatency, startup, parts.kernelStats),
+        scraper(
+          config,
+          counters,
+          kernel.ackLatency,
+          startup,
+          parts.kernelStats ?? (() => kernel.readJooldStats()),
+        ),
         (error) => log.warn(`metrics: a scrape failed: ${errorLine(error)}`, { event: "metrics" }),
       )
       : null;
@@ -340,7 +365,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       daemon,
       secure,
       shutDown,
-      reactorFailed,
+      reactorFailed: Promise.race([reactorFailed, kernelFailed]),
       now: parts.now ?? Date.now,
       metricsAddress: metrics?.address ?? null,
     });
@@ -371,7 +396,7 @@ interface Running {
   readonly secure: SecureChannel | null;
   /** Closes every socket (and stops the own reactor). */
   readonly shutDown: () => Promise<void>;
-  /** Resolves with the error that stopped the own reactor, if it ever fails. */
+  /** Resolves with the error that stopped the own reactor or the kernel channel, if ever. */
   readonly reactorFailed: Promise<unknown>;
   readonly now: () => number;
   readonly metricsAddress: Deno.NetAddr | null;
@@ -462,6 +487,10 @@ class RunningDaemon implements DaemonHandle {
       await this.#stopping;
       rejectDone(error);
     });
+  }
+
+  readJooldStats(): Promise<Map<string, bigint> | undefined> {
+    return this.#parts.kernel.readJooldStats();
   }
 
   advertise(why: string): void {

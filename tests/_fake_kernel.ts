@@ -22,8 +22,20 @@ import { NETLINK_USERSOCK } from "../lib/netlink/conn.ts";
 import { netlinkPortId, sockaddrNl } from "../ffi/sockaddr.ts";
 import { concat, encodeAttribute, NLA_F_NESTED, u8Attribute } from "../lib/netlink/attribute.ts";
 import { encodeMessage, type Message, NLMSG_ERROR, parseMessages } from "../lib/netlink/message.ts";
-import { encodeGenlHeader, GENL_ID_CTRL } from "../lib/genetlink/controller.ts";
-import { encodeJoolHeader, JOOLNLHDR_FLAGS_ERROR } from "../lib/jool/header.ts";
+import {
+  CTRL_ATTR_FAMILY_ID,
+  CTRL_ATTR_MCAST_GROUPS,
+  CTRL_ATTR_MCAST_GRP_ID,
+  CTRL_ATTR_MCAST_GRP_NAME,
+  CTRL_CMD_DELFAMILY,
+  CTRL_CMD_NEWFAMILY,
+  encodeGenlHeader,
+  GENL_HDRLEN,
+  GENL_ID_CTRL,
+} from "../lib/genetlink/controller.ts";
+import { encodeJoolHeader, JOOLNLHDR_FLAGS_ERROR, JOOLNLHDR_FLAGS_M } from "../lib/jool/header.ts";
+import { JNLOP_STATS_FOREACH, statNames } from "../lib/jool/stats.ts";
+import { unpackVersion } from "../lib/jool/version.ts";
 import { decodeJoolMessage, JNLAR_SESSION_ENTRIES, type JoolMessage } from "../lib/jool/message.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { fixture, fixtureIndex } from "./_fixtures.ts";
@@ -50,6 +62,10 @@ export interface FakeKernelState {
   familyMissing: boolean;
   /** The instance's pool6 in GLOBAL_FOREACH replies (16 address bytes and a length), or none. */
   pool6: { address: Uint8Array; length: number } | null;
+  /** The instance's counters by JSTAT name (STATS_FOREACH; absent ones are 0). */
+  stats: Map<string, bigint>;
+  /** How many counters one STATS_FOREACH reply holds before JOOLNLHDR_FLAGS_M (default all). */
+  statsPerPage: number;
 }
 
 /**
@@ -66,8 +82,10 @@ export type BatchShape = "kernel" | "reordered" | "two-in-one";
  * the channel tests hand {@linkcode FakeJool.answer} to the in-memory twin (lib/netlink/twin.ts).
  */
 export class FakeJool {
-  readonly familyId: number;
-  readonly groupId: number;
+  /** Jool's family id (changes with {@linkcode FakeJool.reload}). */
+  familyId: number;
+  /** The "joold" group's id (changes with {@linkcode FakeJool.reload}). */
+  groupId: number;
   readonly version: number;
   readonly received: Received[] = [];
   readonly state: FakeKernelState = {
@@ -76,6 +94,8 @@ export class FakeJool {
     addError: null,
     familyMissing: false,
     pool6: null,
+    stats: new Map(),
+    statsPerPage: Infinity,
   };
 
   /** `recording` "4.1.13" or "4.1.9" picks the captured controller reply and the version. */
@@ -110,6 +130,35 @@ export class FakeJool {
     }
     return replies;
   };
+
+  /**
+   * nlctrl's notification of Jool's family, as genetlink.c's genl_ctrl_event sends it to the
+   * "notify" group: ctrl_fill_info's body (the captured GETFAMILY reply's layout, with this fake's
+   * current family and group ids), command CTRL_CMD_NEWFAMILY or CTRL_CMD_DELFAMILY, sequence 0,
+   * port 0, no flags.
+   *
+   * @param change "new" (registered) or "del" (unregistered)
+   * @returns the datagram
+   */
+  familyNotification(change: "new" | "del"): Uint8Array<ArrayBuffer> {
+    const body = this.#familyBody();
+    body[0] = change === "new" ? CTRL_CMD_NEWFAMILY : CTRL_CMD_DELFAMILY;
+    return encodeMessage({ type: GENL_ID_CTRL, flags: 0, seq: 0, pid: 0 }, body);
+  }
+
+  /**
+   * What `modprobe -r jool; modprobe jool` does to the fake: every instance gone, and the family
+   * and group registered again under new ids.
+   *
+   * @param familyId the new family id
+   * @param groupId the new "joold" group id
+   */
+  reload(familyId: number, groupId: number): void {
+    this.familyId = familyId;
+    this.groupId = groupId;
+    this.state.instanceAlive = false;
+    this.state.ssEnabled = false;
+  }
 
   /** The requests with this genl command. */
   requests(cmd: number): Received[] {
@@ -155,8 +204,62 @@ export class FakeJool {
       );
       return this.#reply(m, err, NLMSG_ERROR);
     }
+    return this.#reply(m, this.#familyBody(), GENL_ID_CTRL);
+  }
+
+  /** The captured CTRL_CMD_NEWFAMILY body, with the current family and "joold" group ids. */
+  #familyBody(): Uint8Array<ArrayBuffer> {
     const [captured] = parseMessages(fixture(this.recording, "e-ctrl-getfamily-response"));
-    return this.#reply(m, captured.body, GENL_ID_CTRL);
+    const body = captured.body.slice();
+    const view = new DataView(body.buffer);
+    const walk = (
+      from: number,
+      to: number,
+      visit: (type: number, at: number, end: number) => void,
+    ) => {
+      for (let at = from; at + 4 <= to;) {
+        const length = view.getUint16(at, true);
+        visit(view.getUint16(at + 2, true) & 0x3fff, at + 4, at + length);
+        at += (length + 3) & ~3;
+      }
+    };
+    walk(GENL_HDRLEN, body.length, (type, at, end) => {
+      if (type === CTRL_ATTR_FAMILY_ID) view.setUint16(at, this.familyId, true);
+      if (type !== CTRL_ATTR_MCAST_GROUPS) return;
+      walk(at, end, (_, gAt, gEnd) => {
+        let name = "";
+        let idAt = -1;
+        walk(gAt, gEnd, (t, a, e) => {
+          if (t === CTRL_ATTR_MCAST_GRP_NAME) {
+            name = new TextDecoder().decode(body.subarray(a, e)).replace(/\0+$/, "");
+          }
+          if (t === CTRL_ATTR_MCAST_GRP_ID) idAt = a;
+        });
+        if (name === "joold" && idAt >= 0) view.setUint32(idAt, this.groupId, true);
+      });
+    });
+    return body;
+  }
+
+  /** STATS_FOREACH: one u64 per id from the offset on, as nla_put_u64_64bit puts them on x86_64. */
+  #stats(m: Message, j: JoolMessage): Uint8Array<ArrayBuffer> {
+    const names = statNames(unpackVersion(this.version))!;
+    let after = 0;
+    for (let at = 0; at + 4 <= j.attributes.length;) {
+      const view = new DataView(j.attributes.buffer, j.attributes.byteOffset);
+      const length = view.getUint16(at, true);
+      if (view.getUint16(at + 2, true) === 9 && length >= 5) after = j.attributes[at + 4]; // OFFSET_U8
+      at += (length + 3) & ~3;
+    }
+    const parts: Uint8Array[] = [];
+    let id = after + 1;
+    for (; id < names.length && parts.length < this.state.statsPerPage; id++) {
+      const value = new Uint8Array(8);
+      new DataView(value.buffer).setBigUint64(0, this.state.stats.get(names[id]) ?? 0n, true);
+      parts.push(encodeAttribute(id, value));
+    }
+    const more = id < names.length ? JOOLNLHDR_FLAGS_M : 0;
+    return this.#reply(m, this.#joolBody(j.cmd, more, concat(...parts)));
   }
 
   #joolBody(cmd: number, flags: number, attributes: Uint8Array, iname = "default"): Uint8Array {
@@ -212,6 +315,9 @@ export class FakeJool {
         if (!this.state.instanceAlive) return missing();
         this.state.ssEnabled = true;
         return this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
+      case JNLOP_STATS_FOREACH:
+        if (!this.state.instanceAlive) return missing();
+        return this.#stats(m, j);
       case C.JOOLD_ADVERTISE:
         if (!this.state.instanceAlive) return missing();
         return this.#reply(m, this.#joolBody(j.cmd, 0, new Uint8Array()));
@@ -278,6 +384,17 @@ export class FakeKernel extends FakeJool {
    */
   broadcastBatch(payload: Uint8Array): number {
     return sendto(this.fd, this.batch(payload), sockaddrNl(0, 1 << (this.groupId - 1)));
+  }
+
+  /**
+   * Multicasts nlctrl's notification of Jool's family to the controller's "notify" group (0x10),
+   * as genetlink.c's genl_ctrl_event does.
+   *
+   * @param change "new" or "del"
+   * @returns the sendto result (bytes or -errno)
+   */
+  notifyFamily(change: "new" | "del"): number {
+    return sendto(this.fd, this.familyNotification(change), sockaddrNl(0, 1 << (0x10 - 1)));
   }
 
   /** Serves requests in the background (every 2 ms) until `stop()`. */

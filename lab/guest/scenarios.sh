@@ -592,14 +592,86 @@ nonroot() {
 # demo.sh sources this file for its helpers only.
 [ -n "${LIB_ONLY:-}" ] && return 0
 
+kernel_stats() { # the kernel's JSTAT_JOOLD_* as the daemon reads them, against `jool stats display`
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  flows kstats
+  # What is judged here is the counters, not the sync's speed: a generous deadline.
+  check_synced $((DEADLINE * 4)) || fail "K lacks J's sessions $((DEADLINE * 4))s after the flows"
+  in_ns J jool stats display --all --csv >/tmp/kstats-before 2>&1 || fail "jool stats display failed"
+  mkdir -p /mnt/results/kstats-capture
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" --allow-write=/mnt/results/kstats-capture \
+    "$PROJECT/lab/guest/kstats.ts" --capture /mnt/results/kstats-capture >/tmp/kstats-ours 2>&1 ||
+    fail "kstats.ts failed: $(tail -3 /tmp/kstats-ours)"
+  in_ns J jool stats display --all --csv >/tmp/kstats-after 2>&1
+  cp /tmp/kstats-ours /tmp/kstats-before /tmp/kstats-after /mnt/results/kstats-capture/
+  log "read by joold's decoder: $(tr '\n' ' ' </tmp/kstats-ours)"
+  if [ "$REV" -lt 12 ]; then
+    [ "$(cat /tmp/kstats-ours)" = none ] || fail "Jool $JOOL_VERSION has no JSTAT_JOOLD_*, yet: $(cat /tmp/kstats-ours)"
+    ! grep -q '^JSTAT_JOOLD_' /tmp/kstats-before || fail "jool shows JSTAT_JOOLD_* on $JOOL_VERSION, joold read none"
+    return 0
+  fi
+  local ours theirs name value before after
+  ours=$(grep -c '^JSTAT_JOOLD_' /tmp/kstats-ours); theirs=$(grep -c '^JSTAT_JOOLD_' /tmp/kstats-before)
+  [ "$ours" = "$theirs" ] && [ "$ours" -gt 0 ] || fail "joold read $ours JSTAT_JOOLD_* counters, jool shows $theirs"
+  while IFS=, read -r name value; do
+    before=$(sed -n "s/^$name,//p" /tmp/kstats-before); after=$(sed -n "s/^$name,//p" /tmp/kstats-after)
+    [ -n "$before" ] || fail "jool does not show $name"
+    # Between jool's two reads: the kernel counts on (JSTAT_JOOLD_EMPTY ticks with every flush deadline).
+    [ "$value" -ge "$before" ] && [ "$value" -le "$after" ] ||
+      fail "$name: joold read $value, jool showed $before then $after"
+  done </tmp/kstats-ours
+  [ "$(sed -n 's/^JSTAT_JOOLD_ACKS,//p' /tmp/kstats-ours)" -gt 0 ] || fail "no ACK counted, yet the daemon ACKed batches"
+}
+
+module_reload() { # `modprobe -r jool; modprobe jool` under running daemons: they rejoin the new family
+  setup 6
+  ours J --log-level=debug && ours K --log-level=debug || fail "daemons did not start"
+  flows before-reload
+  check_synced $((DEADLINE * 4)) || fail "no sync before the reload" # a precondition: generous
+  # The module is global to the guest: every namespace loses its instance.
+  in_ns K jool instance remove; in_ns J jool instance remove
+  modprobe -r jool || fail "modprobe -r jool failed: $(lsmod | grep jool)"
+  modprobe jool || fail "modprobe jool failed"
+  log "reloaded: jool $(cat /sys/module/jool/version)"
+  jool_instance J; jool_instance K
+  for ns in J K; do
+    wait_for 10 "$ns's daemon to rejoin" grep -q "family is back" "/tmp/ours-$ns.log" ||
+      fail "$ns's daemon did not rejoin Jool's family: $(grep -E 'warn|error|family' "/tmp/ours-$ns.log" | tail -2)"
+    kill -0 "$(cat "/tmp/daemon-ours-$ns.pid")" || fail "$ns's daemon died in the reload"
+  done
+  snapshot
+  flows after-reload
+  check_new_synced "$DEADLINE" || fail "no sync after the module reload"
+}
+
+enable_sync_readded() { # --enable-sync holds after the instance is re-created with ss-enabled off
+  setup 6
+  ours J && ours K --enable-sync --log-level=debug || fail "daemons did not start"
+  in_ns K jool instance remove
+  jool_instance K false
+  # The daemon may turn it on between `instance add` and jool_instance's own `ss-enabled false`:
+  # then it finds it off once more at its next check (every 2 s). Judge the end state.
+  ss_on() { in_ns K jool global display 2>/dev/null | grep ss-enabled | grep -q true; }
+  wait_for 10 "K's daemon to turn ss-enabled on again" ss_on ||
+    fail "ss-enabled is still off on K: $(in_ns K jool global display | grep ss-enabled)"
+  # It logs once its re-read confirms the update, a moment after ss-enabled reads true.
+  wait_for 5 "K's daemon to say so" grep -q "turned it on again" /tmp/ours-K.log ||
+    fail "K's daemon did not say it turned ss-enabled on"
+  snapshot
+  flows readded
+  check_new_synced "$DEADLINE" || fail "no sync after K's instance came back"
+}
+
 declare -A SCENARIOS=(
   [control-no-daemon]=control_no_daemon [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
   [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy [c-proxy-syntax]=proxy_syntax
   [d-advertise]=advertise [e-stats]=stats [f-instance-late]=fault_instance_late
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
+  [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER

@@ -17,8 +17,10 @@ import { encodeMessage, NLM_F_REQUEST } from "../netlink/message.ts";
 
 /** linux/genetlink.h: the controller's fixed family id. */
 export const GENL_ID_CTRL = 0x10;
-/** Controller commands. */
+/** Controller commands: a family (the reply to GETFAMILY, and the notification of a new one). */
 export const CTRL_CMD_NEWFAMILY = 1;
+/** A family was unregistered (notification). */
+export const CTRL_CMD_DELFAMILY = 2;
 /** Ask for a family by name. */
 export const CTRL_CMD_GETFAMILY = 3;
 /** Controller attributes. */
@@ -33,6 +35,13 @@ export const CTRL_ATTR_MCAST_GROUPS = 7;
 export const CTRL_ATTR_MCAST_GRP_NAME = 1;
 /** Group id (u32). */
 export const CTRL_ATTR_MCAST_GRP_ID = 2;
+/**
+ * nlctrl's one multicast group, "notify": net/netlink/genetlink.c gives the controller's groups
+ * ids from GENL_ID_CTRL on (genl_validate_assign_mc_groups), so it is always 0x10. The controller
+ * sends CTRL_CMD_NEWFAMILY / CTRL_CMD_DELFAMILY to it whenever a module registers or unregisters a
+ * family, to every network namespace for a netnsok family such as Jool's.
+ */
+export const GENL_CTRL_NOTIFY_GROUP = 0x10;
 /** Size of `struct genlmsghdr`. */
 export const GENL_HDRLEN = 4;
 

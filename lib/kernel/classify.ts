@@ -6,6 +6,14 @@
  * @module
  */
 
+import {
+  CTRL_CMD_DELFAMILY,
+  CTRL_CMD_NEWFAMILY,
+  decodeGenlHeader,
+  type FamilyInfo,
+  GENL_ID_CTRL,
+  parseFamilyReply,
+} from "../genetlink/controller.ts";
 import { batchPayload, decodeJoolMessage, errorReport, type JoolMessage } from "../jool/message.ts";
 import { type Message, NLMSG_ERROR, parseErrorMessage, parseMessages } from "../netlink/message.ts";
 
@@ -38,19 +46,35 @@ export type KernelEvent =
     readonly kind: "reply";
     /** The request's sequence number. */
     readonly seq: number;
+    /** The reply (its attributes are a view of the datagram). */
+    readonly message: JoolMessage;
+  }
+  | {
+    /**
+     * The controller announced a family (CTRL_CMD_NEWFAMILY: a module registered it) or its
+     * removal (CTRL_CMD_DELFAMILY: the module is being unloaded), on nlctrl's "notify" group.
+     */
+    readonly kind: "family";
+    /** Which. */
+    readonly change: "new" | "del";
+    /** The family as the controller describes it (ctrl_fill_info). */
+    readonly family: FamilyInfo;
   }
   | {
     /** Bytes that could not be decoded. */
     readonly kind: "malformed";
-    /** What: "netlink datagram", "error reply", "Jool message" or "session batch". */
+    /**
+     * What: "netlink datagram", "error reply", "Jool message", "session batch" or
+     * "controller notification".
+     */
     readonly what: string;
     /** The decoder's error. */
     readonly cause: Error;
   };
 
 /**
- * Decodes a datagram from the kernel into events, in order. Messages of other families and acks
- * give none.
+ * Decodes a datagram from the kernel into events, in order. Messages of other families, acks and
+ * the controller's multicast-group notifications give none.
  *
  * @param datagram what one receive returned
  * @param familyId Jool's family id
@@ -79,6 +103,7 @@ export function classifyDatagram(
   for (const m of messages) {
     if (m.type === NLMSG_ERROR) errorEvent(m, events);
     else if (m.type === familyId) joolEvent(m, instance, events);
+    else if (m.type === GENL_ID_CTRL && m.seq === 0) controllerEvent(m, events);
   }
   return events;
 }
@@ -94,6 +119,18 @@ function errorEvent(m: Message, events: KernelEvent[]): void {
   }
 }
 
+/** nlctrl's notifications (genetlink.c: genl_ctrl_event -> ctrl_fill_info, sequence 0). */
+function controllerEvent(m: Message, events: KernelEvent[]): void {
+  try {
+    const { cmd } = decodeGenlHeader(m.body);
+    if (cmd !== CTRL_CMD_NEWFAMILY && cmd !== CTRL_CMD_DELFAMILY) return; // group changes
+    const change = cmd === CTRL_CMD_NEWFAMILY ? "new" : "del";
+    events.push({ kind: "family", change, family: parseFamilyReply(m.body) });
+  } catch (error) {
+    events.push({ kind: "malformed", what: "controller notification", cause: error as Error });
+  }
+}
+
 function joolEvent(m: Message, instance: string, events: KernelEvent[]): void {
   let jm: JoolMessage;
   try {
@@ -106,7 +143,7 @@ function joolEvent(m: Message, instance: string, events: KernelEvent[]): void {
     const report = errorReport(jm);
     events.push(
       report === null
-        ? { kind: "reply", seq: m.seq }
+        ? { kind: "reply", seq: m.seq, message: jm }
         : { kind: "refusal", seq: m.seq, errno: report.code, text: report.message },
     );
     return;

@@ -84,6 +84,13 @@ export class KernelError extends Error {
   }
 }
 
+/**
+ * After a receive overrun the channel asks the kernel to advertise its whole table, at most once
+ * per this interval: each advertise makes the kernel queue every session, which under load can
+ * cause the next overrun, so advertising per ENOBUFS would feed itself.
+ */
+export const OVERRUN_ADVERTISE_INTERVAL_MS = 30_000;
+
 /** The netlink receive buffer overflowed (ENOBUFS): the kernel dropped messages for joold. */
 export class ReceiveOverrunError extends Error {
   /** What was being done: receiving. */
@@ -91,12 +98,41 @@ export class ReceiveOverrunError extends Error {
   /** ENOBUFS. */
   readonly errno: number = ERRNO.ENOBUFS;
 
-  /** Builds the error. */
-  constructor() {
+  /**
+   * Builds the error.
+   *
+   * @param heldMs when the advertise it calls for is held back, in how many ms it goes out
+   */
+  constructor(heldMs?: number) {
     super(
-      "netlink receive buffer overrun (ENOBUFS): sessions from the kernel were lost; asking it to advertise its table",
+      "netlink receive buffer overrun (ENOBUFS): sessions from the kernel were lost; " + (heldMs ===
+          undefined
+        ? "asking it to advertise its table"
+        : `an advertise went out less than ${
+          OVERRUN_ADVERTISE_INTERVAL_MS / 1000
+        } s ago: the next one follows in ${Math.ceil(heldMs / 1000)} s`),
     );
     this.name = "ReceiveOverrunError";
+  }
+}
+
+/** Jool's family disappeared while running (the module was unloaded), or came back changed. */
+export class JoolFamilyError extends Error {
+  /** What was being done. */
+  readonly op: string;
+  /** Positive errno (ENOENT: the family is gone). */
+  readonly errno: number = ERRNO.ENOENT;
+
+  /**
+   * Builds the error.
+   *
+   * @param op the request that could not be sent, or "module reload"
+   * @param message what happened and what to do
+   */
+  constructor(op: string, message: string) {
+    super(message);
+    this.name = "JoolFamilyError";
+    this.op = op;
   }
 }
 

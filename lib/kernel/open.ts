@@ -1,12 +1,13 @@
 /**
  * Opens the kernel side in its three steps: a netlink connection (a real socket, or the twin a
  * test passes in), startup over it (lib/kernel/startup.ts), then the channel built from what
- * startup resolved, once it has joined the "joold" group.
+ * startup resolved, once it has joined the "joold" group and nlctrl's "notify" group.
  *
  * @module
  */
 
 import type { Counters } from "../counters.ts";
+import { GENL_CTRL_NOTIFY_GROUP } from "../genetlink/controller.ts";
 import type { JoolVersion } from "../jool/version.ts";
 import { type NetlinkConn, openNetlink } from "../netlink/conn.ts";
 import type { Reactor } from "../reactor.ts";
@@ -58,6 +59,8 @@ export async function openKernel(
   try {
     const startup = await resolveStartup(conn, options);
     conn.joinGroup(startup.groupId);
+    // The controller's notifications: how the channel learns that the module was reloaded.
+    conn.joinGroup(GENL_CTRL_NOTIFY_GROUP);
     const { instance, counters } = options;
     const channel = new NetlinkKernelChannel({ ...startup, conn, reactor, instance, counters });
     return { channel, startup };

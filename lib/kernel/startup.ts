@@ -67,7 +67,12 @@ export interface StartupOptions {
   readonly replyTimeoutMs?: number;
 }
 
-function readModuleVersion(): JoolVersion | undefined {
+/**
+ * Reads the loaded module's version from {@linkcode MODULE_VERSION_FILE}.
+ *
+ * @returns the version, or undefined when the file is missing or unreadable
+ */
+export function readModuleVersion(): JoolVersion | undefined {
   const text = readSmallFile(MODULE_VERSION_FILE); // through libc: Deno lets only -A read /sys
   if (text === undefined) return undefined;
   try {

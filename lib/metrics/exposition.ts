@@ -26,6 +26,11 @@ export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
   kernelRefusals: "Requests the kernel answered with an error.",
   kernelOverruns: "Netlink receive-buffer overruns (ENOBUFS): sessions from the kernel were lost.",
   kernelMalformedMessages: "Netlink messages from the kernel side that could not be decoded.",
+  kernelOverrunAdvertisesHeld:
+    "Receive overruns whose advertise was held back (at most one advertise per 30 s).",
+  kernelFamilyRemovals: "Times Jool's Generic Netlink family went away (module unloaded).",
+  kernelFamilyRecoveries: "Times the channel rejoined a reloaded Jool module of the same version.",
+  kernelSyncReenabled: "Times --enable-sync turned ss-enabled on again on a re-created instance.",
   kernelAddFailures: "JOOLD_ADD requests that could not be sent (a local socket error).",
   netMalformedDatagrams: "Datagrams from the sync group that were not a session list, dropped.",
   netForeignFormatDatagrams:
