@@ -335,6 +335,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
         ? undefined
         : sessionFormatFor(startup.version),
       translate: config.net?.translateSessions === true,
+      // The peers' expirations are clamped to the local instance's own timeouts.
+      timeouts: startup.timeouts,
       pool6: startup.pool6,
     });
     daemon.start();

@@ -23,7 +23,8 @@ import type { Netns } from "./_netns.ts";
  * @param net the sync group
  * @param recording the Jool version the fake kernel speaks
  * @param log where the daemon's events go (default: nowhere)
- * @param extra configuration and start parts beyond those (metrics, stats, a kernel stats source)
+ * @param extra configuration and start parts beyond those (metrics, stats, a kernel stats source),
+ *   and the fake kernel's state (its instance's timeouts...)
  * @returns the daemon's handle, its fake kernel, and `close()`
  */
 export async function node(
@@ -32,10 +33,15 @@ export async function node(
   net: NetConfig,
   recording: "4.1.9" | "4.1.13",
   log?: Logger,
-  extra: { config?: Partial<Config>; parts?: Partial<StartParts> } = {},
+  extra: {
+    config?: Partial<Config>;
+    parts?: Partial<StartParts>;
+    kernelState?: Partial<FakeKernel["state"]>;
+  } = {},
 ) {
   // Sockets belong to the namespace they are created in.
   const kernel = ns.enter(() => new FakeKernel(recording));
+  Object.assign(kernel.state, extra.kernelState);
   let server = kernel.start();
   const config: Config = {
     mod: { instance: "default" },

@@ -60,6 +60,8 @@ export interface FakeKernelState {
   addError: [number, string] | null;
   /** Answer GETFAMILY with ENOENT (module not loaded). */
   familyMissing: boolean;
+  /** The instance's session timeouts in GLOBAL_FOREACH replies (u32 ms, host order), or none. */
+  timeouts: { tcpEst: number; tcpTrans: number; udp: number; icmp: number } | null;
   /** The instance's pool6 in GLOBAL_FOREACH replies (16 address bytes and a length), or none. */
   pool6: { address: Uint8Array; length: number } | null;
   /** The instance's counters by JSTAT name (STATS_FOREACH; absent ones are 0). */
@@ -94,6 +96,7 @@ export class FakeJool {
     addError: null,
     familyMissing: false,
     pool6: null,
+    timeouts: null,
     stats: new Map(),
     statsPerPage: Infinity,
   };
@@ -308,6 +311,19 @@ export class FakeJool {
                   : u8Attribute(2, 0),
               ),
               u8Attribute(27, this.state.ssEnabled ? 1 : 0),
+              // JNLAG_TTL_TCP_EST 20, _TCP_TRANS 21, _UDP 22, _ICMP 23: u32 ms, host order.
+              ...(this.state.timeouts
+                ? ([
+                  [20, this.state.timeouts.tcpEst],
+                  [21, this.state.timeouts.tcpTrans],
+                  [22, this.state.timeouts.udp],
+                  [23, this.state.timeouts.icmp],
+                ] as const).map(([type, ms]) => {
+                  const value = new Uint8Array(4);
+                  new DataView(value.buffer).setUint32(0, ms, true);
+                  return encodeAttribute(type, value);
+                })
+                : []),
             ),
           ),
         );

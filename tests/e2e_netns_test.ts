@@ -17,6 +17,7 @@ import { sockaddrIn6 } from "../ffi/sockaddr.ts";
 import { parseIPv6 } from "../lib/config/address.ts";
 import type { NetConfig } from "../lib/config/types.ts";
 import { batchPayload } from "../lib/jool/message.ts";
+import { decodePayload, encodeCompact36 } from "../lib/jool/session.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { Reactor } from "../lib/reactor.ts";
 import { node } from "./_daemon_node.ts";
@@ -146,6 +147,53 @@ Deno.test({
       assert.equal(B.counters.netMalformedDatagrams, 150);
       assert.equal(B.counters.netForeignFormatDatagrams, 50);
       assert.equal(B.counters.kernelAddsSent, 1);
+      close(fd);
+    } finally {
+      for (const n of nodes) await n.close();
+      reactor.stop();
+      await running;
+      a.dispose();
+      b.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a session claiming a far-future expiry reaches B's kernel clamped to B's own ICMP timeout${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    const a = new Netns("a");
+    const b = new Netns("b");
+    const reactor = new Reactor();
+    const running = reactor.run();
+    const nodes: { close(): Promise<void> }[] = [];
+    try {
+      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
+      const net: NetConfig = {
+        multicastAddress: "ff08::db8:64:64",
+        multicastPort: "6464",
+        inInterface: "sync0",
+        outInterface: "sync0",
+        ttl: 1,
+        reuseAddress: true,
+      };
+      // B's instance has a 15 s ICMP timeout (GLOBAL_FOREACH), not Jool's default minute.
+      const timeouts = { tcpEst: 7_200_000, tcpTrans: 240_000, udp: 30_000, icmp: 15_000 };
+      const B = await node(b, reactor, net, "4.1.13", undefined, { kernelState: { timeouts } });
+      nodes.push(B);
+      const fd = a.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
+      const ifindex = Number(a.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
+      setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
+      const [icmp] = decodePayload(fixture("4.1.13", "d-udp-payload-1session")).sessions;
+      const forged = encodeCompact36({ ...icmp, expirationMs: 0xffff_fff0 }); // 49.7 days
+      sendto(fd, forged, sockaddrIn6(parseIPv6("ff08::db8:64:64")!, 6464));
+      await waitFor(() => B.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1, "the JOOLD_ADD");
+      const added = batchPayload(B.kernel.requests(COMMANDS_4_1.JOOLD_ADD)[0].jool!);
+      const [session] = decodePayload(added!).sessions;
+      assert.equal(session.expirationMs, 15_000);
+      assert.deepEqual({ ...session, expirationMs: 0 }, { ...icmp, expirationMs: 0 });
+      assert.equal(B.counters.netSessionsClamped, 1);
       close(fd);
     } finally {
       for (const n of nodes) await n.close();

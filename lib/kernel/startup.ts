@@ -24,6 +24,7 @@ import {
 } from "../jool/message.ts";
 import { commandsFor, type JoolVersion, packVersion, parseVersion } from "../jool/version.ts";
 import { type Pool6, pool6FromGlobals } from "../jool/translate.ts";
+import { decodeTimeouts, type SessionTimeouts } from "../jool/timeouts.ts";
 import { JoolNotLoadedError, KernelError } from "./error.ts";
 
 /** Where the module reports its version. */
@@ -49,6 +50,11 @@ export interface KernelStartup {
   readonly syncEnabled: boolean | undefined;
   /** The instance's pool6, when it exists, has one and the kernel said (`"translate sessions"`). */
   readonly pool6?: Pool6;
+  /**
+   * The instance's session timeouts (GLOBAL_FOREACH; Jool's defaults for any it did not give), when
+   * the instance exists: the meaning checks clamp the peers' expirations to them.
+   */
+  readonly timeouts?: SessionTimeouts;
   /** Jool's family id. */
   readonly familyId: number;
   /** The "joold" multicast group's id. */
@@ -153,10 +159,12 @@ export async function resolveStartup(
     }
   };
   let pool6: Pool6 | undefined;
+  let timeouts: SessionTimeouts | undefined;
   const readSyncEnabled = () =>
     unlessMissing(async () => {
       const globals = await jool(commands.GLOBAL_FOREACH, "GLOBAL_FOREACH");
       pool6 = pool6FromGlobals(globals.attributes);
+      timeouts = decodeTimeouts(globals.attributes);
       const value = globalU8(globals, JNLAG_JOOLD_ENABLED);
       return value === undefined ? undefined : value !== 0;
     }, undefined);
@@ -174,6 +182,6 @@ export async function resolveStartup(
       syncEnabled = await readSyncEnabled();
     }
   }
-  const known = pool6 === undefined ? {} : { pool6 };
+  const known = { ...(pool6 === undefined ? {} : { pool6 }), ...(timeouts ? { timeouts } : {}) };
   return { version, versionSource, instanceAlive, syncEnabled, ...known, familyId, groupId };
 }

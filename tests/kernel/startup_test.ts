@@ -69,3 +69,27 @@ Deno.test("startup: the kernel's version-mismatch report to INSTANCE_HELLO is wo
       "Jool version mismatch (INSTANCE_HELLO): joold spoke 4.1.13.0, the kernel module is 4.2.0.0: Jool accepts only its own major.minor version; use a joold release that supports it",
   });
 });
+
+Deno.test("startup reads the instance's own session timeouts, for the meaning checks' clamp", async () => {
+  const fake = new FakeJool("4.1.13");
+  fake.state.timeouts = { tcpEst: 7_200_000, tcpTrans: 240_000, udp: 30_000, icmp: 15_000 };
+  const startup = await resolveStartup(dialTwin(fake.answer).conn, options);
+  assert.deepEqual(startup.timeouts, {
+    tcpEst: 7_200_000,
+    tcpTrans: 240_000,
+    udp: 30_000,
+    icmp: 15_000,
+  });
+  // An instance that does not say keeps Jool's defaults; a missing instance gives none.
+  fake.state.timeouts = null;
+  const defaults = await resolveStartup(dialTwin(fake.answer).conn, options);
+  assert.deepEqual(defaults.timeouts, {
+    tcpEst: 7_200_000,
+    tcpTrans: 240_000,
+    udp: 300_000,
+    icmp: 60_000,
+  });
+  fake.state.instanceAlive = false;
+  const missing = await resolveStartup(dialTwin(fake.answer).conn, options);
+  assert.equal(missing.timeouts, undefined);
+});
