@@ -39,6 +39,9 @@ const ALL = [
   "e-kernel-stats",
   "i-enable-sync-readded",
   "i-module-reload",
+  "j-forged-sessions",
+  "j-stats-flood",
+  "j-sighup",
 ];
 
 const { values } = parseArgs({

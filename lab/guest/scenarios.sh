@@ -523,6 +523,56 @@ proxy_syntax() { # ours started with `session proxy ...` in place of `jool sessi
   done
 }
 
+forged_sessions() { # well-shaped sessions of impossible meaning on the sync link: clamped or dropped
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  local fmt=compact36; [ "$REV" -lt 12 ] && fmt=nested
+  # From J's namespace (so from a peer's address, not K's own): a UDP session that claims 49.7 days
+  # to live and a TCP session in state 7, in K's kernel's own format.
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/forge.ts" \
+    sessions ff08::db8:64:64 6464 eth2 "$fmt" 62001 || fail "the forged datagram could not be sent"
+  local udp
+  wait_for 20 "the forged UDP session in K's table" sh -c \
+    "ip netns exec K jool session display --udp --numeric --csv --no-headers | grep -q '^UDP,2001:db8::8,62001,'" ||
+    fail "the forged UDP session never reached K's table (it should, clamped)"
+  udp=$(in_ns K jool session display --udp --numeric --csv --no-headers | grep '^UDP,2001:db8::8,62001,')
+  local expiry; expiry=$(echo "$udp" | cut -d, -f10)
+  log "K holds the forged UDP session with expiry $expiry (it claimed 49.7 days)"
+  case "$expiry" in
+    0:0[0-4]:* | 0:05:00*) ;;
+    *) fail "K holds the forged UDP session with expiry $expiry: not clamped to the 5 min UDP timeout" ;;
+  esac
+  if in_ns K jool session display --tcp --numeric --csv --no-headers | grep -q '^TCP,2001:db8::8,62002,'; then
+    fail "the TCP session in state 7 reached K's table: $(in_ns K jool session display --tcp --numeric --csv --no-headers | grep 62002)"
+  fi
+  flows after-forgery
+  check_synced "$DEADLINE" || fail "no sync after the forged datagram"
+}
+
+stats_flood() { # K's stats port flooded during a sync flow: the flow still syncs in time
+  setup 6
+  ours J && ours K --stats.port=6401 || fail "daemons did not start"
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/forge.ts" \
+    flood 2001:db8:ff08::5 6401 eth2 20 >/tmp/flood.out 2>&1 &
+  local flooder=$!
+  wait_for 30 "the flood to start" grep -q flooding /tmp/flood.out || fail "the flood did not start"
+  flows under-flood
+  check_synced "$DEADLINE" || fail "K lacks J's sessions while its stats port is flooded"
+  kill "$flooder" 2>/dev/null; wait "$flooder" 2>/dev/null
+  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died in the flood"
+}
+
+sighup() { # SIGHUP reloads and never stops the daemon
+  setup 6
+  ours J && ours K || fail "daemons did not start"
+  kill -HUP "$(cat /tmp/daemon-ours-K.pid)"
+  wait_for 10 "K's daemon to log the reload" grep -q "SIGHUP: reloaded" /tmp/ours-K.log ||
+    fail "K's daemon logged no reload after SIGHUP"
+  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "SIGHUP stopped K's daemon"
+  flows after-sighup
+  check_synced "$DEADLINE" || fail "no sync after SIGHUP"
+}
+
 control_no_daemon() { # the checker itself must see a difference when nothing syncs
   setup 6
   flows control
@@ -670,8 +720,9 @@ declare -A SCENARIOS=(
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
   [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
+  [j-forged-sessions]=forged_sessions [j-stats-flood]=stats_flood [j-sighup]=sighup
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER
