@@ -4,6 +4,7 @@
  * what the channel receives. No socket, no root. The same channel over a real NETLINK_USERSOCK
  * socket: channel_socket_test.ts.
  */
+import { JOOL_DEFAULT_TIMEOUTS } from "../../lib/jool/timeouts.ts";
 import { GENL_CTRL_NOTIFY_GROUP } from "../../lib/genetlink/controller.ts";
 import assert from "node:assert/strict";
 import { createCounters } from "../../lib/counters.ts";
@@ -84,6 +85,8 @@ for (const recording of VERSIONS) {
         syncEnabled: true,
         familyId: index.family_id,
         groupId: index.joold_mcast_group_id,
+        // The fake's GLOBAL_FOREACH gives no timeouts: Jool's defaults stand.
+        timeouts: JOOL_DEFAULT_TIMEOUTS,
       });
       // "joold", and nlctrl's "notify" (how a module reload is noticed).
       assert.deepEqual([...t.twin.groups], [index.joold_mcast_group_id, GENL_CTRL_NOTIFY_GROUP]);
