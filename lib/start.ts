@@ -308,7 +308,11 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     const net = config.net;
     // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
     const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
-    const plain = net ? inNamespace(() => MulticastChannel.open(reactor, net, counters)) : null;
+    const plain = net
+      ? inNamespace(() =>
+        MulticastChannel.open(reactor, net, counters, { peers: net.peersAllowed })
+      )
+      : null;
     if (plain) closers.push(() => plain.close());
     const secure = plain && keys
       ? new SecureChannel({ inner: plain, keys, counters, log, now: parts.now })

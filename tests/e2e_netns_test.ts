@@ -204,3 +204,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: `"peers allowed": B takes A's sessions only while A's address is on its list${skip}`,
+  ignore: unavailable !== null,
+  async fn() {
+    const a = new Netns("a");
+    const b = new Netns("b");
+    const reactor = new Reactor();
+    const running = reactor.run();
+    const nodes: { close(): Promise<void> }[] = [];
+    try {
+      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
+      const net = (peersAllowed: string[]): NetConfig => ({
+        multicastAddress: "ff08::db8:64:64",
+        multicastPort: "6464",
+        inInterface: "sync0",
+        outInterface: "sync0",
+        ttl: 1,
+        reuseAddress: true,
+        peersAllowed,
+      });
+      const A = await node(a, reactor, net(["2001:db8:ff08::5"]), "4.1.13");
+      nodes.push(A);
+      const stranger = await node(b, reactor, net(["2001:db8:ff08::9"]), "4.1.13");
+      nodes.push(stranger);
+      const friend = await node(b, reactor, net(["2001:db8:ff08::4"]), "4.1.13");
+      nodes.push(friend);
+      const pid = A.kernel.received.find((r) => r.jool !== undefined)!.message.pid;
+      A.kernel.sendBatch(pid, fixture("4.1.13", "d-udp-payload-1session"));
+      await waitFor(
+        () => friend.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1,
+        "friend's ADD",
+      );
+      await waitFor(() => stranger.counters.netUnknownPeerDrops === 1, "the stranger's drop");
+      assert.equal(stranger.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length, 0);
+    } finally {
+      for (const n of nodes) await n.close();
+      reactor.stop();
+      await running;
+      a.dispose();
+      b.dispose();
+    }
+  },
+});

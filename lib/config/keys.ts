@@ -24,6 +24,7 @@ export type Section = "mod" | "net" | "stats" | "top" | "command";
  * - `switch`: true/false or 1/0 (the C daemon's `"reuseaddr"`)
  * - `address`: an IP address to bind
  * - `port`: an integer 1-65535
+ * - `peer-list`: IP addresses of the group's family (a JSON array; a comma-separated flag)
  * - `key-file`: the secure-sync key file (exists, mode 600, one key or more: lib/secure/keyfile.ts)
  * - `log-level`: error, warn, info or debug
  * - `host-port`: an IP address (IPv6 in brackets) or host name, a colon and a TCP port
@@ -41,6 +42,7 @@ export type ValueType =
   | "address"
   | "port"
   | "key-file"
+  | "peer-list"
   | "log-level"
   | "host-port"
   | "log-format"
@@ -227,6 +229,20 @@ export const KEYS: readonly KeySpec[] = [
     help: "re-encode the sessions of peers whose Jool speaks another session format (a rolling " +
       "upgrade, e.g. 4.1.9 <-> 4.1.13) in the local kernel's format, refusing what it cannot " +
       "carry; off: such datagrams are dropped with a warning",
+  },
+  {
+    name: "net.peers-allowed",
+    section: "net",
+    field: "peersAllowed",
+    fileKey: "peers allowed",
+    flag: true,
+    aliases: [],
+    type: "peer-list",
+    arg: "ADDR[,ADDR...]",
+    example: "2001:db8:ff08::5",
+    help: "accept datagrams from the sync group only when they come from these addresses (the " +
+      "peers' addresses on the sync link); every other sender is dropped and counted",
+    defaultHelp: "(default: any sender but this host)",
   },
   {
     name: "net.key",

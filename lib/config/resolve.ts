@@ -82,6 +82,7 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   "host-port": check.hostPort,
   "log-format": check.logFormat,
   "key-file": check.keyFile,
+  "peer-list": check.peerList,
 };
 
 function loadFile(
@@ -146,7 +147,7 @@ function buildSection(
     if (spec.type === "file" || spec.type === "boolean") continue;
     const raw = raws.get(spec.name);
     // An opt-in key left unset stays absent: the configuration is the C daemon's, key for key.
-    if (raw === undefined && spec.type === "key-file") continue;
+    if (raw === undefined && (spec.type === "key-file" || spec.type === "peer-list")) continue;
     out[spec.field] = raw === undefined
       ? spec.default
       : VALIDATORS[spec.type](raw.origin, raw.value, family);

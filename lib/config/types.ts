@@ -41,6 +41,8 @@ export interface NetConfig {
    * daemon's bytes.
    */
   readonly keyFile?: string;
+  /** Only datagrams from these addresses are accepted (`"peers allowed"`); undefined: any sender. */
+  readonly peersAllowed?: readonly string[];
 }
 
 /** The optional UDP stats server. */

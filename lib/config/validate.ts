@@ -8,7 +8,7 @@
 
 import { addressFamily, type Family, isMulticast } from "./address.ts";
 import { INSTANCE_NAME_MAX_LENGTH } from "./defaults.ts";
-import { ConfigError } from "./error.ts";
+import { COMMAND_LINE, ConfigError } from "./error.ts";
 import type { LogFormat, LogLevel, MetricsConfig } from "./types.ts";
 import { KeyFileError, loadKeyFile } from "../secure/keyfile.ts";
 
@@ -221,6 +221,51 @@ export function bindAddress(origin: Origin, value: unknown): string {
     );
   }
   return text;
+}
+
+/**
+ * Validates the peers a sync group accepts datagrams from (`"peers allowed"`): a JSON array of IP
+ * addresses in a file, a comma-separated list on the command line, each of the group's family and
+ * none multicast.
+ *
+ * @param origin where the value came from
+ * @param value raw value
+ * @param family the sync group's family
+ * @returns the addresses as given
+ * @throws {ConfigError} naming the entry at fault
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerList } from "./validate.ts";
+ *
+ * const origin = { source: "net.json", key: "peers allowed" };
+ * assert.deepEqual(peerList(origin, ["2001:db8:ff08::5"], 6), ["2001:db8:ff08::5"]);
+ * assert.throws(() => peerList(origin, ["192.0.2.5"], 6), /IPv6/);
+ * ```
+ */
+export function peerList(origin: Origin, value: unknown, family: Family): string[] {
+  const list = typeof value === "string" && origin.source === COMMAND_LINE
+    ? value.split(",").map((s) => s.trim())
+    : value;
+  if (!Array.isArray(list) || list.length === 0) {
+    fail(
+      origin,
+      `must be a non-empty list of the peers' addresses, e.g. ["2001:db8:ff08::5"], got ${
+        Array.isArray(list) ? "an empty list" : describe(value)
+      }`,
+    );
+  }
+  return list.map((entry) => {
+    if (typeof entry !== "string" || addressFamily(entry) !== family || isMulticast(entry)) {
+      fail(
+        origin,
+        `every peer must be a unicast IPv${family} address (the sync group is IPv${family}), got ${
+          describe(entry)
+        }`,
+      );
+    }
+    return entry;
+  });
 }
 
 /**

@@ -36,7 +36,13 @@ Deno.test("each file key of a section is read from its file", () => {
     KEYS.filter((k) => k.section === "net" && k.fileKey !== undefined && k.type !== "key-file")
       .map((k) => [
         k.fileKey,
-        k.type === "ttl" ? Number(k.example) : k.type === "switch" ? 0 : k.example,
+        k.type === "ttl"
+          ? Number(k.example)
+          : k.type === "switch"
+          ? 0
+          : k.type === "peer-list"
+          ? [k.example]
+          : k.example,
       ]),
   );
   const { config, warnings } = resolveConfig(
@@ -52,5 +58,29 @@ Deno.test("each file key of a section is read from its file", () => {
     ttl: 3,
     reuseAddress: false,
     translateSessions: false,
+    peersAllowed: ["2001:db8:ff08::5"],
   });
+});
+
+Deno.test("\"peers allowed\" takes the peers' addresses of the group's family, and nothing else", () => {
+  const resolve = (net: Record<string, unknown>) =>
+    resolveConfig(parseCommandLine(["--net=n.json"]), () => JSON.stringify(net)).config.net;
+  const group = { "multicast address": "ff08::db8:64:64" };
+  assert.equal(resolve(group)?.peersAllowed, undefined);
+  assert.deepEqual(
+    resolve({ ...group, "peers allowed": ["2001:db8:ff08::5", "2001:db8:ff08::6"] })?.peersAllowed,
+    ["2001:db8:ff08::5", "2001:db8:ff08::6"],
+  );
+  for (const bad of [[], "2001:db8:ff08::5", ["192.0.2.5"], ["ff08::1"], [5]]) {
+    assert.throws(() => resolve({ ...group, "peers allowed": bad }), {
+      message: /^n\.json: peers allowed: /,
+    });
+  }
+  const flags = resolveConfig(
+    parseCommandLine([
+      "--net.mcast.addr=233.252.0.64",
+      "--net.peers-allowed=198.51.100.5, 198.51.100.6",
+    ]),
+  );
+  assert.deepEqual(flags.config.net?.peersAllowed, ["198.51.100.5", "198.51.100.6"]);
 });
