@@ -40,7 +40,6 @@ const ALL = [
   "i-enable-sync-readded",
   "i-module-reload",
   "j-forged-sessions",
-  "j-stats-flood",
   "j-sighup",
 ];
 

@@ -3,8 +3,6 @@
 //     one datagram to the group, in the peer kernel's own format, holding two forged sessions: a UDP
 //     session that claims 49.7 days to live (SRC6PORT), and a TCP session in a state no timer
 //     holds (state 7; SRC6PORT + 1). Both are shaped well: only their meaning is wrong.
-//   deno run --allow-ffi=<libc> forge.ts flood ADDRESS PORT OUT_INTERFACE SECONDS
-//     empty datagrams to ADDRESS:PORT (a stats server) as fast as the socket takes them.
 import {
   AF_INET6,
   ifNameToIndex,
@@ -45,16 +43,6 @@ if (mode === "sessions") {
   const datagram = concat(encode(session(1, 0, base)), encode(session(0, 7, base + 1)));
   if (sendto(fd, datagram, to) < 0) throw new Error("the forged datagram could not be sent");
   console.log(`sent 2 forged sessions (${arg}, ${datagram.length} bytes)`);
-} else if (mode === "flood") {
-  console.log("flooding"); // the scenario waits for this line, not for a fixed time
-  const until = performance.now() + 1000 * Number(arg);
-  const empty = new Uint8Array(0);
-  let sent = 0;
-  while (performance.now() < until) {
-    for (let i = 0; i < 256; i++) if (sendto(fd, empty, to) >= 0) sent++;
-    await new Promise((r) => setTimeout(r, 0)); // let the timer end the flood
-  }
-  console.log(`sent ${sent} empty datagrams in ${arg} s`);
 } else {
-  throw new Error(`unknown mode ${mode}: sessions or flood`);
+  throw new Error(`unknown mode ${mode}: sessions`);
 }

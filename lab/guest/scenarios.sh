@@ -549,19 +549,6 @@ forged_sessions() { # well-shaped sessions of impossible meaning on the sync lin
   check_synced "$DEADLINE" || fail "no sync after the forged datagram"
 }
 
-stats_flood() { # K's stats port flooded during a sync flow: the flow still syncs in time
-  setup 6
-  ours J && ours K --stats.port=6401 || fail "daemons did not start"
-  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/forge.ts" \
-    flood 2001:db8:ff08::5 6401 eth2 20 >/tmp/flood.out 2>&1 &
-  local flooder=$!
-  wait_for 30 "the flood to start" grep -q flooding /tmp/flood.out || fail "the flood did not start"
-  flows under-flood
-  check_synced "$DEADLINE" || fail "K lacks J's sessions while its stats port is flooded"
-  kill "$flooder" 2>/dev/null; wait "$flooder" 2>/dev/null
-  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died in the flood"
-}
-
 sighup() { # SIGHUP reloads and never stops the daemon
   setup 6
   ours J && ours K || fail "daemons did not start"
@@ -720,9 +707,9 @@ declare -A SCENARIOS=(
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
   [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
-  [j-forged-sessions]=forged_sessions [j-stats-flood]=stats_flood [j-sighup]=sighup
+  [j-forged-sessions]=forged_sessions [j-sighup]=sighup
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-sighup"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER
