@@ -100,33 +100,63 @@ for (
   });
 }
 
+/** The sync link of the tests below: A and B on a veth, B joined to the IPv6 group over it. */
+const SYNC_NET: NetConfig = {
+  multicastAddress: "ff08::db8:64:64",
+  multicastPort: "6464",
+  inInterface: "sync0",
+  outInterface: "sync0",
+  ttl: 1,
+  reuseAddress: true,
+};
+
+/**
+ * Runs `fn` with two namespaces joined by a veth (A 2001:db8:ff08::4, B ::5) and a running reactor;
+ * the daemons `fn` hands to `keep` are closed after it, then everything else.
+ */
+async function onSyncLink(
+  fn: (
+    link: {
+      a: Netns;
+      b: Netns;
+      reactor: Reactor;
+      keep<T extends { close(): Promise<void> }>(n: T): T;
+    },
+  ) => Promise<void>,
+): Promise<void> {
+  const a = new Netns("a");
+  const b = new Netns("b");
+  const reactor = new Reactor();
+  const running = reactor.run();
+  const nodes: { close(): Promise<void> }[] = [];
+  try {
+    veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
+    await fn({ a, b, reactor, keep: (n) => (nodes.push(n), n) });
+  } finally {
+    for (const n of nodes) await n.close();
+    reactor.stop();
+    await running;
+    a.dispose();
+    b.dispose();
+  }
+}
+
+/** A hostile sender in `ns`: a plain UDP socket aimed at the group over sync0. */
+function hostileSender(ns: Netns): { fd: number; to: Uint8Array<ArrayBuffer> } {
+  const fd = ns.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
+  const ifindex = Number(ns.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
+  setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
+  return { fd, to: sockaddrIn6(parseIPv6(SYNC_NET.multicastAddress)!, 6464) };
+}
+
 Deno.test({
   name:
     `bad datagrams on the group (random, truncated, oversized) never reach B's kernel; B keeps working${skip}`,
   ignore: unavailable !== null,
-  async fn() {
-    const a = new Netns("a");
-    const b = new Netns("b");
-    const reactor = new Reactor();
-    const running = reactor.run();
-    const nodes: { close(): Promise<void> }[] = [];
-    try {
-      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
-      const net: NetConfig = {
-        multicastAddress: "ff08::db8:64:64",
-        multicastPort: "6464",
-        inInterface: "sync0",
-        outInterface: "sync0",
-        ttl: 1,
-        reuseAddress: true,
-      };
-      const B = await node(b, reactor, net, "4.1.13");
-      nodes.push(B);
-      // A hostile sender in A: a plain UDP socket aimed at the group.
-      const fd = a.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
-      const ifindex = Number(a.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
-      setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
-      const to = sockaddrIn6(parseIPv6("ff08::db8:64:64")!, 6464);
+  fn: () =>
+    onSyncLink(async ({ a, b, reactor, keep }) => {
+      const B = keep(await node(b, reactor, SYNC_NET, "4.1.13"));
+      const { fd, to } = hostileSender(a);
       const good = fixture("4.1.13", "d-udp-payload-4sessions");
       const bad = [
         Uint8Array.from({ length: 333 }, (_, i) => (i * 97 + 13) & 0xff),
@@ -148,46 +178,24 @@ Deno.test({
       assert.equal(B.counters.netForeignFormatDatagrams, 50);
       assert.equal(B.counters.kernelAddsSent, 1);
       close(fd);
-    } finally {
-      for (const n of nodes) await n.close();
-      reactor.stop();
-      await running;
-      a.dispose();
-      b.dispose();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     `a session claiming a far-future expiry reaches B's kernel clamped to B's own ICMP timeout${skip}`,
   ignore: unavailable !== null,
-  async fn() {
-    const a = new Netns("a");
-    const b = new Netns("b");
-    const reactor = new Reactor();
-    const running = reactor.run();
-    const nodes: { close(): Promise<void> }[] = [];
-    try {
-      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
-      const net: NetConfig = {
-        multicastAddress: "ff08::db8:64:64",
-        multicastPort: "6464",
-        inInterface: "sync0",
-        outInterface: "sync0",
-        ttl: 1,
-        reuseAddress: true,
-      };
+  fn: () =>
+    onSyncLink(async ({ a, b, reactor, keep }) => {
       // B's instance has a 15 s ICMP timeout (GLOBAL_FOREACH), not Jool's default minute.
       const timeouts = { tcpEst: 7_200_000, tcpTrans: 240_000, udp: 30_000, icmp: 15_000 };
-      const B = await node(b, reactor, net, "4.1.13", undefined, { kernelState: { timeouts } });
-      nodes.push(B);
-      const fd = a.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
-      const ifindex = Number(a.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
-      setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
+      const B = keep(
+        await node(b, reactor, SYNC_NET, "4.1.13", undefined, { kernelState: { timeouts } }),
+      );
+      const { fd, to } = hostileSender(a);
       const [icmp] = decodePayload(fixture("4.1.13", "d-udp-payload-1session")).sessions;
       const forged = encodeCompact36({ ...icmp, expirationMs: 0xffff_fff0 }); // 49.7 days
-      sendto(fd, forged, sockaddrIn6(parseIPv6("ff08::db8:64:64")!, 6464));
+      sendto(fd, forged, to);
       await waitFor(() => B.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length === 1, "the JOOLD_ADD");
       const added = batchPayload(B.kernel.requests(COMMANDS_4_1.JOOLD_ADD)[0].jool!);
       const [session] = decodePayload(added!).sessions;
@@ -195,42 +203,18 @@ Deno.test({
       assert.deepEqual({ ...session, expirationMs: 0 }, { ...icmp, expirationMs: 0 });
       assert.equal(B.counters.netSessionsClamped, 1);
       close(fd);
-    } finally {
-      for (const n of nodes) await n.close();
-      reactor.stop();
-      await running;
-      a.dispose();
-      b.dispose();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: `"peers allowed": B takes A's sessions only while A's address is on its list${skip}`,
   ignore: unavailable !== null,
-  async fn() {
-    const a = new Netns("a");
-    const b = new Netns("b");
-    const reactor = new Reactor();
-    const running = reactor.run();
-    const nodes: { close(): Promise<void> }[] = [];
-    try {
-      veth(a, "sync0", ["2001:db8:ff08::4/64"], b, "sync0", ["2001:db8:ff08::5/64"]);
-      const net = (peersAllowed: string[]): NetConfig => ({
-        multicastAddress: "ff08::db8:64:64",
-        multicastPort: "6464",
-        inInterface: "sync0",
-        outInterface: "sync0",
-        ttl: 1,
-        reuseAddress: true,
-        peersAllowed,
-      });
-      const A = await node(a, reactor, net(["2001:db8:ff08::5"]), "4.1.13");
-      nodes.push(A);
-      const stranger = await node(b, reactor, net(["2001:db8:ff08::9"]), "4.1.13");
-      nodes.push(stranger);
-      const friend = await node(b, reactor, net(["2001:db8:ff08::4"]), "4.1.13");
-      nodes.push(friend);
+  fn: () =>
+    onSyncLink(async ({ a, b, reactor, keep }) => {
+      const net = (peersAllowed: string[]): NetConfig => ({ ...SYNC_NET, peersAllowed });
+      const A = keep(await node(a, reactor, net(["2001:db8:ff08::5"]), "4.1.13"));
+      const stranger = keep(await node(b, reactor, net(["2001:db8:ff08::9"]), "4.1.13"));
+      const friend = keep(await node(b, reactor, net(["2001:db8:ff08::4"]), "4.1.13"));
       const pid = A.kernel.received.find((r) => r.jool !== undefined)!.message.pid;
       A.kernel.sendBatch(pid, fixture("4.1.13", "d-udp-payload-1session"));
       await waitFor(
@@ -239,12 +223,5 @@ Deno.test({
       );
       await waitFor(() => stranger.counters.netUnknownPeerDrops === 1, "the stranger's drop");
       assert.equal(stranger.kernel.requests(COMMANDS_4_1.JOOLD_ADD).length, 0);
-    } finally {
-      for (const n of nodes) await n.close();
-      reactor.stop();
-      await running;
-      a.dispose();
-      b.dispose();
-    }
-  },
+    }),
 });
