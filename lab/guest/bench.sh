@@ -273,10 +273,12 @@ bulk_tune() { # ns: long UDP timeouts (the table must outlive the step) and the 
 
 bulk_step() { # kind count rep
   local kind=$1 n=$2 rep=$3 p0 p last still=0 end
+  log "bulk $kind $n rep $rep: K reset, starting the daemons"
   bulk_reset_k
   bulk_start "$kind" || { echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"; return; }
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
+  log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
   bulk_capture_start J; [ "$kind" = ackonly ] || bulk_capture_start K
   p0=$(bulk_progress "$kind"); p0=${p0:-0}
   local t0; t0=$(ms_now)
@@ -290,6 +292,7 @@ bulk_step() { # kind count rep
     sleep 0.5
   done
   local polled_ms=$(( $(ms_now) - t0 ))
+  log "bulk $kind: progress $p of $n after ${polled_ms} ms"
   bulk_capture_stop J; [ "$kind" = ackonly ] || bulk_capture_stop K
   local cpu; cpu=$(for pid in $(bulk_pids); do proc_stat "$pid" | tr ' ' ,; done | tr '\n' ' ')
   local k=- timeline
