@@ -452,7 +452,7 @@ interface PairGuest {
   readonly results: string;
 }
 
-/** Two free UDP ports on the host's loopback, for the two ends of the sync link. */
+/** Two free UDP ports on the host's loopback, for the two ends of the sync link (closed again). */
 async function freeUdpPorts(): Promise<[number, number]> {
   const sockets = [dgram.createSocket("udp4"), dgram.createSocket("udp4")];
   const ports = await Promise.all(
@@ -462,7 +462,8 @@ async function freeUdpPorts(): Promise<[number, number]> {
       )
     ),
   );
-  for (const socket of sockets) socket.close();
+  // close() is asynchronous: QEMU must not find the port still bound.
+  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))));
   return [ports[0], ports[1]];
 }
 
@@ -532,6 +533,9 @@ async function bootPair(imageJ: string, imageK: string, denoShare: string): Prom
     )
   );
   const stderrTexts = qemus.map((q) => new Response(q.stderr).text());
+  const exited = qemus.map(() => false);
+  qemus.forEach((q, i) => q.status.then(() => exited[i] = true));
+  const aborted = new Set<number>();
   const seen = new Set<string>();
   const relayed = new Set<string>();
   let done = false;
@@ -541,6 +545,16 @@ async function bootPair(imageJ: string, imageK: string, denoShare: string): Prom
       await new Promise((r) => setTimeout(r, 300));
       relayWords(guests[0].results, guests[1].results, relayed);
       relayWords(guests[1].results, guests[0].results, relayed);
+      // A guest gone before its "done" (QEMU failed, or the guest died): its peer stops waiting.
+      guests.forEach((g, i) => {
+        const peer = guests[1 - i];
+        if (!exited[i] || aborted.has(i) || readLines(`${g.results}/out/done`).length > 0) return;
+        aborted.add(i);
+        Deno.mkdirSync(`${peer.results}/in`, { recursive: true });
+        Deno.writeTextFileSync(`${peer.results}/in/.abort.relay`, `${g.role}'s QEMU exited\n`);
+        Deno.renameSync(`${peer.results}/in/.abort.relay`, `${peer.results}/in/abort`);
+        progress(`${PAIR}: ${g.role}'s QEMU exited before its part was done; told ${peer.role}`);
+      });
       for (const g of guests) {
         for (const line of readLines(`${g.results}/scenarios.log`)) {
           if (!line.startsWith("RESULT ") || seen.has(`${g.role} ${line}`)) continue;
@@ -599,7 +613,9 @@ async function bootPair(imageJ: string, imageK: string, denoShare: string): Prom
           ? `no verdict: a step before it failed or a guest stopped first${
             qemuErr.length ? ` (${qemuErr[0].split("\n")[0]})` : ""
           }\n${tails.join("\n")}`
-          : `a guest of the pair did not boot within ${BOOT_DEADLINE_S}s${
+          : `a guest of the pair did not boot (QEMU exit ${
+            statuses.map((st, i) => `${guests[i].role} ${st.code}`).join(", ")
+          }; boot deadline ${BOOT_DEADLINE_S}s)${
             qemuErr.length ? `: ${qemuErr[0].split("\n")[0]}` : ""
           }`,
       });
