@@ -545,10 +545,12 @@ async function bootPair(imageJ: string, imageK: string, denoShare: string): Prom
       await new Promise((r) => setTimeout(r, 300));
       relayWords(guests[0].results, guests[1].results, relayed);
       relayWords(guests[1].results, guests[0].results, relayed);
-      // A guest gone before its "done" (QEMU failed, or the guest died): its peer stops waiting.
+      // A guest gone before its "finished" (QEMU failed, or the guest died): its peer stops waiting.
       guests.forEach((g, i) => {
         const peer = guests[1 - i];
-        if (!exited[i] || aborted.has(i) || readLines(`${g.results}/out/done`).length > 0) return;
+        if (!exited[i] || aborted.has(i) || readLines(`${g.results}/out/finished`).length > 0) {
+          return;
+        }
         aborted.add(i);
         Deno.mkdirSync(`${peer.results}/in`, { recursive: true });
         Deno.writeTextFileSync(`${peer.results}/in/.abort.relay`, `${g.role}'s QEMU exited\n`);

@@ -272,6 +272,7 @@ if [ $rc != 0 ]; then
   tell abort /tmp/abort
 fi
 dump_logs
-tell done
-hear done >/dev/null 2>&1 # the peer may still need this guest's answers; run.ts stops both at the end
+tell finished
+# Power off only once the peer is through too: it may still wait for one of this guest's words.
+hear finished >/dev/null 2>&1
 exit 0
