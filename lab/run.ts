@@ -33,7 +33,7 @@ const PAIR_SCENARIOS = [
   "k-no-translate-13-to-9",
 ];
 /** Whether `deno task test:kernel` without --flavour runs the pair too (see lab/README.md, Cost). */
-const PAIR_BY_DEFAULT = true;
+const PAIR_BY_DEFAULT = false;
 const ALL = [
   "control-no-daemon",
   "c-baseline",
@@ -108,28 +108,31 @@ function benchLimitS(): number {
 }
 /** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
 const buildOnly = values["build-only"] === true;
-const flavours: (Flavour | typeof PAIR)[] = values.flavour
-  ? [values.flavour as Flavour | typeof PAIR]
-  : demo
-  ? ["trixie" as const]
-  : [...FLAVOURS, ...(PAIR_BY_DEFAULT && !bench ? [PAIR] : [])];
-for (const f of flavours) {
-  if (f !== PAIR && !(FLAVOURS as readonly string[]).includes(f)) {
-    console.error(`lab: unknown --flavour "${f}": use ${[...FLAVOURS, PAIR].join(", ")}`);
-    Deno.exit(2);
-  }
-}
 const chosen = demo
   ? ["demo"]
   : bench
   ? ["bench"]
   : values.scenario
   ? values.scenario.split(",")
-  : [...ALL, ...PAIR_SCENARIOS];
+  : [...ALL, ...PAIR_SCENARIOS]; // the pair's only where it runs
 /** What one guest runs (the pair's verdicts come from the two-guest entry). */
 const scenarios = chosen.filter((name) => !PAIR_SCENARIOS.includes(name));
 /** The pair's verdicts asked for (all of them run: each step needs the one before). */
 const pairScenarios = chosen.filter((name) => PAIR_SCENARIOS.includes(name));
+const flavours: (Flavour | typeof PAIR)[] = values.flavour
+  ? [values.flavour as Flavour | typeof PAIR]
+  : demo
+  ? ["trixie" as const]
+  : [
+    ...FLAVOURS,
+    ...((PAIR_BY_DEFAULT && !bench) || values.scenario && pairScenarios.length ? [PAIR] : []),
+  ];
+for (const f of flavours) {
+  if (f !== PAIR && !(FLAVOURS as readonly string[]).includes(f)) {
+    console.error(`lab: unknown --flavour "${f}": use ${[...FLAVOURS, PAIR].join(", ")}`);
+    Deno.exit(2);
+  }
+}
 const started = Date.now();
 
 function progress(message: string): void {
