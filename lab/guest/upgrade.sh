@@ -56,6 +56,9 @@ pair_setup() {
     [ $SECONDS -ge $end ] && fail "no network card with the sync link's MAC $MAC"
     sleep 0.2
   done
+  # The kernel calls it eth0, a name the namespaces' veths take below: give it one of its own.
+  ip link set "$nic" down
+  ip link set "$nic" name sync0
   for ns in n6 "$ROLE" n4; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
@@ -68,8 +71,8 @@ pair_setup() {
   done
   veth_to_bridge n6 eth0 br6; veth_to_bridge "$ROLE" eth0 br6
   veth_to_bridge n4 eth0 br4; veth_to_bridge "$ROLE" eth1 br4
-  ip link set "$nic" netns "$ROLE"
-  ip -n "$ROLE" link set "$nic" name eth2
+  ip link set sync0 netns "$ROLE"
+  ip -n "$ROLE" link set sync0 name eth2
   ip -n "$ROLE" link set eth2 up
   ip -n "$ROLE" addr add "2001:db8:ff08::$N/96" dev eth2 nodad
   ip -n "$ROLE" addr add "198.51.100.$N/24" dev eth2
