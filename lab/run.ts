@@ -5,12 +5,16 @@
  * over 9p, runs the scenarios of guest/scenarios.sh and reports one line per scenario, then
  * `N passed, N failed, N skipped`. Scenarios the machine cannot run are SKIPPED with the reason.
  *
- *   deno task test:kernel [--flavour bookworm|trixie] [--scenario NAME[,NAME...]]
+ *   deno task test:kernel [--flavour bookworm|trixie|trixie-sid|upgrade] [--scenario NAME[,NAME...]]
  *   deno task lab:build [--flavour bookworm|trixie]      (build the guests only)
+ *
+ * The `upgrade` entry is two guests at once, a bookworm J and a trixie K joined by a sync link
+ * between their QEMU processes, for a rolling upgrade across session formats (guest/upgrade.sh).
  *
  * @module
  */
 
+import dgram from "node:dgram";
 import { parseArgs } from "node:util";
 
 const HERE = new URL(".", import.meta.url).pathname;
@@ -18,6 +22,18 @@ const PROJECT = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("JOOLD_LAB_CACHE") ?? "/var/cache/joold-lab";
 const FLAVOURS = ["bookworm", "trixie", "trixie-sid"] as const;
 type Flavour = typeof FLAVOURS[number];
+/** The two-guest entry: a rolling upgrade from Jool 4.1.9 (J, bookworm) to 4.1.13 (K, trixie). */
+const PAIR = "upgrade" as const;
+/** Its verdicts, as guest/upgrade.sh's two sides judge them. */
+const PAIR_SCENARIOS = [
+  "k-translate-9-to-13",
+  "k-translate-13-to-9",
+  "k-failover-across-versions",
+  "k-no-translate-9-to-13",
+  "k-no-translate-13-to-9",
+];
+/** Whether `deno task test:kernel` without --flavour runs the pair too (see lab/README.md, Cost). */
+const PAIR_BY_DEFAULT = false;
 const ALL = [
   "control-no-daemon",
   "c-baseline",
@@ -105,11 +121,31 @@ function benchLimitS(): number {
 }
 /** `deno task lab:build`: build (or find cached) the guests and stop; CI can run it ahead of time. */
 const buildOnly = values["build-only"] === true;
-const flavours = values.flavour
-  ? [values.flavour as Flavour]
+const chosen = demo
+  ? ["demo"]
+  : bench
+  ? ["bench"]
+  : values.scenario
+  ? values.scenario.split(",")
+  : [...ALL, ...PAIR_SCENARIOS]; // the pair's only where it runs
+/** What one guest runs (the pair's verdicts come from the two-guest entry). */
+const scenarios = chosen.filter((name) => !PAIR_SCENARIOS.includes(name));
+/** The pair's verdicts asked for (all of them run: each step needs the one before). */
+const pairScenarios = chosen.filter((name) => PAIR_SCENARIOS.includes(name));
+const flavours: (Flavour | typeof PAIR)[] = values.flavour
+  ? [values.flavour as Flavour | typeof PAIR]
   : demo
   ? ["trixie" as const]
-  : [...FLAVOURS];
+  : [
+    ...FLAVOURS,
+    ...((PAIR_BY_DEFAULT && !bench) || values.scenario && pairScenarios.length ? [PAIR] : []),
+  ];
+for (const f of flavours) {
+  if (f !== PAIR && !(FLAVOURS as readonly string[]).includes(f)) {
+    console.error(`lab: unknown --flavour "${f}": use ${[...FLAVOURS, PAIR].join(", ")}`);
+    Deno.exit(2);
+  }
+}
 /**
  * The scenarios a flavour runs by default. trixie-sid differs from trixie only in Jool (4.1.15 on
  * the same 6.12 kernel, the same 36-byte session format): what it has to prove is that Jool's
@@ -135,11 +171,9 @@ const SUBSETS: Partial<Record<Flavour, readonly string[]>> = {
 };
 /** What runs on a flavour: `--scenario` as given, else ALL or the flavour's subset, in ALL's order. */
 function scenariosFor(flavour: Flavour): string[] {
-  if (demo) return ["demo"];
-  if (bench) return ["bench"];
-  if (values.scenario) return values.scenario.split(",");
+  if (demo || bench || values.scenario) return scenarios;
   const subset = SUBSETS[flavour];
-  return subset ? ALL.filter((name) => subset.includes(name)) : ALL;
+  return subset ? scenarios.filter((name) => subset.includes(name)) : scenarios;
 }
 const started = Date.now();
 
@@ -325,18 +359,19 @@ function emulatorPanic(consoleLines: string[]): string | undefined {
     consoleLines[at].trim();
 }
 
-async function boot(
-  flavour: Flavour,
+/**
+ * Starts QEMU on a guest image under `timeout`: the image read-only (`-snapshot`), the project,
+ * Deno and the results directory over 9p, no network card unless `nic` adds the sync link.
+ */
+function spawnQemu(
   image: string,
+  results: string,
   denoShare: string,
-  scenarios: string[],
-): Promise<Outcome[]> {
-  const results = Deno.makeTempDirSync({ prefix: `joold-lab-${flavour}-` });
-  const limitS = bench ? benchLimitS() : 180 + scenarios.length * 150;
-  progress(
-    `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
-  );
-  const qemu = new Deno.Command("timeout", {
+  limitS: number,
+  params: string,
+  nic: string[] = [],
+): Deno.ChildProcess {
+  return new Deno.Command("timeout", {
     args: [
       "-k",
       "10",
@@ -358,6 +393,7 @@ async function boot(
       "-snapshot",
       "-nic",
       "none",
+      ...nic,
       "-no-reboot",
       "-display",
       "none",
@@ -370,13 +406,33 @@ async function boot(
       "-serial",
       `file:${results}/console.log`,
       "-append",
-      `root=/dev/vda rw console=ttyS0 panic=-1 quiet joold.scenarios=${scenarios.join(",")}${
-        demo ? " joold.demo=1" : ""
-      }${bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""}${tuning()}`,
+      `root=/dev/vda rw console=ttyS0 panic=-1 quiet ${params}${tuning()}`,
     ],
     stdout: "null",
     stderr: "piped",
   }).spawn();
+}
+
+async function boot(
+  flavour: Flavour,
+  image: string,
+  denoShare: string,
+  scenarios: string[],
+): Promise<Outcome[]> {
+  const results = Deno.makeTempDirSync({ prefix: `joold-lab-${flavour}-` });
+  const limitS = bench ? benchLimitS() : 180 + scenarios.length * 150;
+  progress(
+    `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
+  );
+  const qemu = spawnQemu(
+    image,
+    results,
+    denoShare,
+    limitS,
+    `joold.scenarios=${scenarios.join(",")}${demo ? " joold.demo=1" : ""}${
+      bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""
+    }`,
+  );
   const stderrText = new Response(qemu.stderr).text();
   // Stream the scenario results while the guest runs.
   const seen = new Set<string>();
@@ -491,11 +547,205 @@ function checkExposition(outcome: Outcome, file: string): void {
   }
 }
 
+/** One side of the pair. */
+interface PairGuest {
+  /** Translator J (bookworm, Jool 4.1.9) or K (trixie, Jool 4.1.13). */
+  readonly role: "J" | "K";
+  readonly image: string;
+  /** The sync NIC's MAC: how guest/upgrade.sh finds it. */
+  readonly mac: string;
+  readonly results: string;
+}
+
+/** Two free UDP ports on the host's loopback, for the two ends of the sync link (closed again). */
+async function freeUdpPorts(): Promise<[number, number]> {
+  const sockets = [dgram.createSocket("udp4"), dgram.createSocket("udp4")];
+  const ports = await Promise.all(
+    sockets.map((socket) =>
+      new Promise<number>((resolve) =>
+        socket.bind(0, "127.0.0.1", () => resolve(socket.address().port))
+      )
+    ),
+  );
+  // close() is asynchronous: QEMU must not find the port still bound.
+  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))));
+  return [ports[0], ports[1]];
+}
+
+/**
+ * The sync link of one guest: a virtio NIC whose Ethernet frames QEMU sends as UDP datagrams from
+ * `local` to `remote` on the host's loopback (`-netdev dgram`, QEMU 7.2+; `-netdev socket,udp=`
+ * where dgram is missing). Nothing else of the host's network is involved.
+ */
+function syncNic(mac: string, local: number, remote: number): string[] {
+  const dgramNetdev = sh("qemu-system-x86_64", ["-netdev", "help"]).out.includes("dgram");
+  const netdev = dgramNetdev
+    ? `dgram,id=sync,local.type=inet,local.host=127.0.0.1,local.port=${local},` +
+      `remote.type=inet,remote.host=127.0.0.1,remote.port=${remote}`
+    : `socket,id=sync,udp=127.0.0.1:${remote},localaddr=127.0.0.1:${local}`;
+  return ["-netdev", netdev, "-device", `virtio-net-pci,netdev=sync,mac=${mac}`];
+}
+
+/**
+ * Copies every word a guest wrote to its results' out/ into the peer's in/ (whole: a copy under a
+ * dot name, then a rename), once. This is how the two guests wait for each other (guest/upgrade.sh).
+ */
+function relayWords(from: string, to: string, relayed: Set<string>): void {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(`${from}/out`)].map((e) => e.name);
+  } catch {
+    return; // not booted yet
+  }
+  for (const name of names) {
+    if (name.startsWith(".") || relayed.has(`${from}/${name}`)) continue;
+    Deno.mkdirSync(`${to}/in`, { recursive: true });
+    Deno.copyFileSync(`${from}/out/${name}`, `${to}/in/.${name}.relay`);
+    Deno.renameSync(`${to}/in/.${name}.relay`, `${to}/in/${name}`);
+    relayed.add(`${from}/${name}`);
+  }
+}
+
+/**
+ * The rolling upgrade: boots J (bookworm) and K (trixie) at once, joined by the sync link, relays
+ * their words and reads each side's verdicts; a verdict passes when the guest that judges it says
+ * PASS.
+ */
+async function bootPair(imageJ: string, imageK: string, denoShare: string): Promise<Outcome[]> {
+  const [portJ, portK] = await freeUdpPorts();
+  const guests: PairGuest[] = [
+    { role: "J", image: imageJ, mac: "52:54:00:6a:00:09", results: "" },
+    { role: "K", image: imageK, mac: "52:54:00:6a:00:0d", results: "" },
+  ].map((g) => ({
+    ...g,
+    role: g.role as "J" | "K",
+    results: Deno.makeTempDirSync({ prefix: `joold-lab-${PAIR}-${g.role}-` }),
+  }));
+  const limitS = 180 + PAIR_SCENARIOS.length * 150;
+  progress(
+    `${PAIR}: booting J (bookworm) and K (trixie) at once (${
+      accel()[1]
+    }), sync link 127.0.0.1:${portJ} <-> 127.0.0.1:${portK}, limit ${limitS}s`,
+  );
+  const qemus = guests.map((g, i) =>
+    spawnQemu(
+      g.image,
+      g.results,
+      denoShare,
+      limitS,
+      `joold.role=${g.role} joold.sync_mac=${g.mac}`,
+      i === 0 ? syncNic(g.mac, portJ, portK) : syncNic(g.mac, portK, portJ),
+    )
+  );
+  const stderrTexts = qemus.map((q) => new Response(q.stderr).text());
+  const exited = qemus.map(() => false);
+  qemus.forEach((q, i) => q.status.then(() => exited[i] = true));
+  const aborted = new Set<number>();
+  const seen = new Set<string>();
+  const relayed = new Set<string>();
+  let done = false;
+  const watch = (async () => {
+    const bootBy = Date.now() + BOOT_DEADLINE_S * 1000;
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 300));
+      relayWords(guests[0].results, guests[1].results, relayed);
+      relayWords(guests[1].results, guests[0].results, relayed);
+      // A guest gone before its "finished" (QEMU failed, or the guest died): its peer stops waiting.
+      guests.forEach((g, i) => {
+        const peer = guests[1 - i];
+        if (!exited[i] || aborted.has(i) || readLines(`${g.results}/out/finished`).length > 0) {
+          return;
+        }
+        aborted.add(i);
+        Deno.mkdirSync(`${peer.results}/in`, { recursive: true });
+        Deno.writeTextFileSync(`${peer.results}/in/.abort.relay`, `${g.role}'s QEMU exited\n`);
+        Deno.renameSync(`${peer.results}/in/.abort.relay`, `${peer.results}/in/abort`);
+        progress(`${PAIR}: ${g.role}'s QEMU exited before its part was done; told ${peer.role}`);
+      });
+      for (const g of guests) {
+        for (const line of readLines(`${g.results}/scenarios.log`)) {
+          if (!line.startsWith("RESULT ") || seen.has(`${g.role} ${line}`)) continue;
+          seen.add(`${g.role} ${line}`);
+          progress(`${PAIR} ${g.role}: ${line.slice(7)}`);
+        }
+      }
+      const silent = guests.filter((g) => readLines(`${g.results}/guest.log`).length === 0);
+      if (!done && Date.now() > bootBy && silent.length > 0) {
+        progress(
+          `${PAIR}: ${
+            silent.map((g) => g.role).join(" and ")
+          } showed no sign of life after ${BOOT_DEADLINE_S}s, stopping both`,
+        );
+        for (const q of qemus) {
+          try {
+            q.kill("SIGTERM");
+          } catch {
+            // already gone
+          }
+        }
+        break;
+      }
+    }
+  })();
+  // A guest that ends first (its part failed) leaves its peer to notice the "abort" word.
+  const statuses = await Promise.all(qemus.map((q) => q.status));
+  done = true;
+  await watch;
+  const logs = guests.map((g) => readLines(`${g.results}/scenarios.log`));
+  const outcomes: Outcome[] = [];
+  for (const name of PAIR_SCENARIOS) {
+    const judged = logs.flatMap((log, i) => {
+      const line = log.find((l) => l.startsWith(`RESULT ${name} `));
+      return line ? [{ log, line, role: guests[i].role }] : [];
+    });
+    const failed = judged.find((j) => j.line.split(" ")[2] !== "PASS");
+    if (judged.length > 0 && failed === undefined) {
+      outcomes.push({ name, status: "ok", detail: "" });
+    } else if (failed) {
+      outcomes.push({
+        name,
+        status: "FAILED",
+        detail: `${failed.role}: ${excerpt(failed.log, name)}`,
+      });
+    } else {
+      const booted = guests.every((g) => readLines(`${g.results}/guest.log`).length > 0);
+      const qemuErr = (await Promise.all(stderrTexts)).map((t) => t.trim()).filter(Boolean);
+      const tails = guests.map((g, i) =>
+        `--- ${g.role} (QEMU exit ${statuses[i].code}):\n${logs[i].slice(-15).join("\n")}`
+      );
+      outcomes.push({
+        name,
+        status: booted ? "FAILED" : "SKIPPED",
+        detail: booted
+          ? `no verdict: a step before it failed or a guest stopped first${
+            qemuErr.length ? ` (${qemuErr[0].split("\n")[0]})` : ""
+          }\n${tails.join("\n")}`
+          : `a guest of the pair did not boot (QEMU exit ${
+            statuses.map((st, i) => `${guests[i].role} ${st.code}`).join(", ")
+          }; boot deadline ${BOOT_DEADLINE_S}s)${
+            qemuErr.length ? `: ${qemuErr[0].split("\n")[0]}` : ""
+          }`,
+      });
+    }
+  }
+  const keep = `${CACHE}/last-${PAIR}`;
+  try {
+    Deno.removeSync(keep, { recursive: true });
+  } catch {
+    // first run
+  }
+  Deno.mkdirSync(keep, { recursive: true });
+  for (const g of guests) Deno.renameSync(g.results, `${keep}/${g.role}`);
+  progress(`${PAIR}: logs in ${keep}/J and ${keep}/K`);
+  return outcomes;
+}
+
 /** Scenario tuning from the host's environment, passed on the guest's kernel command line. */
 function tuning(): string {
   const params: [string, string][] = [
     ["JOOLD_LAB_SYNC_DEADLINE", "joold.sync_deadline"],
     ["JOOLD_LAB_FLUSH_DEADLINE_MS", "joold.flush_deadline_ms"],
+    ["JOOLD_LAB_PAIR_DEADLINE", "joold.pair_deadline"],
   ];
   return params.flatMap(([env, param]) => {
     const value = Deno.env.get(env);
@@ -525,6 +775,31 @@ if (demo && unavailable !== null) {
 }
 let denoShare: string | null = null;
 for (const flavour of flavours) {
+  if (flavour === PAIR) {
+    if (buildOnly || pairScenarios.length === 0) continue; // its guests are bookworm's and trixie's
+    const started = Date.now();
+    let skip = unavailable;
+    const images: string[] = [];
+    for (const side of ["bookworm", "trixie"] as const) {
+      if (skip !== null) break;
+      const built = await buildImage(side);
+      if ("skip" in built) skip = built.skip;
+      else images.push(built.dir);
+    }
+    if (skip !== null) {
+      for (const name of pairScenarios) {
+        outcomes.push({ name: `${PAIR} ${name}`, status: "SKIPPED", detail: skip });
+      }
+      continue;
+    }
+    denoShare ??= prepareDeno();
+    for (const o of await bootPair(images[0], images[1], denoShare)) {
+      if (pairScenarios.includes(o.name)) outcomes.push({ ...o, name: `${PAIR} ${o.name}` });
+    }
+    progress(`${PAIR}: ${Math.round((Date.now() - started) / 1000)}s for the pair`);
+    continue;
+  }
+  if (scenarios.length === 0 && !buildOnly) continue; // only the pair's verdicts were asked for
   let skip = unavailable;
   let image: string | null = null;
   if (skip === null) {

@@ -24,6 +24,8 @@ scenarios=$(sed -n 's/.*joold\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
 busybox syslogd -n -O /tmp/syslog.log &
 if grep -q "joold.demo=1" /proc/cmdline; then
   /bin/bash /mnt/project/lab/guest/demo.sh >"$R/scenarios.log" 2>&1
+elif grep -q "joold.role=" /proc/cmdline; then # one of the two guests of a rolling upgrade
+  /bin/bash /mnt/project/lab/guest/upgrade.sh >"$R/scenarios.log" 2>&1
 elif grep -q "joold.bench=1" /proc/cmdline; then
   /bin/bash /mnt/project/lab/guest/bench.sh >"$R/scenarios.log" 2>&1
 else
