@@ -274,7 +274,9 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
   try {
     log.info(
       `joold ${VERSION} starting: instance "${config.mod.instance}", ${
-        config.net
+        config.net?.peers
+          ? `unicast sync peers ${config.net.peers.join(", ")}, port ${config.net.multicastPort}`
+          : config.net
           ? `sync group ${config.net.multicastAddress} port ${config.net.multicastPort}`
           : "sync network disabled (printing the kernel's sessions)"
       }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}${
