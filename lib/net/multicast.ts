@@ -115,7 +115,7 @@ const IP_TTL = 2;
 const IP_UNICAST_IF = 50;
 /** IPV6_UNICAST_HOPS (linux/in6.h): the hop limit of unicast datagrams. */
 const IPV6_UNICAST_HOPS = 16;
-/** IPV6_UNICAST_IF (linux/in6.h): the egress interface of unicast datagrams (index, host order). */
+/** IPV6_UNICAST_IF (linux/in6.h): the egress interface of unicast datagrams (index, network order). */
 const IPV6_UNICAST_IF = 76;
 
 /** One destination's send that failed. */
@@ -552,18 +552,18 @@ export class MulticastChannel implements NetworkChannel {
           { cause: error },
         );
       }
+      // IP_UNICAST_IF and IPV6_UNICAST_IF both take the index in network byte order
+      // (net/ipv4/ip_sockglue.c, net/ipv6/ipv6_sockglue.c: ntohl).
+      const be = new DataView(new ArrayBuffer(4));
+      be.setUint32(0, outIndex, false);
+      const index = be.getInt32(0, true);
       if (family === 4) {
         setsockoptInt(fd, IPPROTO_IP, IP_TTL, config.ttl, "IP_TTL");
-        // IP_UNICAST_IF takes the index in network byte order (net/ipv4/ip_sockglue.c).
-        if (outIndex !== 0) {
-          const be = new DataView(new ArrayBuffer(4));
-          be.setUint32(0, outIndex, false);
-          setsockoptInt(fd, IPPROTO_IP, IP_UNICAST_IF, be.getInt32(0, true), "IP_UNICAST_IF");
-        }
+        if (outIndex !== 0) setsockoptInt(fd, IPPROTO_IP, IP_UNICAST_IF, index, "IP_UNICAST_IF");
       } else {
         setsockoptInt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, config.ttl, "IPV6_UNICAST_HOPS");
         if (outIndex !== 0) {
-          setsockoptInt(fd, IPPROTO_IPV6, IPV6_UNICAST_IF, outIndex, "IPV6_UNICAST_IF");
+          setsockoptInt(fd, IPPROTO_IPV6, IPV6_UNICAST_IF, index, "IPV6_UNICAST_IF");
         }
       }
       const found = MulticastChannel.#receiveChecks(fd, family, config, true);

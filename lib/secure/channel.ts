@@ -172,6 +172,16 @@ export class SecureChannel implements NetworkChannel {
     this.#inner.sendTo(datagram, destinations);
   }
 
+  /**
+   * The plain channel's wait for buffer space (the daemon's retry queue), when it has one.
+   *
+   * @param handler called once when the socket can take a datagram again
+   */
+  whenWritable(handler: () => void): void {
+    if (this.#inner.whenWritable) this.#inner.whenWritable(handler);
+    else setTimeout(handler, 5);
+  }
+
   close(): void {
     this.#inner.close();
   }
