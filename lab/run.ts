@@ -41,6 +41,9 @@ const ALL = [
   "i-module-reload",
   "j-forged-sessions",
   "j-sighup",
+  "k-three-multicast",
+  "k-three-unicast",
+  "k-three-c-daemon",
 ];
 
 const { values } = parseArgs({
