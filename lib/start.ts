@@ -23,7 +23,7 @@ import { openKernel } from "./kernel/open.ts";
 import { type KernelStartup, MODULE_VERSION_FILE } from "./kernel/startup.ts";
 import { formatLatency, LATENCY_BOUNDS_US, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { MulticastChannel } from "./net/multicast.ts";
+import { MulticastChannel, peerSummary } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
@@ -372,6 +372,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       startup,
       daemon,
       secure,
+      plain,
       shutDown,
       reactorFailed: Promise.race([reactorFailed, kernelFailed]),
       now: parts.now ?? Date.now,
@@ -402,6 +403,8 @@ interface Running {
   readonly daemon: Daemon;
   /** The secure channel, when a key file is configured. */
   readonly secure: SecureChannel | null;
+  /** The sync socket (its per-peer counters, with unicast peers). */
+  readonly plain: MulticastChannel | null;
   /** Closes every socket (and stops the own reactor). */
   readonly shutDown: () => Promise<void>;
   /** Resolves with the error that stopped the own reactor or the kernel channel, if ever. */
@@ -603,6 +606,8 @@ class RunningDaemon implements DaemonHandle {
       this.#parts.daemon.stop();
       log.info(stopSummary(counters), { event: "counters", ...counters });
       if (this.#parts.secure !== null) log.info(secureSummary(counters), { event: "secure" });
+      const plain = this.#parts.plain;
+      if (plain?.unicast) log.info(peerSummary(plain.destinationStats()), { event: "peers" });
       const latency = kernel.ackLatency.summary();
       if (latency.count > 0) {
         log.info(`kernel->ACK latency: ${formatLatency(latency)}`, {

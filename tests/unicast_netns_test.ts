@@ -16,6 +16,10 @@ import { Reactor } from "../lib/reactor.ts";
 import { isEnvelope } from "../lib/secure/envelope.ts";
 import { node } from "./_daemon_node.ts";
 import type { FakeKernel } from "./_fake_kernel.ts";
+import { createLogger } from "../lib/log.ts";
+
+/** A daemon of these tests. */
+type Node = Awaited<ReturnType<typeof node>>;
 import { fixture } from "./_fixtures.ts";
 import { ip, Netns, netnsUnavailable } from "./_netns.ts";
 import { waitFor } from "./_udp.ts";
@@ -107,31 +111,58 @@ Deno.test({
   ignore: unavailable !== null,
   fn: () =>
     onBridge(async ({ ns, reactor, keep }) => {
-      const J = keep(await node(ns.J, reactor, unicastNet("J"), "4.1.13"));
+      const lines: string[] = [];
+      const log = createLogger("info", (line) => lines.push(line));
+      const J = await node(ns.J, reactor, unicastNet("J"), "4.1.13", log);
       const K = keep(await node(ns.K, reactor, unicastNet("K"), "4.1.13"));
       const L = keep(await node(ns.L, reactor, unicastNet("L"), "4.1.13"));
-      const batches = ["1session", "4sessions"].map((n) => fixture("4.1.13", `d-udp-payload-${n}`));
-      for (const p of batches) J.kernel.sendBatch(J.daemon.portId, p);
-      await waitFor(() => adds(K).length === 2 && adds(L).length === 2, "two ADDs on K and L");
-      assert.deepEqual(adds(K), batches);
-      assert.deepEqual(adds(L), batches);
-      const bytes = batches[0].length + batches[1].length;
-      // NET_SENT_PKTS counts one per peer reached: two datagrams to two peers.
-      assert.equal(J.counters.netDatagramsSent, 4);
-      assert.equal(J.counters.netBytesSent, 2 * bytes);
-      assert.equal(J.counters.netSendErrors, 0);
-      for (const n of [K, L]) {
-        assert.equal(n.counters.netDatagramsReceived, 2);
-        assert.equal(n.counters.netBytesReceived, bytes);
-        assert.equal(n.counters.kernelAddsSent, 2);
-        assert.equal(n.counters.netUnknownPeerDrops, 0);
+      try {
+        await threeWay(J, K, L);
+      } finally {
+        await J.close();
       }
-      // And K, L's batch goes to J and to the other.
-      K.kernel.sendBatch(K.daemon.portId, batches[1]);
-      await waitFor(() => adds(J).length === 1 && adds(L).length === 3, "K's batch on J and L");
-      assert.deepEqual(adds(J), [batches[1]]);
+      const text = lines.join("");
+      assert.match(
+        text,
+        /^joold: info: joold \S+ starting: instance "default", unicast sync peers 2001:db8:ff08::5, \[2001:db8:ff08::6\]:6465, port 6464$/m,
+      );
+      const [one, four] = ["1session", "4sessions"].map((n) =>
+        fixture("4.1.13", `d-udp-payload-${n}`).length
+      );
+      assert.ok(
+        text.includes(
+          `joold: info: peers: [${ADDRESS.K}]:6464 sent 2 (${one + four} bytes, 0 failed), ` +
+            `received 1 (${four} bytes); [${ADDRESS.L}]:6465 sent 2 (${one + four} bytes, ` +
+            `0 failed), received 0 (0 bytes)\n`,
+        ),
+        text,
+      );
     }),
 });
+
+/** J sends two batches, which K and L get byte for byte; then K sends one to J and L. */
+async function threeWay(J: Node, K: Node, L: Node): Promise<void> {
+  const batches = ["1session", "4sessions"].map((n) => fixture("4.1.13", `d-udp-payload-${n}`));
+  for (const p of batches) J.kernel.sendBatch(J.daemon.portId, p);
+  await waitFor(() => adds(K).length === 2 && adds(L).length === 2, "two ADDs on K and L");
+  assert.deepEqual(adds(K), batches);
+  assert.deepEqual(adds(L), batches);
+  const bytes = batches[0].length + batches[1].length;
+  // NET_SENT_PKTS counts one per peer reached: two datagrams to two peers.
+  assert.equal(J.counters.netDatagramsSent, 4);
+  assert.equal(J.counters.netBytesSent, 2 * bytes);
+  assert.equal(J.counters.netSendErrors, 0);
+  for (const n of [K, L]) {
+    assert.equal(n.counters.netDatagramsReceived, 2);
+    assert.equal(n.counters.netBytesReceived, bytes);
+    assert.equal(n.counters.kernelAddsSent, 2);
+    assert.equal(n.counters.netUnknownPeerDrops, 0);
+  }
+  // And K's batch goes to J and L.
+  K.kernel.sendBatch(K.daemon.portId, batches[1]);
+  await waitFor(() => adds(J).length === 1 && adds(L).length === 3, "K's batch on J and L");
+  assert.deepEqual(adds(J), [batches[1]]);
+}
 
 Deno.test({
   name:

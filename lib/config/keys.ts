@@ -143,7 +143,7 @@ export const KEYS: readonly KeySpec[] = [
     type: "group",
     arg: "ADDR",
     example: "ff08::db8:64:64",
-    help: "multicast group, IPv4 or IPv6; without it the sync " +
+    help: "multicast group, IPv4 or IPv6; without it (and without --net.peer) the sync " +
       "network is disabled and joold prints the sessions it receives from the kernel, one CSV " +
       "line each",
     printed: "net.mcast.addr",

@@ -173,6 +173,39 @@ export interface DestinationStats {
   bytesReceived: number;
 }
 
+/**
+ * The per-peer counters, worded for an operator (the stop summary of a unicast daemon).
+ *
+ * @param stats {@linkcode MulticastChannel.destinationStats}
+ * @returns one line (no `joold:` prefix)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerSummary } from "./multicast.ts";
+ *
+ * const peer = {
+ *   destination: "[2001:db8::5]:6464",
+ *   datagramsSent: 3,
+ *   bytesSent: 300,
+ *   sendErrors: 1,
+ *   datagramsReceived: 2,
+ *   bytesReceived: 90,
+ * };
+ * assert.equal(
+ *   peerSummary([peer]),
+ *   "peers: [2001:db8::5]:6464 sent 3 (300 bytes, 1 failed), received 2 (90 bytes)",
+ * );
+ * ```
+ */
+export function peerSummary(stats: readonly DestinationStats[]): string {
+  return `peers: ${
+    stats.map((p) =>
+      `${p.destination} sent ${p.datagramsSent} (${p.bytesSent} bytes, ${p.sendErrors} failed), ` +
+      `received ${p.datagramsReceived} (${p.bytesReceived} bytes)`
+    ).join("; ")
+  }`;
+}
+
 /** A destination: its name, encoded sockaddr, and counters. */
 interface Destination {
   readonly name: string;
