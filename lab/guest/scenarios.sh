@@ -669,23 +669,26 @@ nonroot() {
 }
 
 # ---- k-three-*: three translators (J, K, L; one active at a time) ------------------------------
-ns_has() { # ns, file of sessions: the namespace's table has every one of them (at least one)
-  [ -s "$2" ] || return 1
-  all_tables "$1" >"/tmp/table-$1" || return 1
-  [ -z "$(comm -23 "$2" "/tmp/table-$1")" ]
+all_have() { # file of sessions, namespaces...: each table has every one of them (at least one)
+  # One poll reads every namespace's tables at once, so the deadline judges each the same way.
+  local file=$1 ns pids=""; shift
+  [ -s "$file" ] || return 1
+  for ns in "$@"; do all_tables "$ns" >"/tmp/table-$ns" & pids="$pids $!"; done
+  # shellcheck disable=SC2086 # the pids, word-split
+  wait $pids
+  for ns in "$@"; do [ -z "$(comm -23 "$file" "/tmp/table-$ns")" ] || return 1; done
 }
 
-check_all_synced() { # deadline seconds, namespaces...: each has the active translator's sessions
-  local limit=$1 active=$2 t0 ns; shift 2
+check_all_synced() { # deadline seconds, active translator, namespaces...: each has its sessions
+  local limit=$1 active=$2 t0 ns who; shift 2
+  who="$*"; who=${who// / and }
   t0=$(ms_now)
   all_tables "$active" >/tmp/table-active
-  for ns in "$@"; do
-    CHECK_NS=$ns check_within "$limit" "$t0" "$active's $(wc -l </tmp/table-active) sessions" \
-      ns_has "$ns" /tmp/table-active && continue
-    log "$active's sessions:"; cat /tmp/table-active
-    log "$ns's sessions:"; all_tables "$ns"
-    return 1
-  done
+  CHECK_NS=$who check_within "$limit" "$t0" "$active's $(wc -l </tmp/table-active) sessions" \
+    all_have /tmp/table-active "$@" && return 0
+  log "$active's sessions:"; cat /tmp/table-active
+  for ns in "$@"; do log "$ns's sessions:"; all_tables "$ns"; done
+  return 1
 }
 
 move_translator() { # from to: the active translator's addresses move, its instance goes
@@ -711,6 +714,7 @@ three() { # how the daemons sync: multicast | unicast | c-daemon (Jool's C daemo
   check_all_synced "$DEADLINE" J K L || fail "K and L lack J's sessions ($1)"
   # One flow through the three translators in turn: J, then L, then K, on one session.
   in_ns n4 nc -u -l 7000 >/tmp/n4-udp.out 2>/dev/null &
+  wait_for 10 "n4's listener" sh -c "ip netns exec n4 ss -uln | grep -q ':7000 '" || fail "nc did not listen"
   echo "via-J" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
   wait_for 10 "the flow to reach n4 through J" grep -q via-J /tmp/n4-udp.out || fail "no flow through J"
   check_all_synced "$DEADLINE" J K L || fail "K and L lack J's flow before the failover ($1)"
