@@ -162,7 +162,7 @@ interface Pending {
 }
 
 /** The error's failures, one per destination; a channel's plain error is one failure. */
-function failuresOf(error: unknown): { destination?: string; errno?: number }[] {
+function failuresOf(error: unknown): { destination?: string; errno?: number; what?: string }[] {
   const failures = (error as { failures?: unknown }).failures;
   if (Array.isArray(failures) && failures.length > 0) return failures;
   return [{ errno: (error as { errno?: number }).errno }];
@@ -321,11 +321,9 @@ export class Daemon {
         this.#lose(pending.payload, 1);
         this.#warn.log(
           `send:${failure.destination ?? ""}`,
-          `cannot send sessions to ${
-            failure.destination === undefined || !this.#unicast()
-              ? "the sync group"
-              : `peer ${failure.destination}`
-          }: ${(error as Error).message}`,
+          `cannot send sessions to ${failure.what ?? "the sync group"}: ${
+            (error as Error).message
+          }`,
           { event: "send.lost", destination: failure.destination },
         );
       }
@@ -338,11 +336,6 @@ export class Daemon {
       }
       return "retry";
     }
-  }
-
-  /** Whether the destinations are unicast peers (several, or named as peers). */
-  #unicast(): boolean {
-    return (this.#parts.network as { unicast?: boolean } | null)?.unicast === true;
   }
 
   /** Counts a datagram lost for `copies` destinations, and its sessions; returns how many. */

@@ -29,7 +29,6 @@ class Kernel implements KernelChannel {
 /** Two peers; `failing` maps a peer to the errno its sends fail with. */
 class TwoPeers implements NetworkChannel {
   readonly destinations = ["[2001:db8::5]:6464", "[2001:db8::6]:6464"];
-  readonly unicast = true;
   readonly got = new Map<string, Uint8Array[]>(this.destinations.map((d) => [d, []]));
   failing = new Map<string, number>();
   writable: (() => void) | null = null;
@@ -42,7 +41,7 @@ class TwoPeers implements NetworkChannel {
     for (const d of to) {
       const errno = this.failing.get(d);
       if (errno === undefined) this.got.get(d)!.push(datagram.slice());
-      else failures.push({ destination: d, errno });
+      else failures.push({ destination: d, errno, what: `peer ${d}` });
     }
     if (failures.length > 0) {
       throw new SendError(`sendto(peer ${failures[0].destination})`, datagram, failures);

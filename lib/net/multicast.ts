@@ -124,6 +124,8 @@ export interface SendFailure {
   readonly destination: string;
   /** sendto's errno. */
   readonly errno: number;
+  /** How messages name it: `the sync group`, or `peer [2001:db8::5]:6464`. */
+  readonly what: string;
 }
 
 /**
@@ -209,6 +211,8 @@ export function peerSummary(stats: readonly DestinationStats[]): string {
 /** A destination: its name, encoded sockaddr, and counters. */
 interface Destination {
   readonly name: string;
+  /** How messages name it (`the sync group`, `peer [2001:db8::5]:6464`). */
+  readonly what: string;
   /** The label of its sendto in errors. */
   readonly call: string;
   readonly sockaddr: Uint8Array<ArrayBuffer>;
@@ -477,6 +481,7 @@ export class MulticastChannel implements NetworkChannel {
     const name = destinationName(family, group.address, group.port);
     const destination: Destination = {
       name,
+      what: "the sync group",
       call: "sendto(sync group)",
       sockaddr: candidate.address,
       stats: newStats(name),
@@ -546,7 +551,13 @@ export class MulticastChannel implements NetworkChannel {
         new DataView(sockaddr.buffer).setUint32(24, outIndex, true); // sin6_scope_id, host order
       }
       const name = destinationName(family, peer.bytes, portOf(sockaddr));
-      return { name, call: `sendto(peer ${name})`, sockaddr, stats: newStats(name) };
+      return {
+        name,
+        what: `peer ${name}`,
+        call: `sendto(peer ${name})`,
+        sockaddr,
+        stats: newStats(name),
+      };
     });
     const allowed = MulticastChannel.#peerSet(family, [
       ...parsed.map((p) => p.address),
@@ -838,7 +849,7 @@ export class MulticastChannel implements NetworkChannel {
         failures = [];
         call = d.call;
       }
-      failures.push({ destination: d.name, errno });
+      failures.push({ destination: d.name, errno, what: d.what });
     }
     if (failures !== undefined) throw new SendError(call, datagram, failures);
   }
