@@ -21,7 +21,7 @@ import { createLogger } from "../lib/log.ts";
 /** A daemon of these tests. */
 type Node = Awaited<ReturnType<typeof node>>;
 import { fixture } from "./_fixtures.ts";
-import { ip, Netns, netnsUnavailable } from "./_netns.ts";
+import { ip, Netns, netnsUnavailable, sniff, Sniffer } from "./_netns.ts";
 import { waitFor } from "./_udp.ts";
 
 const unavailable = netnsUnavailable();
@@ -304,7 +304,8 @@ Deno.test({
             `"peers" (--net.peer): "2001:db8:ff08::4" is an address of this host: a translator does not sync with itself; list the OTHER translators' addresses`,
         },
       );
-      const j = ns.J.enter(() => MulticastChannel.open(reactor, unicastNet("J")));
+      const j = ns.J.enter(() => MulticastChannel.open(reactor, unicastNet("J", { ttl: 7 })));
+      const sniffer = ns.L.enter(() => new Sniffer());
       const k = ns.K.enter(() => MulticastChannel.open(reactor, unicastNet("K")));
       const l = ns.L.enter(() => MulticastChannel.open(reactor, unicastNet("L")));
       try {
@@ -318,6 +319,9 @@ Deno.test({
         assert.deepEqual(got.K, [Uint8Array.of(4)]);
         assert.deepEqual(got.L, [Uint8Array.of(1, 2, 3), Uint8Array.of(4)]);
         assert.throws(() => j.sendTo(Uint8Array.of(5), ["[2001:db8::99]:6464"]), RangeError);
+        // A reply to a sender goes to that peer's destination (its port, not the sender's own).
+        assert.equal(j.destinationOf(ADDRESS.L), `[${ADDRESS.L}]:6465`);
+        assert.equal(j.destinationOf(STRANGER), undefined);
         const [toK, toL] = j.destinationStats();
         assert.deepEqual([toK.datagramsSent, toK.bytesSent, toL.datagramsSent, toL.bytesSent], [
           1,
@@ -328,8 +332,17 @@ Deno.test({
         const fromJ = l.destinationStats().find((d) => d.destination === `[${ADDRESS.J}]:6464`)!;
         assert.deepEqual([fromJ.datagramsReceived, fromJ.bytesReceived], [2, 4]);
         assert.ok(!isEnvelope(got.L[0]));
+        // On the wire: unicast to L's address and port, with the configured hop limit.
+        const frame = await sniff(sniffer, (f) =>
+          f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && f.bytes[14 + 6] === 17);
+        assert.equal(frame.bytes[14 + 7], 7, "IPv6 hop limit");
+        assert.deepEqual(frame.bytes.subarray(14 + 24, 14 + 40), parseIPv6(ADDRESS.L));
+        assert.equal(new DataView(frame.bytes.buffer, 14 + 40).getUint16(2), 6465);
       } finally {
-        for (const c of [j, k, l]) c.close();
+        sniffer.close();
+        for (const c of [j, k, l]) {
+          c.close();
+        }
       }
     }),
 });

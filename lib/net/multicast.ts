@@ -804,6 +804,21 @@ export class MulticastChannel implements NetworkChannel {
   }
 
   /**
+   * Where to send a reply to the sender of a received datagram (its `from` address, as
+   * `onDatagram` passes it): with unicast peers the destination of the peer with that address;
+   * with a group the group itself (a member listens on the group, not on its own address).
+   *
+   * @param from the sender's address (`2001:db8::5`)
+   * @returns a name of {@linkcode destinations}, or undefined for an address that is no peer
+   */
+  destinationOf(from: string): string | undefined {
+    if (!this.unicast) return this.#destinations[0].name;
+    return this.#byAddress.has(from)
+      ? this.#destinations.find((d) => d.stats === this.#byAddress.get(from))?.name
+      : undefined;
+  }
+
+  /**
    * What was sent to (and, unicast, received from) each destination. The network counters of
    * lib/counters.ts are the sums: netDatagramsSent counts one per destination a datagram reached.
    *
