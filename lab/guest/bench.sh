@@ -210,7 +210,7 @@ idle() { # kind: CPU a daemon uses with nothing to sync, after its start-up
 bulk_start() { # kind: the daemons of one bulk step, fresh
   case $1 in
     ackonly)
-      in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" --allow-read=/sys/module \
+      ip netns exec J deno run --quiet --no-prompt "--allow-ffi=$LIBC" --allow-read=/sys/module \
         "$PROJECT/lab/guest/ackloop.ts" >/tmp/ackloop.log 2>&1 &
       echo $! >/tmp/daemon-ackloop-J.pid
       wait_for 90 "the ACK loop in J" grep -q ready /tmp/ackloop.log
@@ -233,15 +233,26 @@ bulk_capture_start() { # ns: as capture_start, one capture per namespace
   local ns=$1
   in_ns "$ns" ip link add nlmon0 type nlmon 2>/dev/null; in_ns "$ns" ip link set nlmon0 up
   rm -f "/tmp/nl-$ns.pcap" "/tmp/tcpdump-$ns.log"
-  in_ns "$ns" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
+  # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
+  # one that ignores SIGINT as every background job of a script does).
+  ip netns exec "$ns" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
   echo $! >"/tmp/tcpdump-$ns.pid"
   wait_for 30 "tcpdump on $ns's nlmon0" grep -q "listening on" "/tmp/tcpdump-$ns.log"
 }
 
-bulk_capture_stop() { # ns
-  local pid; pid=$(cat "/tmp/tcpdump-$1.pid")
-  kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  in_ns "$1" ip link del nlmon0 2>/dev/null
+bulk_udp_capture_start() { # K's side of the sync link: when J's datagrams arrive
+  rm -f /tmp/udp-K.pcap /tmp/tcpdump-udp-K.log
+  ip netns exec K tcpdump -i eth2 -s 64 -U -w /tmp/udp-K.pcap udp port 6464 >/tmp/tcpdump-udp-K.log 2>&1 &
+  echo $! >/tmp/tcpdump-udp-K.pid
+  wait_for 30 "tcpdump on K's eth2" grep -q "listening on" /tmp/tcpdump-udp-K.log
+}
+
+bulk_capture_stop() { # ns, or udp-K
+  local pid end=$((SECONDS + 10)); pid=$(cat "/tmp/tcpdump-$1.pid")
+  kill -INT "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  [ "$1" = udp-K ] || in_ns "$1" ip link del nlmon0 2>/dev/null
 }
 
 udp_count() { # ns: UDP sessions in the table (one read; long under TCG for 100k)
@@ -273,11 +284,13 @@ bulk_tune() { # ns: long UDP timeouts (the table must outlive the step) and the 
 
 bulk_step() { # kind count rep
   local kind=$1 n=$2 rep=$3 p0 p last still=0 end
+  log "bulk $kind $n rep $rep: K reset, starting the daemons"
   bulk_reset_k
   bulk_start "$kind" || { echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"; return; }
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
-  bulk_capture_start J; [ "$kind" = ackonly ] || bulk_capture_start K
+  log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
+  bulk_capture_start J; [ "$kind" = ackonly ] || { bulk_capture_start K; bulk_udp_capture_start; }
   p0=$(bulk_progress "$kind"); p0=${p0:-0}
   local t0; t0=$(ms_now)
   in_ns J jool joold advertise 2>/dev/null || in_ns J jool session advertise
@@ -290,12 +303,19 @@ bulk_step() { # kind count rep
     sleep 0.5
   done
   local polled_ms=$(( $(ms_now) - t0 ))
-  bulk_capture_stop J; [ "$kind" = ackonly ] || bulk_capture_stop K
+  log "bulk $kind: progress $p of $n after ${polled_ms} ms"
+  bulk_capture_stop J; [ "$kind" = ackonly ] || { bulk_capture_stop K; bulk_capture_stop udp-K; }
+  local keep="/mnt/results/captures/bulk-$kind-$n-$BULK_BATCH-$rep"
+  mkdir -p /mnt/results/captures
+  cp /tmp/nl-J.pcap "$keep.J.pcap"
+  if [ "$kind" != ackonly ]; then cp /tmp/nl-K.pcap "$keep.K.pcap"; cp /tmp/udp-K.pcap "$keep.udp-K.pcap"; fi
+  log "bulk $kind: captures stopped ($(stat -c %s /tmp/nl-J.pcap) bytes in J's)"
   local cpu; cpu=$(for pid in $(bulk_pids); do proc_stat "$pid" | tr ' ' ,; done | tr '\n' ' ')
   local k=- timeline
   [ "$kind" = ackonly ] || k=$(udp_count K)
   timeline=$(deno run --quiet --no-prompt --allow-read "$PROJECT/lab/guest/bulktime.ts" /tmp/nl-J.pcap \
-    "$([ "$kind" = ackonly ] && echo - || echo /tmp/nl-K.pcap)" "$FAMILY" "$JOOL_VERSION" 2>&1 | tail -1)
+    "$([ "$kind" = ackonly ] && echo - || echo /tmp/nl-K.pcap)" "$FAMILY" "$JOOL_VERSION" \
+    "$([ "$kind" = ackonly ] && echo - || echo /tmp/udp-K.pcap)" 2>&1 | grep -v "^    at " | tr '\n' ' ')
   echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep j_table=$BULK_J k_table=$k progress=$p" \
     "polled_ms=$polled_ms [$timeline] cpu_rss=[${cpu% }]"
   for f in /tmp/daemon-*.pid; do

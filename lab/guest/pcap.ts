@@ -219,6 +219,10 @@ export interface BulkTimeline {
   readonly lastBatchMs: number;
   readonly firstAddMs: number;
   readonly lastAddMs: number;
+  /** Sync datagrams K's interface received after the request (0 without that capture). */
+  readonly datagrams: number;
+  readonly firstDatagramMs: number;
+  readonly lastDatagramMs: number;
 }
 
 /**
@@ -231,12 +235,14 @@ export interface BulkTimeline {
  * @param j J's capture (libpcap, nlmon)
  * @param k K's capture, or undefined when nothing runs on K (the receive+ACK-only ceiling)
  * @param options the family id and command numbers
+ * @param sync K's capture of its sync interface (tcpdump filtered to the sync port), if taken
  * @returns the phases; throws when J's capture holds no advertise request
  */
 export function bulkTimeline(
   j: Uint8Array,
   k: Uint8Array | undefined,
   options: BulkOptions,
+  sync?: Uint8Array,
 ): BulkTimeline {
   const jCapture = parsePcap(j);
   let t0 = NaN;
@@ -272,8 +278,13 @@ export function bulkTimeline(
       }
     }
   }
+  // K's sync interface, filtered by tcpdump to the sync port: every record is a datagram.
+  const arrivals = sync === undefined ? [] : parsePcap(sync).packets.filter((p) => p.us >= t0);
   const ms = (us: number) => (us - t0) / 1000;
   return {
+    datagrams: arrivals.length,
+    firstDatagramMs: ms(arrivals.at(0)?.us ?? NaN),
+    lastDatagramMs: ms(arrivals.at(-1)?.us ?? NaN),
     batches,
     adds,
     firstBatchMs: ms(firstBatch),

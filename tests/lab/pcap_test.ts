@@ -148,16 +148,28 @@ Deno.test("bulkTimeline: from J's advertise request to J's last batch and K's la
     { us: t0 + 3250, seq: 5, cmd: JOOLD_ADD },
   ]);
   const options = { family: FAMILY, advertise: JOOLD_ADVERTISE, add: JOOLD_ADD };
-  assert.deepEqual(bulkTimeline(j, k, options), {
+  // K's sync interface: only the records' times count (tcpdump filtered it to the sync port).
+  const sync = captureOf([
+    { us: t0 - 10, seq: 0, cmd: 0 },
+    { us: t0 + 1800, seq: 0, cmd: 0 },
+    { us: t0 + 3000, seq: 0, cmd: 0 },
+  ]);
+  assert.deepEqual(bulkTimeline(j, k, options, sync), {
     batches: 2,
     adds: 2,
     firstBatchMs: 1.5,
     lastBatchMs: 2.5,
     firstAddMs: 2.1,
     lastAddMs: 3.25,
+    datagrams: 2,
+    firstDatagramMs: 1.8,
+    lastDatagramMs: 3,
   });
   const ceiling = bulkTimeline(j, undefined, options);
-  assert.deepEqual([ceiling.batches, ceiling.adds, Number.isNaN(ceiling.lastAddMs)], [2, 0, true]);
+  assert.deepEqual(
+    [ceiling.batches, ceiling.adds, ceiling.datagrams, Number.isNaN(ceiling.lastAddMs)],
+    [2, 0, 0, true],
+  );
   assert.throws(
     () => bulkTimeline(CAPTURE, k, options),
     /J's capture holds no JOOLD_ADVERTISE request/,
