@@ -58,6 +58,12 @@ export interface NetworkChannel {
    * as `send` does.
    */
   sendTo?(datagram: Uint8Array, destinations: readonly string[]): void;
+  /**
+   * The destination that reaches the sender of a received datagram (its `from`): the peer's own
+   * with unicast peers, the group with a group; undefined for a sender that is no peer. For a
+   * reply to one sender (a request to send again what it missed): `sendTo(bytes, [it])`.
+   */
+  destinationOf?(from: string): string | undefined;
   /** Sets the handler for receive errors and dropped datagrams (too large), when it reports them. */
   onError?(handler: ErrorHandler): void;
   /**
