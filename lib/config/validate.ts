@@ -349,6 +349,7 @@ export function unicastPeers(origin: Origin, value: unknown): string[] {
       );
     }
     const b = peer.bytes;
+    // The unspecified address, 0.0.0.0/8 and the broadcast address name no one translator.
     if (
       b.every((x) => x === 0) ||
       (peer.family === 4 &&
@@ -356,6 +357,7 @@ export function unicastPeers(origin: Origin, value: unknown): string[] {
     ) {
       fail(origin, `${JSON.stringify(text)} is not a host's address: give the peer's own address`);
     }
+    // An IPv6 socket that is IPv6 only never reaches ::ffff:0:0/96 (the family rule above).
     if (
       peer.family === 6 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff &&
       b[11] === 0xff
