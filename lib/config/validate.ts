@@ -357,7 +357,7 @@ export function unicastPeers(origin: Origin, value: unknown): string[] {
     ) {
       fail(origin, `${JSON.stringify(text)} is not a host's address: give the peer's own address`);
     }
-    // An IPv6 socket that is IPv6 only never reaches ::ffff:0:0/96 (the family rule above).
+    // The IPv6 socket is IPv6 only (one family per socket): it never reaches ::ffff:0:0/96.
     if (
       peer.family === 6 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff &&
       b[11] === 0xff
