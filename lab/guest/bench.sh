@@ -231,7 +231,9 @@ bulk_progress() { # kind -> sessions so far: K's kernel's received ones (J's sen
 
 bulk_capture_start() { # ns: as capture_start, one capture per namespace
   local ns=$1
-  in_ns "$ns" ip link add nlmon0 type nlmon 2>/dev/null; in_ns "$ns" ip link set nlmon0 up
+  in_ns "$ns" ip link del nlmon0 2>/dev/null
+  in_ns "$ns" ip link add nlmon0 type nlmon && in_ns "$ns" ip link set nlmon0 up ||
+    log "bulk: no nlmon0 in $ns: $(in_ns "$ns" ip -br link 2>&1 | tr '\n' ' ')"
   rm -f "/tmp/nl-$ns.pcap" "/tmp/tcpdump-$ns.log"
   # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
   # one that ignores SIGINT as every background job of a script does).
@@ -308,6 +310,7 @@ bulk_step() { # kind count rep
   local keep="/mnt/results/captures/bulk-$kind-$n-$BULK_BATCH-$rep"
   mkdir -p /mnt/results/captures
   cp /tmp/nl-J.pcap "$keep.J.pcap"
+  cat /tmp/tcpdump-*.log >"$keep.tcpdump.log" 2>/dev/null
   if [ "$kind" != ackonly ]; then cp /tmp/nl-K.pcap "$keep.K.pcap"; cp /tmp/udp-K.pcap "$keep.udp-K.pcap"; fi
   log "bulk $kind: captures stopped ($(stat -c %s /tmp/nl-J.pcap) bytes in J's)"
   local cpu; cpu=$(for pid in $(bulk_pids); do proc_stat "$pid" | tr ' ' ,; done | tr '\n' ' ')
