@@ -110,9 +110,13 @@ export {
 } from "./lib/kernel/latency.ts";
 export {
   type ChannelOptions,
+  type DestinationStats,
   MulticastChannel,
   NetworkConfigError,
   PEER_RATE,
+  peerSummary,
+  SendError,
+  type SendFailure,
   type SourceCheckCounters,
 } from "./lib/net/multicast.ts";
 export {

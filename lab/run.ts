@@ -58,6 +58,9 @@ const ALL = [
   "j-forged-sessions",
   "j-stats-flood",
   "j-sighup",
+  "k-three-multicast",
+  "k-three-unicast",
+  "k-three-c-daemon",
 ];
 
 const { values } = parseArgs({

@@ -40,8 +40,30 @@ export interface KernelChannel {
 export interface NetworkChannel {
   /** Sets the handler for each datagram received from the group. */
   onDatagram(handler: PayloadHandler): void;
-  /** Sends `payload` as one datagram to the group. Throws on a failed send. */
+  /**
+   * Sends `payload` as one datagram to the group (or to every unicast peer). Throws on a failed
+   * send: the socket channel's `SendError` (lib/net/multicast.ts) names the destinations that did
+   * not get it and carries the exact bytes for {@linkcode NetworkChannel.sendTo}.
+   */
   send(payload: Uint8Array): void;
+  /**
+   * The names of the destinations every datagram goes to (the group's, or each peer's
+   * `[2001:db8::5]:6464`), when the channel has several or names them.
+   */
+  readonly destinations?: readonly string[];
+  /**
+   * Sends `datagram` AS IT IS (a wrapping channel such as the secure one does not seal it again)
+   * to some of {@linkcode NetworkChannel.destinations}: a SendError's bytes to the destinations
+   * that failed, or a datagram meant for some peers only (already sealed by its caller). Throws
+   * as `send` does.
+   */
+  sendTo?(datagram: Uint8Array, destinations: readonly string[]): void;
+  /**
+   * The destination that reaches the sender of a received datagram (its `from`): the peer's own
+   * with unicast peers, the group with a group; undefined for a sender that is no peer. For a
+   * reply to one sender (a request to send again what it missed): `sendTo(bytes, [it])`.
+   */
+  destinationOf?(from: string): string | undefined;
   /** Sets the handler for receive errors and dropped datagrams (too large), when it reports them. */
   onError?(handler: ErrorHandler): void;
   /**

@@ -59,12 +59,13 @@ export interface Counters {
   netUntranslatableRange: number;
   /**
    * Datagrams to the sync group whose send failed for want of buffer space (EAGAIN, ENOBUFS) and
-   * that were queued to be sent again once the socket is writable.
+   * that were queued to be sent again once the socket is writable (unicast: one per peer owed).
    */
   netSendRetries: number;
   /**
    * Datagrams to the sync group given up: a send failed for good (not EAGAIN/ENOBUFS), the retry
-   * queue was full, or they were still queued at stop. Their sessions reached no peer.
+   * queue was full, or they were still queued at stop. Their sessions reached no peer (unicast:
+   * one per peer that missed it; the sessions below likewise).
    */
   netSendLostDatagrams: number;
   /** The sessions in those datagrams. */
@@ -83,7 +84,7 @@ export interface Counters {
   netDatagramsAllDropped: number;
 
   // Owner: the network channel (lib/net/multicast.ts).
-  /** Sends to the sync group that failed. */
+  /** Sends to the sync group that failed (with unicast peers: one per peer a send failed for). */
   netSendErrors: number;
   /** Datagrams longer than the receive buffer (cut by the kernel), dropped. */
   netTruncatedDatagrams: number;
@@ -91,9 +92,12 @@ export interface Counters {
   netDatagramsReceived: number;
   /** Bytes of those datagrams (stats reply: NET_RCVD_BYTES). */
   netBytesReceived: number;
-  /** Datagrams sent to the sync group (stats reply: NET_SENT_PKTS). */
+  /**
+   * Datagrams sent to the sync group (stats reply: NET_SENT_PKTS); with unicast peers one per peer
+   * each datagram was sent to (two peers: a kernel batch counts 2).
+   */
   netDatagramsSent: number;
-  /** Bytes of those datagrams (stats reply: NET_SENT_BYTES). */
+  /** Bytes of those datagrams (stats reply: NET_SENT_BYTES), per peer likewise. */
   netBytesSent: number;
   /** Datagrams from one of this host's own addresses (multicast loop, a local user), dropped. */
   netLocalSourceDrops: number;

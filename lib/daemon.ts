@@ -66,6 +66,14 @@ const REFUSAL_COUNTERS: Record<RefusalReason, keyof Counters> = {
  * Bounds of the retry queue of datagrams whose send failed for want of buffer space (EAGAIN,
  * ENOBUFS): at most this many datagrams and bytes wait; beyond, datagrams are counted lost. 1024
  * kernel batches of at most ~1.4 KB each is about one second of a busy translator's sessions.
+ *
+ * With several destinations (unicast peers) the queue is per datagram, and each queued datagram
+ * names the destinations it still owes: a send that reached A but found no buffer space for B is
+ * queued, with its exact bytes (the same envelope under secure sync), for B alone. A destination
+ * that fails otherwise (no route to it...) loses that copy, counted, and never holds up the
+ * others. The socket's buffer is one for every peer, so while a datagram waits every later one
+ * waits behind it (each peer still gets them in the kernel's order). The counters count copies:
+ * netSendRetries, netSendLostDatagrams and netSendLostSessions one per destination.
  */
 export const RETRY_QUEUE_LIMITS = { datagrams: 1024, bytes: 2 << 20 } as const;
 
@@ -141,6 +149,25 @@ export class RateLimitedLog {
   }
 }
 
+/**
+ * A datagram of the retry queue: the kernel's payload (a copy) and, once a send reached some
+ * destinations but not others, the exact bytes sent and the destinations still owed.
+ */
+interface Pending {
+  readonly payload: Uint8Array;
+  /** The bytes on the wire (sealed, under secure sync), to send again as they are. */
+  datagram?: Uint8Array;
+  /** The destinations still owed; undefined: every one (not sent yet). */
+  to?: readonly string[];
+}
+
+/** The error's failures, one per destination; a channel's plain error is one failure. */
+function failuresOf(error: unknown): { destination?: string; errno?: number; what?: string }[] {
+  const failures = (error as { failures?: unknown }).failures;
+  if (Array.isArray(failures) && failures.length > 0) return failures;
+  return [{ errno: (error as { errno?: number }).errno }];
+}
+
 /** The session-synchronization daemon. */
 export class Daemon {
   /** Whether per-batch debug lines are built (from `parts.debug`; a reload may change it). */
@@ -148,7 +175,7 @@ export class Daemon {
   readonly #parts: DaemonParts;
   readonly #warn: RateLimitedLog;
   /** Datagrams waiting to be sent again (copies), oldest first, and their bytes. */
-  #queue: Uint8Array[] = [];
+  #queue: Pending[] = [];
   #queuedBytes = 0;
   /** Whether a retry is scheduled (a POLLOUT wait or a timer). */
   #armed = false;
@@ -229,7 +256,7 @@ export class Daemon {
     this.#queue = [];
     this.#queuedBytes = 0;
     if (left.length === 0) return;
-    const sessions = left.reduce((n, p) => n + this.#lose(p), 0);
+    const sessions = left.reduce((n, p) => n + this.#lose(p.payload, this.#owed(p)), 0);
     this.#parts.log.warn(
       `stopping with ${left.length} datagrams (${sessions} sessions) not yet sent to the sync group: they are lost`,
       { event: "send.lost", datagrams: left.length, sessions },
@@ -255,38 +282,64 @@ export class Daemon {
       return;
     }
     // Behind datagrams waiting for a retry: sessions go out in the order the kernel gave them.
-    if (this.#queue.length > 0) return this.#enqueue(payload);
-    if (this.#send(payload) === "retry") this.#enqueue(payload);
-    else if (this.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
+    if (this.#queue.length > 0) return this.#enqueue({ payload: payload.slice() });
+    const pending: Pending = { payload };
+    if (this.#send(pending) === "retry") {
+      this.#enqueue({ ...pending, payload: payload.slice() });
+    } else if (this.debug) log.debug(`sent ${payload.length} bytes to the sync group`);
+  }
+
+  /** How many destinations a queued datagram still owes. */
+  #owed(pending: Pending): number {
+    return pending.to?.length ?? this.#parts.network?.destinations?.length ?? 1;
   }
 
   /**
-   * One send; the network channel counts what it sends and each failed attempt.
+   * One send (of a queued datagram: to the destinations it owes); the network channel counts
+   * what it sends and each failed attempt. A destination that failed for want of buffer space
+   * (EAGAIN/ENOBUFS) stays owed; one that failed otherwise loses its copy (counted lost, warned).
    *
-   * @returns "sent"; "retry" for EAGAIN/ENOBUFS (no buffer space: try again later); "lost" when
-   *   it failed otherwise (counted lost, warned)
+   * @returns "done" when nothing is owed any more; "retry" when some destination is (`pending`
+   *   then names them, with the exact bytes when the channel gave them)
    */
-  #send(payload: Uint8Array): "sent" | "retry" | "lost" {
+  #send(pending: Pending): "done" | "retry" {
+    const network = this.#parts.network!;
     try {
-      this.#parts.network!.send(payload as Uint8Array<ArrayBuffer>);
-      return "sent";
+      if (pending.to !== undefined && pending.datagram !== undefined && network.sendTo) {
+        network.sendTo(pending.datagram, pending.to);
+      } else network.send(pending.payload as Uint8Array<ArrayBuffer>);
+      return "done";
     } catch (error) {
-      const errno = (error as { errno?: unknown }).errno;
-      if (!this.#stopped && (errno === ERRNO.EAGAIN || errno === ERRNO.ENOBUFS)) return "retry";
-      this.#lose(payload);
-      this.#warn.log(
-        "send",
-        `cannot send sessions to the sync group: ${(error as Error).message}`,
-        {
-          event: "send.lost",
-        },
-      );
-      return "lost";
+      const retry: string[] = [];
+      let retryAll = false;
+      for (const failure of failuresOf(error)) {
+        if (!this.#stopped && (failure.errno === ERRNO.EAGAIN || failure.errno === ERRNO.ENOBUFS)) {
+          if (failure.destination === undefined) retryAll = true;
+          else retry.push(failure.destination);
+          continue;
+        }
+        this.#lose(pending.payload, 1);
+        this.#warn.log(
+          `send:${failure.destination ?? ""}`,
+          `cannot send sessions to ${failure.what ?? "the sync group"}: ${
+            (error as Error).message
+          }`,
+          { event: "send.lost", destination: failure.destination },
+        );
+      }
+      if (retryAll) return "retry"; // a channel that names no destination: send it whole again
+      if (retry.length === 0) return "done";
+      const datagram = (error as { datagram?: unknown }).datagram;
+      if (datagram instanceof Uint8Array && network.sendTo) {
+        pending.datagram = datagram;
+        pending.to = retry;
+      }
+      return "retry";
     }
   }
 
-  /** Counts a datagram lost, and its sessions; returns how many sessions. */
-  #lose(payload: Uint8Array): number {
+  /** Counts a datagram lost for `copies` destinations, and its sessions; returns how many. */
+  #lose(payload: Uint8Array, copies: number): number {
     const { counters } = this.#parts;
     let sessions = 0;
     try {
@@ -294,18 +347,19 @@ export class Daemon {
     } catch {
       // Not decodable: its sessions cannot be counted (the kernel's batches always are).
     }
-    counters.netSendLostDatagrams++;
-    counters.netSendLostSessions += sessions;
-    return sessions;
+    counters.netSendLostDatagrams += copies;
+    counters.netSendLostSessions += sessions * copies;
+    return sessions * copies;
   }
 
-  #enqueue(payload: Uint8Array): void {
+  #enqueue(pending: Pending): void {
     const limits = RETRY_QUEUE_LIMITS;
+    const bytes = (pending.datagram ?? pending.payload).length;
     if (
       this.#queue.length >= limits.datagrams ||
-      this.#queuedBytes + payload.length > limits.bytes
+      this.#queuedBytes + bytes > limits.bytes
     ) {
-      const sessions = this.#lose(payload);
+      const sessions = this.#lose(pending.payload, this.#owed(pending));
       this.#warn.log(
         "send.queue-full",
         `the sync group's socket has had no buffer space for a while and ${this.#queue.length} datagrams (${this.#queuedBytes} bytes) wait to be sent again: dropped one more (${sessions} sessions lost; see netSendLostDatagrams)`,
@@ -313,9 +367,9 @@ export class Daemon {
       );
       return;
     }
-    this.#queue.push(payload.slice());
-    this.#queuedBytes += payload.length;
-    this.#parts.counters.netSendRetries++;
+    this.#queue.push(pending);
+    this.#queuedBytes += bytes;
+    this.#parts.counters.netSendRetries += this.#owed(pending);
     this.#arm(false);
   }
 
@@ -337,17 +391,20 @@ export class Daemon {
   #flush(): void {
     let sent = 0;
     while (this.#queue.length > 0) {
-      const payload = this.#queue[0];
-      const result = this.#send(payload);
+      const pending = this.#queue[0];
+      const before = (pending.datagram ?? pending.payload).length;
+      const result = this.#send(pending);
       if (result === "retry") {
+        // Its bytes may now be the envelope rather than the payload.
+        this.#queuedBytes += (pending.datagram ?? pending.payload).length - before;
         // Writable but still failing (ENOBUFS: the device queue, not our buffer): wait a little
         // rather than spin on POLLOUT.
         this.#arm(sent === 0);
         return;
       }
       this.#queue.shift();
-      this.#queuedBytes -= payload.length;
-      if (result === "sent") sent++;
+      this.#queuedBytes -= before;
+      sent++;
     }
   }
 

@@ -140,7 +140,9 @@ DESCRIPTION
     configuration flags (joold, joold --enable-sync) joold says so and reads the legacy default
     files from the current directory. Without any network configuration (no NETSOCKET file, no
     --net, no --net.* flag) the sync network is disabled and joold prints the kernel's sessions
-    (SESSION OUTPUT); a network file or flag without the multicast group is an error.
+    (SESSION OUTPUT); a network file or flag without the multicast group is an error. Where
+    there is no multicast (a cloud), --net.peer (file key "peers") lists the other translators
+    instead of the group: every datagram is sent to each, only they are accepted (ours).
 
 LEGACY SYNTAX
 ${legacyArguments()}
@@ -169,6 +171,7 @@ STATS
         NET_RCVD_BYTES,1680     ... and their bytes
         NET_SENT_PKTS,3         datagrams sent to the multicast group (the local kernel's sessions)
         NET_SENT_BYTES,420      ... and their bytes
+    With unicast peers, NET_SENT_* count one datagram per peer it was sent to.
     The 4.1.x C daemon counts something else in KERNEL_SENT_*: the batches it received FROM the
     kernel. joold counts what its name says, what it sent TO the kernel.
 

@@ -23,7 +23,7 @@ import { openKernel } from "./kernel/open.ts";
 import { type KernelStartup, MODULE_VERSION_FILE } from "./kernel/startup.ts";
 import { formatLatency, LATENCY_BOUNDS_US, type LatencyHistogram } from "./kernel/latency.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { MulticastChannel } from "./net/multicast.ts";
+import { MulticastChannel, peerSummary } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
@@ -276,7 +276,9 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
   try {
     log.info(
       `joold ${VERSION} starting: instance "${config.mod.instance}", ${
-        config.net
+        config.net?.peers
+          ? `unicast sync peers ${config.net.peers.join(", ")}, port ${config.net.multicastPort}`
+          : config.net
           ? `sync group ${config.net.multicastAddress} port ${config.net.multicastPort}`
           : "sync network disabled (printing the kernel's sessions)"
       }${config.stats ? `, stats on ${config.stats.address} port ${config.stats.port}` : ""}${
@@ -380,6 +382,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       startup,
       daemon,
       secure,
+      plain,
       shutDown,
       reactorFailed: Promise.race([reactorFailed, kernelFailed]),
       now: parts.now ?? Date.now,
@@ -410,6 +413,8 @@ interface Running {
   readonly daemon: Daemon;
   /** The secure channel, when a key file is configured. */
   readonly secure: SecureChannel | null;
+  /** The sync socket (its per-peer counters, with unicast peers). */
+  readonly plain: MulticastChannel | null;
   /** Closes every socket (and stops the own reactor). */
   readonly shutDown: () => Promise<void>;
   /** Resolves with the error that stopped the own reactor or the kernel channel, if ever. */
@@ -611,6 +616,8 @@ class RunningDaemon implements DaemonHandle {
       this.#parts.daemon.stop();
       log.info(stopSummary(counters), { event: "counters", ...counters });
       if (this.#parts.secure !== null) log.info(secureSummary(counters), { event: "secure" });
+      const plain = this.#parts.plain;
+      if (plain?.unicast) log.info(peerSummary(plain.destinationStats()), { event: "peers" });
       const latency = kernel.ackLatency.summary();
       if (latency.count > 0) {
         log.info(`kernel->ACK latency: ${formatLatency(latency)}`, {

@@ -286,12 +286,12 @@ const STRICT: [string[], typeof S, string][] = [
   [
     ["--check", "nogroup.json", "modsocket.json"],
     S,
-    `joold: nogroup.json: "multicast address" is not set: a network socket file needs the sync group, e.g. "multicast address": "ff08::db8:64:64" (to print the kernel's sessions instead, give no network configuration at all)`,
+    `joold: nogroup.json: "multicast address" is not set: a network socket file needs the sync group, e.g. "multicast address": "ff08::db8:64:64", or the unicast peers, e.g. "peers": ["2001:db8:ff08::5"] (to print the kernel's sessions instead, give no network configuration at all)`,
   ],
   [
     ["--check", "--instance=blue", "--net.ttl=3"],
     S,
-    "joold: command line: --net.ttl: needs the sync group --net.mcast.addr (e.g. --net.mcast.addr=ff08::db8:64:64); to print the kernel's sessions instead, give no network option at all",
+    "joold: command line: --net.ttl: needs the sync group --net.mcast.addr (e.g. --net.mcast.addr=ff08::db8:64:64) or unicast peers (--net.peer=ADDR); to print the kernel's sessions instead, give no network option at all",
   ],
   [
     ["--check", "--net.mcast.adress=ff08::1"],

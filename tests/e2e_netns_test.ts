@@ -146,7 +146,7 @@ function hostileSender(ns: Netns): { fd: number; to: Uint8Array<ArrayBuffer> } {
   const fd = ns.enter(() => socket(AF_INET6, SOCK_DGRAM, 0));
   const ifindex = Number(ns.exec("-j", "link", "show", "sync0").match(/"ifindex":(\d+)/)![1]);
   setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex, "IPV6_MULTICAST_IF");
-  return { fd, to: sockaddrIn6(parseIPv6(SYNC_NET.multicastAddress)!, 6464) };
+  return { fd, to: sockaddrIn6(parseIPv6(SYNC_NET.multicastAddress!)!, 6464) };
 }
 
 Deno.test({

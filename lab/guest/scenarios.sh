@@ -42,28 +42,36 @@ jool_instance() { # ns [ss-enabled true|false]
   fi
 }
 
-setup() { # sync family (6|4), ss-enabled (true|false), instances ("J K")
+setup() { # sync family (6|4), ss-enabled (true|false), instances ("J K"; with L: a third translator)
   local fam=${1:-6} ss=${2:-true} instances=${3:-J K}
-  for ns in n6 J K n4; do
+  local nodes="J K"
+  case " $instances " in *" L "*) nodes="J K L" ;; esac
+  for ns in n6 $nodes n4; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
     in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   done
-  for br in br6 br4; do
+  local bridges="br6 br4"; [ "$nodes" = "J K L" ] && bridges="br6 br4 brs"
+  for br in $bridges; do
     ip link add "$br" type bridge
     echo 0 >"/sys/class/net/$br/bridge/multicast_snooping"
     ip link set "$br" up
   done
-  veth_to_bridge n6 eth0 br6; veth_to_bridge J eth0 br6; veth_to_bridge K eth0 br6
-  veth_to_bridge n4 eth0 br4; veth_to_bridge J eth1 br4; veth_to_bridge K eth1 br4
-  ip link add J-eth2 type veth peer name K-eth2
-  ip link set J-eth2 netns J; ip -n J link set J-eth2 name eth2; ip -n J link set eth2 up
-  ip link set K-eth2 netns K; ip -n K link set K-eth2 name eth2; ip -n K link set eth2 up
+  veth_to_bridge n6 eth0 br6; veth_to_bridge n4 eth0 br4
+  for ns in $nodes; do veth_to_bridge "$ns" eth0 br6; veth_to_bridge "$ns" eth1 br4; done
+  if [ "$nodes" = "J K L" ]; then
+    # Three translators: the sync link is a bridge of its own.
+    for ns in $nodes; do veth_to_bridge "$ns" eth2 brs; done
+  else
+    ip link add J-eth2 type veth peer name K-eth2
+    ip link set J-eth2 netns J; ip -n J link set J-eth2 name eth2; ip -n J link set eth2 up
+    ip link set K-eth2 netns K; ip -n K link set K-eth2 name eth2; ip -n K link set eth2 up
+  fi
   ip -n n6 addr add 2001:db8::8/96 dev eth0 nodad
   ip -n n6 route add 64:ff9b::/96 via 2001:db8::1
   ip -n n4 addr add 192.0.2.8/24 dev eth0
   local i=4
-  for ns in J K; do
+  for ns in $nodes; do
     ip -n "$ns" addr add "2001:db8::$i/96" dev eth0 nodad
     ip -n "$ns" addr add "192.0.2.$i/24" dev eth1
     ip -n "$ns" addr add "2001:db8:ff08::$i/96" dev eth2 nodad
@@ -76,13 +84,26 @@ setup() { # sync family (6|4), ss-enabled (true|false), instances ("J K")
   for ns in $instances; do jool_instance "$ns" "$ss"; done
   mkdir -p "$CFG"
   echo '{ "instance": "default" }' >"$CFG/modsocket.json"
-  for ns in J K; do
-    local n=4; [ "$ns" = K ] && n=5
+  for ns in $nodes; do
+    local n=4; [ "$ns" = K ] && n=5; [ "$ns" = L ] && n=6
     if [ "$fam" = 6 ]; then
       printf '{\n "multicast address": "ff08::db8:64:64",\n "multicast port": "6464",\n "in interface": "eth2",\n "out interface": "eth2",\n "reuseaddr": 1,\n "ttl": 3\n}\n' >"$CFG/net-$ns.json"
     else
       printf '{\n "multicast address": "233.252.0.64",\n "multicast port": "6464",\n "in interface": "198.51.100.%s",\n "out interface": "198.51.100.%s",\n "reuseaddr": 1,\n "ttl": 3\n}\n' "$n" "$n" >"$CFG/net-$ns.json"
     fi
+  done
+}
+
+unicast_files() { # nodes...: each node's net file lists the others' sync addresses as "peers"
+  local ns other n peers
+  for ns in "$@"; do
+    peers=""
+    for other in "$@"; do
+      [ "$other" = "$ns" ] && continue
+      n=4; [ "$other" = K ] && n=5; [ "$other" = L ] && n=6
+      peers="$peers${peers:+, }\"2001:db8:ff08::$n\""
+    done
+    printf '{\n "peers": [%s],\n "multicast port": "6464",\n "in interface": "eth2",\n "out interface": "eth2"\n}\n' "$peers" >"$CFG/net-$ns.json"
   done
 }
 
@@ -94,12 +115,12 @@ teardown() {
   pkill -f "$PROJECT/cli.ts" 2>/dev/null; pkill -x joold 2>/dev/null
   # Delete the root-side veth ends first: namespaces die asynchronously, and their devices
   # would still hold the names the next setup wants.
-  for dev in n6-eth0 J-eth0 K-eth0 n4-eth0 J-eth1 K-eth1 J-eth2 K-eth2 lab-tmp; do
+  for dev in n6-eth0 J-eth0 K-eth0 L-eth0 n4-eth0 J-eth1 K-eth1 L-eth1 J-eth2 K-eth2 L-eth2 lab-tmp; do
     ip link del "$dev" 2>/dev/null
   done
   ip -n J link del eth2 2>/dev/null
-  for ns in n6 J K n4; do ip netns del "$ns" 2>/dev/null; done
-  ip link del br6 2>/dev/null; ip link del br4 2>/dev/null
+  for ns in n6 J K L n4; do ip netns del "$ns" 2>/dev/null; done
+  ip link del br6 2>/dev/null; ip link del br4 2>/dev/null; ip link del brs 2>/dev/null
   local end=$((SECONDS + 10))
   while ip link show n6-eth0 >/dev/null 2>&1 && [ $SECONDS -lt $end ]; do sleep 0.1; done
   rm -rf "$CFG"
@@ -217,14 +238,14 @@ check_within() { # deadline seconds, start (ms), what, checker...
     if "$@"; then
       ended=$(ms_now)
       if [ $((began - t0)) -le "$limit_ms" ]; then
-        log "K has $what within $((began - t0)) ms (that poll took $((ended - began)) ms)"
+        log "${CHECK_NS:-K} has $what within $((began - t0)) ms (that poll took $((ended - began)) ms)"
         return 0
       fi
-      log "K has $what only $((began - t0)) ms after the traffic: over the $limit_s s deadline"
+      log "${CHECK_NS:-K} has $what only $((began - t0)) ms after the traffic: over the $limit_s s deadline"
       return 1
     fi
     if [ $((began - t0)) -gt $((limit_ms + 20000)) ]; then
-      log "K still lacks $what $((began - t0)) ms after the traffic"
+      log "${CHECK_NS:-K} still lacks $what $((began - t0)) ms after the traffic"
       return 1
     fi
     sleep 0.2
@@ -647,6 +668,77 @@ nonroot() {
   check_synced "$DEADLINE" || fail "K lacks J's sessions ${DEADLINE}s after the flows"
 }
 
+# ---- k-three-*: three translators (J, K, L; one active at a time) ------------------------------
+all_have() { # file of sessions, namespaces...: each table has every one of them (at least one)
+  # One poll reads every namespace's tables at once, so the deadline judges each the same way.
+  local file=$1 ns pids=""; shift
+  [ -s "$file" ] || return 1
+  for ns in "$@"; do all_tables "$ns" >"/tmp/table-$ns" & pids="$pids $!"; done
+  # shellcheck disable=SC2086 # the pids, word-split
+  wait $pids
+  for ns in "$@"; do [ -z "$(comm -23 "$file" "/tmp/table-$ns")" ] || return 1; done
+}
+
+check_all_synced() { # deadline seconds, active translator, namespaces...: each has its sessions
+  local limit=$1 active=$2 t0 ns who; shift 2
+  who="$*"; who=${who// / and }
+  t0=$(ms_now)
+  all_tables "$active" >/tmp/table-active
+  CHECK_NS=$who check_within "$limit" "$t0" "$active's $(wc -l </tmp/table-active) sessions" \
+    all_have /tmp/table-active "$@" && return 0
+  log "$active's sessions:"; cat /tmp/table-active
+  for ns in "$@"; do log "$ns's sessions:"; all_tables "$ns"; done
+  return 1
+}
+
+move_translator() { # from to: the active translator's addresses move, its instance goes
+  in_ns "$1" jool instance remove
+  ip -n "$1" addr del 2001:db8::1/96 dev eth0
+  ip -n "$1" addr del 192.0.2.1/24 dev eth1
+  ip -n "$2" addr add 2001:db8::1/96 dev eth0 nodad
+  ip -n "$2" addr add 192.0.2.1/24 dev eth1
+  in_ns n6 ip neigh flush all; in_ns n4 ip neigh flush all
+}
+
+three() { # how the daemons sync: multicast | unicast | c-daemon (Jool's C daemon on L)
+  setup 6 true "J K L"
+  [ "$1" = unicast ] && unicast_files J K L
+  if [ "$1" = c-daemon ]; then
+    ours J && ours K && c_daemon L || fail "daemons did not start (ours on J and K, the C daemon on L)"
+  else
+    ours J && ours K && ours L || fail "daemons did not start ($1)"
+  fi
+  [ "$1" != unicast ] || grep -q "unicast sync peers 2001:db8:ff08::5, 2001:db8:ff08::6" /tmp/ours-J.log ||
+    fail "J's daemon did not start with its unicast peers: $(grep starting /tmp/ours-J.log)"
+  flows "three-$1"
+  check_all_synced "$DEADLINE" J K L || fail "K and L lack J's sessions ($1)"
+  # One flow through the three translators in turn: J, then L, then K, on one session.
+  in_ns n4 nc -u -l 7000 >/tmp/n4-udp.out 2>/dev/null &
+  wait_for 10 "n4's listener" sh -c "ip netns exec n4 ss -uln | grep -q ':7000 '" || fail "nc did not listen"
+  echo "via-J" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
+  wait_for 10 "the flow to reach n4 through J" grep -q via-J /tmp/n4-udp.out || fail "no flow through J"
+  check_all_synced "$DEADLINE" J K L || fail "K and L lack J's flow before the failover ($1)"
+  local session; session=$(table J udp | grep ',40000,')
+  [ -n "$session" ] || fail "J has no session of the flow"
+  move_translator J L
+  echo "via-L" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
+  wait_for 10 "the flow to continue through L" grep -q via-L /tmp/n4-udp.out ||
+    fail "the flow did not reach n4 through L on the same IPv4 port ($1)"
+  [ "$(table L udp | grep ',40000,')" = "$session" ] ||
+    fail "L made a new session: J's [$session] L's [$(table L udp | grep ',40000,')]"
+  log "J -> L: the flow continued through L on J's session: $session"
+  move_translator L K
+  echo "via-K" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
+  wait_for 10 "the flow to continue through K" grep -q via-K /tmp/n4-udp.out ||
+    fail "the flow did not reach n4 through K on the same IPv4 port ($1)"
+  [ "$(table K udp | grep ',40000,')" = "$session" ] ||
+    fail "K made a new session: J's [$session] K's [$(table K udp | grep ',40000,')]"
+  log "L -> K: the flow continued through K on J's session: $session"
+}
+three_multicast() { three multicast; }
+three_unicast() { three unicast; }
+three_c_daemon() { three c-daemon; }
+
 # demo.sh sources this file for its helpers only.
 [ -n "${LIB_ONLY:-}" ] && return 0
 
@@ -747,8 +839,9 @@ declare -A SCENARIOS=(
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
   [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
   [j-forged-sessions]=forged_sessions [j-stats-flood]=stats_flood [j-sighup]=sighup
+  [k-three-multicast]=three_multicast [k-three-unicast]=three_unicast [k-three-c-daemon]=three_c_daemon
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup k-three-multicast k-three-unicast k-three-c-daemon"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER

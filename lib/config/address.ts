@@ -110,3 +110,48 @@ export function isMulticast(text: string): boolean {
   const v6 = parseIPv6(text);
   return v6 !== null && v6[0] === 0xff;
 }
+
+/** A unicast peer as written: its address and, when given, its port. */
+export interface PeerAddress {
+  /** The address literal, as written (without brackets). */
+  readonly address: string;
+  /** Its family. */
+  readonly family: Family;
+  /** The address bytes, network order. */
+  readonly bytes: Uint8Array;
+  /** The port digits when given (`[2001:db8::3]:6464`, `192.0.2.2:6464`); undefined otherwise. */
+  readonly port?: string;
+}
+
+/**
+ * Splits a unicast peer into its address and port: `2001:db8::2` and `[2001:db8::2]` (IPv6, no
+ * port), `[2001:db8::2]:6464`, `192.0.2.2`, `192.0.2.2:6464`. A bare IPv6 literal has no port:
+ * `2001:db8::3:6464` is the address 2001:db8::3:6464 (a port after an IPv6 address takes brackets).
+ * The port's range is not checked here (the validator says what is wrong with it).
+ *
+ * @param text the peer as written
+ * @returns its parts, or `null` when it is none of those forms
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePeer } from "./address.ts";
+ * assert.equal(parsePeer("[2001:db8::3]:6464")?.port, "6464");
+ * assert.equal(parsePeer("2001:db8::3:6464")?.port, undefined);
+ * assert.equal(parsePeer("192.0.2.2:6464")?.address, "192.0.2.2");
+ * assert.equal(parsePeer("eth0"), null);
+ * ```
+ */
+export function parsePeer(text: string): PeerAddress | null {
+  const bracketed = /^\[([^\]]*)\](?::([0-9]+))?$/.exec(text);
+  if (bracketed !== null) {
+    const bytes = parseIPv6(bracketed[1]);
+    if (bytes === null) return null;
+    return { address: bracketed[1], family: 6, bytes, port: bracketed[2] };
+  }
+  const v6 = parseIPv6(text);
+  if (v6 !== null) return { address: text, family: 6, bytes: v6 };
+  const v4 = /^([0-9.]+)(?::([0-9]+))?$/.exec(text);
+  const bytes = v4 === null ? null : parseIPv4(v4[1]);
+  if (v4 === null || bytes === null) return null;
+  return { address: v4[1], family: 4, bytes, port: v4[2] };
+}

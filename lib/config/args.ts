@@ -46,8 +46,11 @@ export interface ParsedArgs {
   readonly netFile?: string;
   /** Stats file: `--stats`. */
   readonly statsFile?: string;
-  /** Flag values that override file keys, by canonical flag name (`net.mcast.addr`, ...). */
-  readonly overrides: Readonly<Record<string, string>>;
+  /**
+   * Flag values that override file keys, by canonical flag name (`net.mcast.addr`, ...); a
+   * repeatable flag (`--net.peer`) gives its values in order.
+   */
+  readonly overrides: Readonly<Record<string, string | readonly string[]>>;
   /**
    * How the operator gave each override, for messages: `--net.mcast.address`, `-p`,
    * `PORT (3rd argument)`, `GROUP (the argument of session proxy)`. Keys as in `overrides`.
@@ -97,6 +100,9 @@ const CONFIG_FLAGS = FLAGS.filter((k) =>
 
 /** Flags whose value overrides a key (every valued flag but the files). */
 const VALUE_FLAGS = FLAGS.filter((k) => k.type !== "boolean" && k.type !== "file");
+
+/** Flags that may be repeated, each adding a value (`--net.peer`). */
+const MULTIPLE: ReadonlySet<string> = new Set(FLAGS.filter((k) => k.multiple).map((k) => k.name));
 
 const CANONICAL: ReadonlyMap<string, string> = new Map(
   FLAGS.flatMap((
@@ -169,7 +175,7 @@ function commandLineError(
 
 /** Options (by canonical name, with how they were typed) and positionals of part of the line. */
 interface Collected {
-  readonly values: Map<string, { value: string | boolean; typed: string }>;
+  readonly values: Map<string, { value: string | boolean | string[]; typed: string }>;
   readonly positionals: string[];
 }
 
@@ -198,6 +204,11 @@ function collect(args: readonly string[], options: Options, where = ""): Collect
         alias,
         `is another spelling of ${other}; give only one of them`,
       );
+    }
+    if (MULTIPLE.has(name) && typeof token.value === "string") {
+      const list = before !== undefined && Array.isArray(before.value) ? before.value : [];
+      values.set(name, { value: [...list, token.value], typed: token.rawName });
+      continue;
     }
     values.set(name, { value: token.value ?? true, typed: token.rawName });
   }
@@ -235,12 +246,12 @@ function result(
   implicitLegacy: boolean,
   extra: { files?: Map<string, string>; overrides?: Map<string, [string, string]> } = {},
 ): ParsedArgs {
-  const overrides: Record<string, string> = {};
+  const overrides: Record<string, string | readonly string[]> = {};
   const typed: Record<string, string> = {};
   for (const k of VALUE_FLAGS) {
     const given = collected.get(k.name);
     if (given !== undefined) {
-      overrides[k.name] = given.value as string;
+      overrides[k.name] = given.value as string | string[];
       typed[k.name] = given.typed;
     }
   }

@@ -11,8 +11,9 @@
 
 import { getAddrInfo } from "../../ffi/addrinfo.ts";
 import { ERRNO, SystemError } from "../../ffi/errno.ts";
+import { getInterfaceAddresses } from "../../ffi/ifaddrs.ts";
 import { bind, close, ifNameToIndex, libc, libcPath, SOCK_DGRAM, socket } from "../../ffi/libc.ts";
-import { addressFamily } from "./address.ts";
+import { addressFamily, parsePeer } from "./address.ts";
 import { ConfigError } from "./error.ts";
 import { key } from "./keys.ts";
 import type { Config } from "./types.ts";
@@ -105,24 +106,53 @@ export function checkHost(config: Config, origins: Readonly<Record<string, Origi
   const net = config.net;
   if (net !== null) {
     const port = originOf(origins, "net.mcast.port");
+    const peers = (net.peers ?? []).map((p) => ({ text: p, ...parsePeer(p)! }));
+    // The group, or (unicast) the first peer: either resolves with the port or service name.
+    const host = net.multicastAddress ?? peers[0].address;
     try {
-      getAddrInfo(net.multicastAddress, net.multicastPort);
+      getAddrInfo(host, net.multicastPort);
     } catch (error) {
       fail(
-        /^[0-9]+$/.test(net.multicastPort) ? originOf(origins, "net.mcast.addr") : port,
         /^[0-9]+$/.test(net.multicastPort)
-          ? `${net.multicastAddress} does not resolve (${(error as Error).message})`
+          ? originOf(origins, net.multicastAddress === undefined ? "net.peer" : "net.mcast.addr")
+          : port,
+        /^[0-9]+$/.test(net.multicastPort)
+          ? `${host} does not resolve (${(error as Error).message})`
           : `${
             JSON.stringify(net.multicastPort)
           } is not a UDP service of this system (see /etc/services; a name listed only for tcp does not count): use a port number 1-65535`,
       );
     }
     checked.push(`port ${net.multicastPort}/udp`);
-    const ipv4 = addressFamily(net.multicastAddress) === 4;
+    if (peers.length > 0) {
+      const own = getInterfaceAddresses();
+      for (const peer of peers) {
+        const mine = own.find((a) =>
+          a.address.length === peer.bytes.length && a.address.every((b, i) => b === peer.bytes[i])
+        );
+        // Link-local addresses cannot be bound without their scope: getifaddrs alone judges them.
+        const linkLocal = peer.family === 6 && peer.bytes[0] === 0xfe &&
+          (peer.bytes[1] & 0xc0) === 0x80;
+        if (mine !== undefined || (!linkLocal && isLocal(peer.address))) {
+          fail(
+            originOf(origins, "net.peer"),
+            `${JSON.stringify(peer.text)} is an address of this host${
+              mine ? ` (${mine.name})` : ""
+            }: a translator does not sync with itself; list the OTHER translators' addresses`,
+          );
+        }
+      }
+      checked.push(`no peer is this host`);
+    }
+    const ipv4 = (net.multicastAddress === undefined
+      ? peers[0].family
+      : addressFamily(net.multicastAddress)) === 4;
     for (
       const [name, value] of [["net.dev.in", net.inInterface], ["net.dev.out", net.outInterface]]
     ) {
-      if (value === undefined) continue;
+      if (value === undefined) {
+        continue;
+      }
       const origin = originOf(origins, name!);
       const label = key(name!).fileKey;
       if (ipv4) {

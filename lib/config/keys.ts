@@ -25,6 +25,8 @@ export type Section = "mod" | "net" | "stats" | "top" | "command";
  * - `address`: an IP address to bind
  * - `port`: an integer 1-65535
  * - `peer-list`: IP addresses of the group's family (a JSON array; a comma-separated flag)
+ * - `unicast-peers`: the peers of unicast sync, `ADDR`, `[IPV6]:PORT` or `IPV4:PORT`, one family
+ *   (a JSON array; a repeated flag, each may hold a comma-separated list)
  * - `key-file`: the secure-sync key file (exists, mode 600, one key or more: lib/secure/keyfile.ts)
  * - `log-level`: error, warn, info or debug
  * - `host-port`: an IP address (IPv6 in brackets) or host name, a colon and a TCP port
@@ -43,6 +45,7 @@ export type ValueType =
   | "port"
   | "key-file"
   | "peer-list"
+  | "unicast-peers"
   | "log-level"
   | "host-port"
   | "log-format"
@@ -60,6 +63,8 @@ export interface KeySpec {
   readonly fileKey?: string;
   /** Whether `--<name>` is a flag (false: only the file sets it). */
   readonly flag: boolean;
+  /** Whether the flag may be repeated, each value adding to a list (`--net.peer`). */
+  readonly multiple?: true;
   /** Other spellings of the flag (`net.mcast.address`, as Jool's docs write it). */
   readonly aliases: readonly string[];
   /** One-letter flag (`-h`). */
@@ -125,7 +130,7 @@ export const KEYS: readonly KeySpec[] = [
     type: "file",
     arg: "FILE",
     example: "/etc/joold/netsocket.json",
-    help: `network socket JSON file: { "multicast address", "multicast port", ` +
+    help: `network socket JSON file: { "multicast address" (or "peers"), "multicast port", ` +
       `"in interface", "out interface", "ttl", "reuseaddr" }`,
   },
   {
@@ -138,10 +143,29 @@ export const KEYS: readonly KeySpec[] = [
     type: "group",
     arg: "ADDR",
     example: "ff08::db8:64:64",
-    help: "multicast group, IPv4 or IPv6; without it the sync " +
+    help: "multicast group, IPv4 or IPv6; without it (and without --net.peer) the sync " +
       "network is disabled and joold prints the sessions it receives from the kernel, one CSV " +
       "line each",
     printed: "net.mcast.addr",
+  },
+  {
+    name: "net.peer",
+    section: "net",
+    field: "peers",
+    fileKey: "peers",
+    flag: true,
+    multiple: true,
+    aliases: [],
+    type: "unicast-peers",
+    arg: "ADDR",
+    example: "2001:db8:ff08::5",
+    help: "unicast sync, in place of the multicast group (for networks without multicast): " +
+      "send every datagram to each peer and accept datagrams only from the peers; repeat it " +
+      "once per peer (or give a comma-separated list), all of one family; a port goes after " +
+      "an IPv4 address (192.0.2.2:6464) or an IPv6 one in brackets ([2001:db8::3]:6464), else " +
+      "the multicast port is the peer's",
+    defaultHelp: "(default: none, the multicast group)",
+    printed: "net.peers",
   },
   {
     name: "net.mcast.port",
@@ -170,7 +194,8 @@ export const KEYS: readonly KeySpec[] = [
     arg: "DEV",
     example: "eth0",
     help: "interface to join the group on: IPv4 group: an IPv4 address of the interface; " +
-      "IPv6 group: its name",
+      "IPv6 group: its name. With peers: the interface datagrams must arrive on, same forms " +
+      "(IPv4: the socket is bound to that address)",
     defaultHelp: "(default: chosen by the kernel)",
     printed: "net.dev.in",
   },
@@ -185,7 +210,7 @@ export const KEYS: readonly KeySpec[] = [
     type: "interface",
     arg: "DEV",
     example: "eth0",
-    help: "interface to send from, same forms",
+    help: "interface to send from, same forms (with peers too: IP_UNICAST_IF / IPV6_UNICAST_IF)",
     defaultHelp: "(default: chosen by the kernel)",
     printed: "net.dev.out",
   },
@@ -201,7 +226,9 @@ export const KEYS: readonly KeySpec[] = [
     default: 1,
     arg: "INT",
     example: "3",
-    help: "TTL / hop limit of the datagrams sent, 0-255",
+    help: "TTL / hop limit of the datagrams sent, 0-255; with peers unset means 64 (a unicast " +
+      "peer may be routers away)",
+    defaultHelp: "(default 1, with peers 64)",
     printed: "net.ttl",
   },
   {

@@ -37,7 +37,11 @@ export function formatConfig(config: Config): string {
     for (const spec of sectionKeys(section as Section)) {
       if (spec.printed === undefined) continue;
       const value = (object as unknown as Record<string, unknown>)[spec.field];
-      lines.push(`  ${spec.printed}: ${value ?? "(null)"}`);
+      // The unicast peers are ours: the C daemon's block has no line for them, so none unless set.
+      if (spec.type === "unicast-peers" && value === undefined) continue;
+      lines.push(
+        `  ${spec.printed}: ${Array.isArray(value) ? value.join(" ") : value ?? "(null)"}`,
+      );
     }
   }
   return lines.join("\n") + "\n";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { addressFamily, type Family } from "./address.ts";
+import { addressFamily, type Family, parsePeer } from "./address.ts";
 import type { ParsedArgs } from "./args.ts";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
 import { readJsonObject, type ReadTextFile, readTextFileSync } from "./file.ts";
@@ -45,8 +45,9 @@ export interface Resolved {
   readonly origins: Readonly<Record<string, { readonly source: string; readonly key: string }>>;
 }
 
-/** The key that enables the sync network. */
+/** The keys that enable the sync network: the group, or the unicast peers instead. */
 const GROUP = "net.mcast.addr";
+const PEERS = "net.peer";
 
 /** The key of the Prometheus endpoint: in the stats section, but it never starts the UDP server. */
 const METRICS = "metrics";
@@ -57,7 +58,13 @@ interface Raw {
   readonly origin: check.Origin;
 }
 
-type Validator = (origin: check.Origin, value: unknown, family: Family) => unknown;
+/** What a value is checked against: the sync network's family, and whether it is unicast. */
+type Validator = (
+  origin: check.Origin,
+  value: unknown,
+  family: Family,
+  unicast: boolean,
+) => unknown;
 
 /** One validator per value type of the key table. */
 const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
@@ -83,6 +90,7 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   "log-format": check.logFormat,
   "key-file": check.keyFile,
   "peer-list": check.peerList,
+  "unicast-peers": check.unicastPeers,
 };
 
 function loadFile(
@@ -141,19 +149,28 @@ function buildSection(
   section: Section,
   raws: ReadonlyMap<string, Raw>,
   family: Family = 6,
+  unicast = false,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const spec of sectionKeys(section)) {
     if (spec.type === "file" || spec.type === "boolean") continue;
     const raw = raws.get(spec.name);
     // An opt-in key left unset stays absent: the configuration is the C daemon's, key for key.
-    if (raw === undefined && (spec.type === "key-file" || spec.type === "peer-list")) continue;
+    if (
+      raw === undefined &&
+      (spec.type === "key-file" || spec.type === "peer-list" || spec.type === "unicast-peers" ||
+        (spec.type === "group" && unicast))
+    ) continue;
     out[spec.field] = raw === undefined
-      ? spec.default
-      : VALIDATORS[spec.type](raw.origin, raw.value, family);
+      ? (unicast && spec.name === TTL ? UNICAST_TTL : spec.default)
+      : VALIDATORS[spec.type](raw.origin, raw.value, family, unicast);
   }
   return out;
 }
+
+/** The TTL key, and its default with unicast peers (Linux's own unicast default, ip_default_ttl). */
+const TTL = "net.ttl";
+const UNICAST_TTL = 64;
 
 /**
  * Resolves the effective configuration.
@@ -212,9 +229,36 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
 
   let net: NetConfig | null = null;
   const group = raws.get(GROUP);
+  const peers = raws.get(PEERS);
+  if (group !== undefined && peers !== undefined) {
+    throw new ConfigError(
+      peers.origin.source,
+      peers.origin.key,
+      `unicast peers replace the multicast group, and ${
+        group.origin.source === COMMAND_LINE ? group.origin.key : JSON.stringify(group.origin.key)
+      } is set too${
+        group.origin.source === peers.origin.source ? "" : ` (in ${group.origin.source})`
+      }: keep one of them (peers for a network without multicast, the group otherwise)`,
+    );
+  }
   if (group !== undefined) {
     const family = addressFamily(check.multicastAddress(group.origin, group.value))!;
     net = buildSection("net", raws, family) as unknown as NetConfig;
+  } else if (peers !== undefined) {
+    const list = check.unicastPeers(peers.origin, peers.value);
+    net = buildSection("net", raws, parsePeer(list[0])!.family, true) as unknown as NetConfig;
+    const linkLocal = list.find((p) => {
+      const b = parsePeer(p)!.bytes;
+      return b.length === 16 && b[0] === 0xfe && (b[1] & 0xc0) === 0x80;
+    });
+    if (linkLocal !== undefined && net.outInterface === undefined) {
+      throw new ConfigError(
+        peers.origin.source,
+        peers.origin.key,
+        `${JSON.stringify(linkLocal)} is a link-local address: it needs the link it is on, so ` +
+          `set "out interface" (--net.dev.out), or give the peer's global address`,
+      );
+    }
   } else {
     // Only the absence of any network configuration means print mode: a network file or flag
     // without its group is a mistake (a typo, a key left out), not a request to print sessions.
@@ -224,9 +268,9 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
         netFile,
         undefined,
         `"${key(GROUP).fileKey}" is not set: a network socket file needs the sync group, e.g. ` +
-          `"${
-            key(GROUP).fileKey
-          }": "${example}" (to print the kernel's sessions instead, give no ` +
+          `"${key(GROUP).fileKey}": "${example}", or the unicast peers, e.g. "${
+            key(PEERS).fileKey
+          }": ["${key(PEERS).example}"] (to print the kernel's sessions instead, give no ` +
           `network configuration at all)`,
       );
     }
@@ -235,8 +279,8 @@ export function resolveConfig(args: ParsedArgs, read: ReadTextFile = readTextFil
       throw new ConfigError(
         stray.origin.source,
         stray.origin.key,
-        `needs the sync group --${GROUP} (e.g. --${GROUP}=${example}); to print the kernel's ` +
-          `sessions instead, give no network option at all`,
+        `needs the sync group --${GROUP} (e.g. --${GROUP}=${example}) or unicast peers ` +
+          `(--${PEERS}=ADDR); to print the kernel's sessions instead, give no network option at all`,
       );
     }
   }

@@ -14,11 +14,23 @@ export interface ModConfig {
   readonly instance: string;
 }
 
-/** The sync network: a UDP multicast group shared by the translators. */
+/**
+ * The sync network: a UDP multicast group shared by the translators, or (`peers`) a list of
+ * unicast peers: exactly one of `multicastAddress` and `peers` is set.
+ */
 export interface NetConfig {
   /** Multicast group, IPv4 or IPv6 literal (validated: it is a multicast address). */
-  readonly multicastAddress: string;
-  /** UDP port as a decimal number or a service name (resolved when the socket opens). */
+  readonly multicastAddress?: string;
+  /**
+   * Unicast peers, in place of the group (`"peers"`, `--net.peer`): `ADDR`, `IPV4:PORT` or
+   * `[IPV6]:PORT` as written (lib/config/address.ts `parsePeer`), at least one, all of one family,
+   * none of this host. Every datagram goes to each; only they are accepted as senders.
+   */
+  readonly peers?: readonly string[];
+  /**
+   * UDP port as a decimal number or a service name (resolved when the socket opens): the port
+   * joold listens on, and each peer's port unless the peer names its own.
+   */
   readonly multicastPort: string;
   /**
    * Interface the group is joined on. IPv4 group: a local IPv4 address; IPv6 group: an interface
@@ -27,7 +39,7 @@ export interface NetConfig {
   readonly inInterface?: string;
   /** Interface multicast is sent from. IPv4: a local IPv4 address; IPv6: an interface name. */
   readonly outInterface?: string;
-  /** IPv4 TTL or IPv6 hop limit of the datagrams sent, 0-255. */
+  /** IPv4 TTL or IPv6 hop limit of the datagrams sent, 0-255 (with peers, 64 unless set). */
   readonly ttl: number;
   /** Whether SO_REUSEADDR is set on the socket (the C daemon's `"reuseaddr"`; default on). */
   readonly reuseAddress: boolean;
@@ -41,7 +53,10 @@ export interface NetConfig {
    * daemon's bytes.
    */
   readonly keyFile?: string;
-  /** Only datagrams from these addresses are accepted (`"peers allowed"`); undefined: any sender. */
+  /**
+   * Only datagrams from these addresses are accepted (`"peers allowed"`); undefined: any sender
+   * (with `peers`: the peers, and these besides).
+   */
   readonly peersAllowed?: readonly string[];
 }
 

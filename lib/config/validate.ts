@@ -6,7 +6,7 @@
  * @module
  */
 
-import { addressFamily, type Family, isMulticast } from "./address.ts";
+import { addressFamily, type Family, isMulticast, parsePeer } from "./address.ts";
 import { INSTANCE_NAME_MAX_LENGTH } from "./defaults.ts";
 import { COMMAND_LINE, ConfigError } from "./error.ts";
 import type { LogFormat, LogLevel, MetricsConfig } from "./types.ts";
@@ -164,7 +164,8 @@ export function portOrService(origin: Origin, value: unknown): string {
  *
  * @param origin where the value came from
  * @param value raw value
- * @param family the multicast group's family
+ * @param family the multicast group's family (or the peers')
+ * @param unicast whether the family is the peers' (for the message)
  * @returns the text
  * @throws {ConfigError} when the form does not fit the family
  * @example
@@ -172,15 +173,19 @@ export function portOrService(origin: Origin, value: unknown): string {
  * interfaceFor({ source: "net.json", key: "in interface" }, "eth0", 6); // "eth0"
  * ```
  */
-export function interfaceFor(origin: Origin, value: unknown, family: Family): string {
+export function interfaceFor(
+  origin: Origin,
+  value: unknown,
+  family: Family,
+  unicast = false,
+): string {
   const text = nonEmptyString(origin, value);
+  const network = unicast ? `the peers are IPv${family}` : `the multicast group is IPv${family}`;
   if (family === 4) {
     if (addressFamily(text) !== 4) {
       fail(
         origin,
-        `the multicast group is IPv4, so this must be an IPv4 address of the interface, got ${
-          describe(value)
-        }`,
+        `${network}, so this must be an IPv4 address of the interface, got ${describe(value)}`,
       );
     }
     return text;
@@ -188,7 +193,7 @@ export function interfaceFor(origin: Origin, value: unknown, family: Family): st
   if (addressFamily(text) !== null) {
     fail(
       origin,
-      `the multicast group is IPv6, so this must be an interface name (e.g. "eth0"), got the address ${text}`,
+      `${network}, so this must be an interface name (e.g. "eth0"), got the address ${text}`,
     );
   }
   if (text.length > 15 || !/^[^\s/:]+$/.test(text)) {
@@ -230,7 +235,8 @@ export function bindAddress(origin: Origin, value: unknown): string {
  *
  * @param origin where the value came from
  * @param value raw value
- * @param family the sync group's family
+ * @param family the sync group's family (or the unicast peers')
+ * @param unicast whether the family is the unicast peers' (for the message)
  * @returns the addresses as given
  * @throws {ConfigError} naming the entry at fault
  * @example
@@ -243,7 +249,12 @@ export function bindAddress(origin: Origin, value: unknown): string {
  * assert.throws(() => peerList(origin, ["192.0.2.5"], 6), /IPv6/);
  * ```
  */
-export function peerList(origin: Origin, value: unknown, family: Family): string[] {
+export function peerList(
+  origin: Origin,
+  value: unknown,
+  family: Family,
+  unicast = false,
+): string[] {
   const list = typeof value === "string" && origin.source === COMMAND_LINE
     ? value.split(",").map((s) => s.trim())
     : value;
@@ -259,12 +270,127 @@ export function peerList(origin: Origin, value: unknown, family: Family): string
     if (typeof entry !== "string" || addressFamily(entry) !== family || isMulticast(entry)) {
       fail(
         origin,
-        `every peer must be a unicast IPv${family} address (the sync group is IPv${family}), got ${
-          describe(entry)
-        }`,
+        `every peer must be a unicast IPv${family} address (the ${
+          unicast ? "peers are" : "sync group is"
+        } IPv${family}), got ${describe(entry)}`,
       );
     }
     return entry;
+  });
+}
+
+/**
+ * Validates the unicast peers (`"peers"`, `--net.peer`): a JSON array of peers in a file; on the
+ * command line one value per `--net.peer` (repeated), each of which may be a comma-separated list.
+ * A peer is `ADDR`, `IPV4:PORT` or `[IPV6]:PORT` (lib/config/address.ts {@linkcode parsePeer});
+ * every peer is a unicast address of the first peer's family (one socket of one family serves
+ * them all: no IPv4 peer beside an IPv6 one), none given twice. That none is this host's own
+ * address is checked against the host (lib/config/host.ts), not here.
+ *
+ * @param origin where the value came from
+ * @param value raw value: a JSON array, or the flag's string(s)
+ * @returns the peers as written (trimmed), in order
+ * @throws {ConfigError} naming the peer at fault and what to write instead
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unicastPeers } from "./validate.ts";
+ *
+ * const origin = { source: "net.json", key: "peers" };
+ * assert.deepEqual(unicastPeers(origin, ["2001:db8::2", "[2001:db8::3]:6464"]), [
+ *   "2001:db8::2",
+ *   "[2001:db8::3]:6464",
+ * ]);
+ * assert.throws(() => unicastPeers(origin, ["2001:db8::2", "192.0.2.2"]), /one family/);
+ * ```
+ */
+export function unicastPeers(origin: Origin, value: unknown): string[] {
+  const form = `e.g. ["2001:db8::2", "[2001:db8::3]:6464"] or ["192.0.2.2", "192.0.2.3:6464"]`;
+  let list: unknown;
+  if (origin.source === COMMAND_LINE && (typeof value === "string" || Array.isArray(value))) {
+    list = (Array.isArray(value) ? value : [value]).flatMap((v) =>
+      String(v).split(",").map((s) => s.trim())
+    );
+  } else list = value;
+  if (!Array.isArray(list) || list.length === 0) {
+    fail(
+      origin,
+      Array.isArray(list)
+        ? `lists no peer: give at least one peer's address (${form}), or remove the key to use the multicast group`
+        : `must be a list of the peers' addresses, ${form}, got ${describe(value)}`,
+    );
+  }
+  const seen = new Map<string, string>();
+  let first: { text: string; family: Family } | undefined;
+  return list.map((entry) => {
+    if (typeof entry !== "string") {
+      fail(origin, `every peer must be a string such as "2001:db8::2", got ${describe(entry)}`);
+    }
+    const text = entry.trim();
+    const peer = parsePeer(text);
+    if (peer === null) {
+      fail(
+        origin,
+        `${JSON.stringify(entry)} is not a peer: write an IP address, "IPV4:PORT" or ` +
+          `"[IPV6]:PORT" (a port after an IPv6 address takes brackets), e.g. "[2001:db8::3]:6464"`,
+      );
+    }
+    if (peer.port !== undefined) {
+      const port = Number(peer.port);
+      if (!/^[1-9][0-9]{0,4}$/.test(peer.port) || port > 65535) {
+        fail(origin, `${JSON.stringify(text)}: the port must be 1-65535, got ${peer.port}`);
+      }
+    }
+    if (isMulticast(peer.address)) {
+      fail(
+        origin,
+        `${JSON.stringify(text)} is a multicast address: a peer is another translator's unicast ` +
+          `address (a group goes in "multicast address" instead of "peers")`,
+      );
+    }
+    const b = peer.bytes;
+    // The unspecified address, 0.0.0.0/8 and the broadcast address name no one translator.
+    if (
+      b.every((x) => x === 0) ||
+      (peer.family === 4 &&
+        (b[0] === 0 || b[0] === 255 && b[1] === 255 && b[2] === 255 && b[3] === 255))
+    ) {
+      fail(origin, `${JSON.stringify(text)} is not a host's address: give the peer's own address`);
+    }
+    // The IPv6 socket is IPv6 only (one family per socket): it never reaches ::ffff:0:0/96.
+    if (
+      peer.family === 6 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff &&
+      b[11] === 0xff
+    ) {
+      fail(
+        origin,
+        `${JSON.stringify(text)} is an IPv4-mapped address: write the IPv4 address itself (${
+          b.subarray(12).join(".")
+        })`,
+      );
+    }
+    if (first === undefined) first = { text, family: peer.family };
+    else if (peer.family !== first.family) {
+      fail(
+        origin,
+        `${JSON.stringify(text)} is IPv${peer.family} but the first peer ${
+          JSON.stringify(first.text)
+        } is IPv${first.family}: the peers share one socket of one family; list every peer by ` +
+          `its IPv${first.family} address (or every peer by its IPv${peer.family} one)`,
+      );
+    }
+    const key = Array.from(b).join(".");
+    const before = seen.get(key);
+    if (before !== undefined) {
+      fail(
+        origin,
+        `${JSON.stringify(text)} is the same peer as ${
+          JSON.stringify(before)
+        }: give each peer once`,
+      );
+    }
+    seen.set(key, text);
+    return text;
   });
 }
 

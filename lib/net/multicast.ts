@@ -3,6 +3,18 @@
  * traffic arrives), joined on the configured interface, sending to the group with the configured
  * outgoing interface and TTL / hop limit, multicast loopback off: exactly what Jool's C daemon does.
  *
+ * Or, with `"peers"` (ours, for networks without multicast), one UDP socket of the peers' family
+ * bound to the port (IPv4 with an in interface: to that address; else the wildcard, IPv6-only),
+ * sending each datagram to every peer (unicast, the same bytes), its egress pinned to the out
+ * interface (IP_UNICAST_IF / IPV6_UNICAST_IF) when one is set, and accepting datagrams only from
+ * the peers' addresses (and the "peers allowed" ones): the same source checks below. One family
+ * per socket: the configuration refuses IPv4 peers beside IPv6 ones (lib/config/validate.ts).
+ *
+ * Every place a datagram goes is a destination (the group, or each peer), named `ADDR:PORT`
+ * (`[IPV6]:PORT`): {@linkcode MulticastChannel.send} sends to all of them and, when any fails,
+ * throws a {@linkcode SendError} naming each failed destination with the exact bytes, so that a
+ * caller retries only those ({@linkcode MulticastChannel.sendTo}); the others got the datagram.
+ *
  * What it receives it checks first (the C daemon does not): a datagram is read with recvmsg, so its
  * sender and arrival interface are known, and it is dropped, counted per reason, when it comes
  * from one of this host's own addresses (multicast loop: our own sends, or any local user; the
@@ -40,6 +52,7 @@ import {
   IPV6_MULTICAST_IF,
   IPV6_MULTICAST_LOOP,
   IPV6_RECVPKTINFO,
+  IPV6_V6ONLY,
   MSG_TRUNC,
   sendto,
   setsockoptBytes,
@@ -53,7 +66,7 @@ import {
 } from "../../ffi/libc.ts";
 import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 import type { ErrorHandler, NetworkChannel, PayloadHandler } from "../channel.ts";
-import { parseIPv4, parseIPv6 } from "../config/address.ts";
+import { parseIPv4, parseIPv6, parsePeer } from "../config/address.ts";
 import type { NetConfig } from "../config/types.ts";
 import { type Counters, createCounters } from "../counters.ts";
 import type { Reactor } from "../reactor.ts";
@@ -96,6 +109,127 @@ export interface ChannelOptions {
   readonly now?: () => number;
 }
 
+/** IP_TTL (linux/in.h): the TTL of unicast datagrams. */
+const IP_TTL = 2;
+/** IP_UNICAST_IF (linux/in.h): the egress interface of unicast datagrams (index, network order). */
+const IP_UNICAST_IF = 50;
+/** IPV6_UNICAST_HOPS (linux/in6.h): the hop limit of unicast datagrams. */
+const IPV6_UNICAST_HOPS = 16;
+/** IPV6_UNICAST_IF (linux/in6.h): the egress interface of unicast datagrams (index, network order). */
+const IPV6_UNICAST_IF = 76;
+
+/** One destination's send that failed. */
+export interface SendFailure {
+  /** The destination (`[2001:db8::5]:6464`, or the group's `[ff08::db8:64:64]:6464`). */
+  readonly destination: string;
+  /** sendto's errno. */
+  readonly errno: number;
+  /** How messages name it: `the sync group`, or `peer [2001:db8::5]:6464`. */
+  readonly what: string;
+}
+
+/**
+ * A send that failed for some destinations (the others got the datagram): `errno` is the first
+ * failure's (EAGAIN / ENOBUFS: no buffer space, try again later), `failures` names each, and
+ * `datagram` holds a copy of the exact bytes, to be sent again with `sendTo(datagram, [...])`.
+ */
+export class SendError extends SystemError {
+  /** The bytes that were to be sent (a copy: valid after the call). */
+  readonly datagram: Uint8Array<ArrayBuffer>;
+  /** Every destination that did not get them, and why. */
+  readonly failures: readonly SendFailure[];
+
+  /**
+   * Builds the error; its message is the first failure's, and how many others failed.
+   *
+   * @param call the first failure's call, e.g. `sendto(sync group)` or `sendto(peer [2001:db8::5]:6464)`
+   * @param datagram the bytes (copied)
+   * @param failures the failed destinations, at least one
+   */
+  constructor(call: string, datagram: Uint8Array, failures: readonly SendFailure[]) {
+    super(call, failures[0].errno);
+    this.name = "SendError";
+    this.datagram = datagram.slice();
+    this.failures = failures;
+    if (failures.length > 1) {
+      this.message += ` (and ${failures.length - 1} more destinations: ${
+        failures.slice(1).map((f) => `${f.destination} ${errnoName(f.errno)}`).join(", ")
+      })`;
+    }
+  }
+}
+
+/** What the channel counts per destination (cheap: a few additions per send). */
+export interface DestinationStats {
+  /** The destination's name (`[2001:db8::5]:6464`). */
+  readonly destination: string;
+  /** Datagrams sent to it. */
+  datagramsSent: number;
+  /** Their bytes. */
+  bytesSent: number;
+  /** Sends to it that failed. */
+  sendErrors: number;
+  /** Datagrams accepted from its address (unicast peers only: a group has no one address). */
+  datagramsReceived: number;
+  /** Their bytes. */
+  bytesReceived: number;
+}
+
+/**
+ * The per-peer counters, worded for an operator (the stop summary of a unicast daemon).
+ *
+ * @param stats {@linkcode MulticastChannel.destinationStats}
+ * @returns one line (no `joold:` prefix)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerSummary } from "./multicast.ts";
+ *
+ * const peer = {
+ *   destination: "[2001:db8::5]:6464",
+ *   datagramsSent: 3,
+ *   bytesSent: 300,
+ *   sendErrors: 1,
+ *   datagramsReceived: 2,
+ *   bytesReceived: 90,
+ * };
+ * assert.equal(
+ *   peerSummary([peer]),
+ *   "peers: [2001:db8::5]:6464 sent 3 (300 bytes, 1 failed), received 2 (90 bytes)",
+ * );
+ * ```
+ */
+export function peerSummary(stats: readonly DestinationStats[]): string {
+  return `peers: ${
+    stats.map((p) =>
+      `${p.destination} sent ${p.datagramsSent} (${p.bytesSent} bytes, ${p.sendErrors} failed), ` +
+      `received ${p.datagramsReceived} (${p.bytesReceived} bytes)`
+    ).join("; ")
+  }`;
+}
+
+/** A destination: its name, encoded sockaddr, and counters. */
+interface Destination {
+  readonly name: string;
+  /** How messages name it (`the sync group`, `peer [2001:db8::5]:6464`). */
+  readonly what: string;
+  /** The label of its sendto in errors. */
+  readonly call: string;
+  readonly sockaddr: Uint8Array<ArrayBuffer>;
+  readonly stats: DestinationStats;
+}
+
+/** `ADDR:PORT`, IPv6 in brackets. */
+function destinationName(family: 4 | 6, address: Uint8Array, port: number): string {
+  const text = formatAddress(address);
+  return family === 6 ? `[${text}]:${port}` : `${text}:${port}`;
+}
+
+/** The port of an encoded sockaddr_in / sockaddr_in6 (offset 2, network order). */
+function portOf(sockaddr: Uint8Array): number {
+  return (sockaddr[2] << 8) | sockaddr[3];
+}
+
 /** The largest datagram the channel receives whole. */
 export const MAX_DATAGRAM = 65535;
 
@@ -119,6 +253,7 @@ const OUT = `"out interface" (--net.dev.out)`;
 const PORT = `"multicast port" (--net.mcast.port)`;
 const ADDR = `"multicast address" (--net.mcast.addr)`;
 const PEERS = `"peers allowed"`;
+const UNICAST = `"peers" (--net.peer)`;
 
 function interfaceIndex(option: string, name: string): number {
   const index = ifNameToIndex(name);
@@ -131,15 +266,45 @@ function interfaceIndex(option: string, name: string): number {
   return index;
 }
 
-function ipv4(option: string, text: string): Uint8Array {
+function ipv4(option: string, text: string, what: "group" | "peers" = "group"): Uint8Array {
   const bytes = parseIPv4(text);
   if (bytes === null) {
     throw new NetworkConfigError(
       option,
-      `the group is IPv4, so this must be an IPv4 address of the interface, got "${text}"`,
+      `the ${
+        what === "group" ? "group is" : "peers are"
+      } IPv4, so this must be an IPv4 address of the interface, got "${text}"`,
     );
   }
   return bytes;
+}
+
+/** The index of the interface holding the IPv4 address `own`. */
+function holderIndex(option: string, own: Uint8Array): number {
+  const holder = getInterfaceAddresses().find((a) =>
+    a.family === 4 && a.address.every((b, i) => b === own[i])
+  );
+  if (holder === undefined) {
+    throw new NetworkConfigError(
+      option,
+      `${
+        formatAddress(own)
+      } is not an address of any interface in this network namespace (see ip address)`,
+    );
+  }
+  return interfaceIndex(option, holder.name);
+}
+
+/** Zeroed counters of one destination. */
+function newStats(destination: string): DestinationStats {
+  return {
+    destination,
+    datagramsSent: 0,
+    bytesSent: 0,
+    sendErrors: 0,
+    datagramsReceived: 0,
+    bytesReceived: 0,
+  };
 }
 
 /** sin6_scope_id of an encoded sockaddr_in6 (offset 24, host byte order). */
@@ -149,12 +314,17 @@ function scopeId(address: Uint8Array): number {
     : 0;
 }
 
-/** The multicast channel. */
+/**
+ * The sync channel: the multicast group (the C daemon's), or the unicast peers (`"peers"`). Its
+ * name is the older of the two.
+ */
 export class MulticastChannel implements NetworkChannel {
   /** The daemon's counters; this channel owns the net* fields it increments (lib/counters.ts). */
   readonly counters: Counters;
-  /** The family of the group: 4 or 6. */
+  /** The family of the group (or of the peers): 4 or 6. */
   readonly family: 4 | 6;
+  /** Whether it sends to unicast peers rather than to a group. */
+  readonly unicast: boolean;
 
   /** Startup warnings for cli.ts to log. */
   readonly warnings: readonly string[];
@@ -162,7 +332,9 @@ export class MulticastChannel implements NetworkChannel {
   readonly drops: SourceCheckCounters;
 
   readonly #fd: number;
-  readonly #group: Uint8Array<ArrayBuffer>;
+  readonly #destinations: readonly Destination[];
+  /** Unicast: each peer's counters, by address (what the source checks know of a sender). */
+  readonly #byAddress: ReadonlyMap<string, DestinationStats>;
   readonly #reactor: Reactor;
   readonly #receiver = new DatagramReceiver(MAX_DATAGRAM + 1);
   readonly #local: ReadonlySet<string>;
@@ -179,7 +351,8 @@ export class MulticastChannel implements NetworkChannel {
   private constructor(
     fd: number,
     family: 4 | 6,
-    group: Uint8Array<ArrayBuffer>,
+    destinations: Destination[],
+    unicast: boolean,
     reactor: Reactor,
     counters: Counters,
     checks: { local: Set<string>; inIndex: number; peers: Set<string> | null; warnings: string[] },
@@ -188,7 +361,13 @@ export class MulticastChannel implements NetworkChannel {
     this.counters = counters;
     this.#fd = fd;
     this.family = family;
-    this.#group = group;
+    this.unicast = unicast;
+    this.#destinations = destinations;
+    this.#byAddress = new Map(
+      unicast
+        ? destinations.map((d) => [formatAddress(decodeSockaddr(d.sockaddr)!.address), d.stats])
+        : [],
+    );
     this.#reactor = reactor;
     this.#local = checks.local;
     this.#inIndex = checks.inIndex;
@@ -200,7 +379,8 @@ export class MulticastChannel implements NetworkChannel {
   }
 
   /**
-   * Opens the socket as the configuration says and starts receiving.
+   * Opens the socket as the configuration says (the group, or the unicast peers when
+   * `config.peers` is set) and starts receiving.
    *
    * @param reactor the reactor that drives the socket
    * @param config the network configuration
@@ -234,9 +414,16 @@ export class MulticastChannel implements NetworkChannel {
     counters: Counters = createCounters(),
     options: ChannelOptions = {},
   ): MulticastChannel {
+    if (config.peers !== undefined) {
+      return MulticastChannel.#openPeers(reactor, config, config.peers, counters, options);
+    }
+    if (config.multicastAddress === undefined) {
+      throw new NetworkConfigError(ADDR, `neither a multicast address nor peers are set`);
+    }
+    const groupText = config.multicastAddress;
     let candidates;
     try {
-      candidates = getAddrInfo(config.multicastAddress, config.multicastPort);
+      candidates = getAddrInfo(groupText, config.multicastPort);
     } catch (error) {
       throw new NetworkConfigError(
         /^[0-9]+$/.test(config.multicastPort) ? ADDR : PORT,
@@ -246,7 +433,7 @@ export class MulticastChannel implements NetworkChannel {
     }
     const candidate = candidates.find((c) => c.family === AF_INET || c.family === AF_INET6);
     if (candidate === undefined) {
-      throw new NetworkConfigError(ADDR, `${config.multicastAddress} resolves to no IP address`);
+      throw new NetworkConfigError(ADDR, `${groupText} resolves to no IP address`);
     }
     const family = candidate.family === AF_INET ? 4 : 6;
     if (
@@ -262,23 +449,18 @@ export class MulticastChannel implements NetworkChannel {
         true,
       );
     }
-    const peers = MulticastChannel.#peerSet(family, options.peers);
+    const peers = MulticastChannel.#peerSet(family, options.peers, false);
     const fd = socket(candidate.family, SOCK_DGRAM, 0);
     let checks;
     try {
-      if (config.reuseAddress) setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
-      try {
-        setsockoptInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20, "SO_RCVBUFFORCE");
-      } catch {
-        setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, 4 << 20, "SO_RCVBUF");
-      }
+      MulticastChannel.#buffers(fd, config);
       try {
         bind(fd, candidate.address);
       } catch (error) {
         const e = error as SystemError;
         throw new NetworkConfigError(
           `${ADDR} and ${PORT}`,
-          `cannot bind ${config.multicastAddress} port ${config.multicastPort}: ${e.code}${
+          `cannot bind ${groupText} port ${config.multicastPort}: ${e.code}${
             e.errno === ERRNO.EADDRINUSE
               ? " (another process holds it: run joold with reuseaddr, or stop the other daemon)"
               : e.errno === ERRNO.EINVAL && family === 6 && config.inInterface === undefined
@@ -290,15 +472,25 @@ export class MulticastChannel implements NetworkChannel {
       }
       if (family === 4) MulticastChannel.#setup4(fd, candidate.address, config);
       else MulticastChannel.#setup6(fd, candidate.address, config);
-      checks = { ...MulticastChannel.#receiveChecks(fd, family, config), peers };
+      checks = { ...MulticastChannel.#receiveChecks(fd, family, config, false), peers };
     } catch (error) {
       close(fd);
       throw error;
     }
+    const group = decodeSockaddr(candidate.address)!;
+    const name = destinationName(family, group.address, group.port);
+    const destination: Destination = {
+      name,
+      what: "the sync group",
+      call: "sendto(sync group)",
+      sockaddr: candidate.address,
+      stats: newStats(name),
+    };
     const channel = new MulticastChannel(
       fd,
       family,
-      candidate.address,
+      [destination],
+      false,
       reactor,
       counters,
       checks,
@@ -308,14 +500,167 @@ export class MulticastChannel implements NetworkChannel {
     return channel;
   }
 
-  static #peerSet(family: 4 | 6, peers: readonly string[] | undefined): Set<string> | null {
+  /** The unicast socket: bound to the port, sending to each peer (see the module's comment). */
+  static #openPeers(
+    reactor: Reactor,
+    config: NetConfig,
+    list: readonly string[],
+    counters: Counters,
+    options: ChannelOptions,
+  ): MulticastChannel {
+    const parsed = list.map((text) => {
+      const peer = parsePeer(text);
+      if (peer === null) {
+        throw new NetworkConfigError(UNICAST, `"${text}" is not an address or ADDR:PORT`);
+      }
+      return { text, ...peer };
+    });
+    if (parsed.length === 0) throw new NetworkConfigError(UNICAST, "lists no peer");
+    const family = parsed[0].family;
+    const odd = parsed.find((p) => p.family !== family);
+    if (odd !== undefined) {
+      throw new NetworkConfigError(
+        UNICAST,
+        `"${odd.text}" is IPv${odd.family}, the first peer IPv${family}: the peers share one socket of one family`,
+      );
+    }
+    const outIndex = config.outInterface === undefined
+      ? 0
+      : family === 6
+      ? interfaceIndex(OUT, config.outInterface)
+      : holderIndex(OUT, ipv4(OUT, config.outInterface, "peers"));
+    const destinations = parsed.map((peer): Destination => {
+      let sockaddr: Uint8Array<ArrayBuffer>;
+      try {
+        [{ address: sockaddr }] = getAddrInfo(peer.address, peer.port ?? config.multicastPort);
+      } catch (error) {
+        throw new NetworkConfigError(
+          peer.port === undefined ? PORT : UNICAST,
+          (error as Error).message,
+          { cause: error },
+        );
+      }
+      const linkLocal = family === 6 && peer.bytes[0] === 0xfe && (peer.bytes[1] & 0xc0) === 0x80;
+      if (linkLocal) {
+        if (outIndex === 0) {
+          throw new NetworkConfigError(
+            UNICAST,
+            `"${peer.text}" is link-local: set the out interface (--net.dev.out), its link`,
+          );
+        }
+        new DataView(sockaddr.buffer).setUint32(24, outIndex, true); // sin6_scope_id, host order
+      }
+      const name = destinationName(family, peer.bytes, portOf(sockaddr));
+      return {
+        name,
+        what: `peer ${name}`,
+        call: `sendto(peer ${name})`,
+        sockaddr,
+        stats: newStats(name),
+      };
+    });
+    const allowed = MulticastChannel.#peerSet(family, [
+      ...parsed.map((p) => p.address),
+      ...options.peers ?? [],
+    ], true);
+    const own = family === 4 && config.inInterface !== undefined
+      ? ipv4(IN, config.inInterface, "peers")
+      : family === 4
+      ? new Uint8Array(4)
+      : new Uint8Array(16);
+    let local: Uint8Array<ArrayBuffer>;
+    try {
+      [{ address: local }] = getAddrInfo(formatAddress(own), config.multicastPort);
+    } catch (error) {
+      throw new NetworkConfigError(PORT, (error as Error).message, { cause: error });
+    }
+    const fd = socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM, 0);
+    let checks;
+    try {
+      // IPv6 only: an IPv4-mapped sender is never a listed peer (the peers are of one family).
+      if (family === 6) setsockoptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+      MulticastChannel.#buffers(fd, config);
+      try {
+        bind(fd, local);
+      } catch (error) {
+        const e = error as SystemError;
+        throw new NetworkConfigError(
+          config.inInterface !== undefined && family === 4 ? `${IN} and ${PORT}` : PORT,
+          `cannot bind ${formatAddress(own)} port ${config.multicastPort}: ${e.code}${
+            e.errno === ERRNO.EADDRINUSE
+              ? " (another process holds it: run joold with reuseaddr, or stop the other daemon)"
+              : e.errno === ERRNO.EADDRNOTAVAIL
+              ? ` (${config.inInterface} is not an address of any interface in this network namespace)`
+              : ""
+          }`,
+          { cause: error },
+        );
+      }
+      // IP_UNICAST_IF and IPV6_UNICAST_IF both take the index in network byte order
+      // (net/ipv4/ip_sockglue.c, net/ipv6/ipv6_sockglue.c: ntohl).
+      const be = new DataView(new ArrayBuffer(4));
+      be.setUint32(0, outIndex, false);
+      const index = be.getInt32(0, true);
+      if (family === 4) {
+        setsockoptInt(fd, IPPROTO_IP, IP_TTL, config.ttl, "IP_TTL");
+        if (outIndex !== 0) setsockoptInt(fd, IPPROTO_IP, IP_UNICAST_IF, index, "IP_UNICAST_IF");
+      } else {
+        setsockoptInt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, config.ttl, "IPV6_UNICAST_HOPS");
+        if (outIndex !== 0) {
+          setsockoptInt(fd, IPPROTO_IPV6, IPV6_UNICAST_IF, index, "IPV6_UNICAST_IF");
+        }
+      }
+      const found = MulticastChannel.#receiveChecks(fd, family, config, true);
+      checks = { ...found, peers: allowed };
+      const self = parsed.find((p) => found.local.has(formatAddress(p.bytes)));
+      if (self !== undefined) {
+        throw new NetworkConfigError(
+          UNICAST,
+          `"${self.text}" is an address of this host: a translator does not sync with itself; list the OTHER translators' addresses`,
+        );
+      }
+    } catch (error) {
+      close(fd);
+      throw error;
+    }
+    const channel = new MulticastChannel(
+      fd,
+      family,
+      destinations,
+      true,
+      reactor,
+      counters,
+      checks,
+      options,
+    );
+    reactor.add(fd, (budget) => channel.#drain(budget));
+    return channel;
+  }
+
+  /** SO_REUSEADDR as configured, and a receive buffer that holds a burst. */
+  static #buffers(fd: number, config: NetConfig): void {
+    if (config.reuseAddress) setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+    try {
+      setsockoptInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20, "SO_RCVBUFFORCE");
+    } catch {
+      setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, 4 << 20, "SO_RCVBUF");
+    }
+  }
+
+  static #peerSet(
+    family: 4 | 6,
+    peers: readonly string[] | undefined,
+    unicast: boolean,
+  ): Set<string> | null {
     if (peers === undefined) return null;
     return new Set(peers.map((text) => {
       const bytes = family === 4 ? parseIPv4(text) : parseIPv6(text);
       if (bytes === null) {
         throw new NetworkConfigError(
           PEERS,
-          `the group is IPv${family}, so every peer must be an IPv${family} address, got "${text}"`,
+          `the ${
+            unicast ? "peers are" : "group is"
+          } IPv${family}, so every peer must be an IPv${family} address, got "${text}"`,
         );
       }
       return formatAddress(bytes);
@@ -331,6 +676,7 @@ export class MulticastChannel implements NetworkChannel {
     fd: number,
     family: 4 | 6,
     config: NetConfig,
+    unicast: boolean,
   ): { local: Set<string>; inIndex: number; warnings: string[] } {
     const warnings: string[] = [];
     if (family === 4) {
@@ -350,18 +696,21 @@ export class MulticastChannel implements NetworkChannel {
       addresses.filter((a) => a.family === family).map((a) => formatAddress(a.address)),
     );
     let inIndex = 0;
-    if (config.inInterface === undefined) {
+    if (config.inInterface === undefined && !unicast) {
+      // (Unicast: only the listed peers are accepted, whatever the interface.)
       warnings.push(
         `no in interface (--net.dev.in) is set: the group is joined on the interface of the default multicast route, perhaps the uplink, where anyone can send sessions to it; set the sync interface`,
       );
+    } else if (config.inInterface === undefined) {
+      // No interface check.
     } else if (family === 6) {
       inIndex = interfaceIndex(IN, config.inInterface);
     } else {
-      const own = ipv4(IN, config.inInterface);
+      const own = ipv4(IN, config.inInterface, unicast ? "peers" : "group");
       const holder = addresses.find((a) =>
         a.family === 4 && a.address.every((b, i) => b === own[i])
       );
-      // The join above succeeded, so some interface holds the address.
+      // The join (or the bind) above succeeded, so some interface holds the address.
       if (holder !== undefined) inIndex = interfaceIndex(IN, holder.name);
     }
     return { local, inIndex, warnings };
@@ -447,22 +796,94 @@ export class MulticastChannel implements NetworkChannel {
   }
 
   /**
-   * Sends one datagram to the group.
+   * The destinations every datagram goes to, by name: the group's `[ff08::db8:64:64]:6464`, or
+   * each peer's (`[2001:db8::5]:6464`, `192.0.2.5:6464`), in the configuration's order.
+   */
+  get destinations(): readonly string[] {
+    return this.#destinations.map((d) => d.name);
+  }
+
+  /**
+   * Where to send a reply to the sender of a received datagram (its `from` address, as
+   * `onDatagram` passes it): with unicast peers the destination of the peer with that address;
+   * with a group the group itself (a member listens on the group, not on its own address).
+   *
+   * @param from the sender's address (`2001:db8::5`)
+   * @returns a name of {@linkcode destinations}, or undefined for an address that is no peer
+   */
+  destinationOf(from: string): string | undefined {
+    if (!this.unicast) return this.#destinations[0].name;
+    return this.#byAddress.has(from)
+      ? this.#destinations.find((d) => d.stats === this.#byAddress.get(from))?.name
+      : undefined;
+  }
+
+  /**
+   * What was sent to (and, unicast, received from) each destination. The network counters of
+   * lib/counters.ts are the sums: netDatagramsSent counts one per destination a datagram reached.
+   *
+   * @returns one live entry per destination
+   */
+  destinationStats(): readonly DestinationStats[] {
+    return this.#destinations.map((d) => d.stats);
+  }
+
+  /**
+   * Sends one datagram to every destination (the group, or each peer). A destination that fails
+   * does not keep the datagram from the others.
    *
    * @param payload the bytes
-   * @throws {SystemError} when the send fails
+   * @throws {SendError} naming the destinations that did not get it (the others did), with the
+   *   bytes to send them again
    */
   send(payload: Uint8Array<ArrayBuffer>): void {
+    this.sendTo(payload, null);
+  }
+
+  /**
+   * Sends the bytes as they are to some destinations: a {@linkcode SendError}'s `datagram` to its
+   * failed destinations (a retry), or a reply meant for some peers only.
+   *
+   * @param datagram the bytes
+   * @param to names of {@linkcode destinations} (null: every one)
+   * @throws {RangeError} for a name that is not a destination
+   * @throws {SendError} naming those that did not get it
+   */
+  sendTo(datagram: Uint8Array, to: readonly string[] | null): void {
+    if (to !== null) {
+      const unknown = to.find((name) => !this.#destinations.some((d) => d.name === name));
+      if (unknown !== undefined) throw new RangeError(`${unknown} is not a sync destination`);
+    }
+    let failures: SendFailure[] | undefined;
+    let call = "";
+    for (const d of this.#destinations) {
+      if (to !== null && !to.includes(d.name)) continue;
+      const errno = this.#sendOne(datagram as Uint8Array<ArrayBuffer>, d);
+      if (errno === 0) continue;
+      if (failures === undefined) {
+        failures = [];
+        call = d.call;
+      }
+      failures.push({ destination: d.name, errno, what: d.what });
+    }
+    if (failures !== undefined) throw new SendError(call, datagram, failures);
+  }
+
+  /** One sendto; 0, or its errno (counted). */
+  #sendOne(datagram: Uint8Array<ArrayBuffer>, d: Destination): number {
     for (;;) {
-      const n = sendto(this.#fd, payload, this.#group);
+      const n = sendto(this.#fd, datagram, d.sockaddr);
       if (n >= 0) {
         this.counters.netDatagramsSent++;
         this.counters.netBytesSent += n;
-        return;
+        d.stats.datagramsSent++;
+        d.stats.bytesSent += n;
+        return 0;
       }
       if (n === -ERRNO.EINTR) continue;
       this.counters.netSendErrors++;
-      throw new SystemError("sendto(sync group)", -n);
+      d.stats.sendErrors++;
+      return -n;
     }
   }
 
@@ -528,6 +949,11 @@ export class MulticastChannel implements NetworkChannel {
     if (!this.#buckets.take(key, this.#now(), length)) {
       this.drops.netRateLimitedDrops++;
       return false;
+    }
+    const peer = this.#byAddress.get(key);
+    if (peer !== undefined) {
+      peer.datagramsReceived++;
+      peer.bytesReceived += length;
     }
     return true;
   }

@@ -154,6 +154,34 @@ export class SecureChannel implements NetworkChannel {
     this.#inner.send(envelope);
   }
 
+  /** The plain channel's destinations (the group, or each unicast peer). */
+  get destinations(): readonly string[] | undefined {
+    return this.#inner.destinations;
+  }
+
+  /**
+   * Sends bytes that are already an envelope (a SendError's, to the destinations that missed
+   * it) through the plain channel, unchanged: the same sequence number reaches every peer.
+   *
+   * @param datagram the sealed bytes
+   * @param destinations names among {@linkcode destinations}
+   * @throws {Error} when the plain channel cannot, or its send fails
+   */
+  sendTo(datagram: Uint8Array, destinations: readonly string[]): void {
+    if (this.#inner.sendTo === undefined) throw new Error("the plain channel has no sendTo");
+    this.#inner.sendTo(datagram, destinations);
+  }
+
+  /**
+   * The plain channel's wait for buffer space (the daemon's retry queue), when it has one.
+   *
+   * @param handler called once when the socket can take a datagram again
+   */
+  whenWritable(handler: () => void): void {
+    if (this.#inner.whenWritable) this.#inner.whenWritable(handler);
+    else setTimeout(handler, 5);
+  }
+
   close(): void {
     this.#inner.close();
   }

@@ -19,21 +19,34 @@ Deno.test("every flag and alias of the key table is accepted by the parser and l
 });
 
 Deno.test("every printed key's example resolves and --check prints it under its label", () => {
-  // The key file is read at resolve time: tests/secure/ covers it with real files.
+  // The key file is read at resolve time: tests/secure/ covers it with real files. The unicast
+  // peers exclude the group: they are printed in a configuration of their own.
   const args = KEYS.filter((k) =>
-    k.flag && k.type !== "boolean" && k.type !== "file" && k.type !== "key-file"
+    k.flag && k.type !== "boolean" && k.type !== "file" && k.type !== "key-file" &&
+    k.type !== "unicast-peers"
   )
     .map((k) => `--${k.name}=${k.type === "interface" ? "eth0" : k.example}`);
   const text = formatConfig(resolveConfig(parseCommandLine(args)).config);
-  for (const spec of KEYS.filter((k) => k.printed !== undefined)) {
+  for (const spec of KEYS.filter((k) => k.printed !== undefined && k.type !== "unicast-peers")) {
     assert.ok(text.includes(`  ${spec.printed}: ${spec.example}\n`), `${spec.printed} in ${text}`);
   }
+  assert.ok(!text.includes("net.peers"), "no peers line without peers (the C daemon's block)");
+  const peers = KEYS.find((k) => k.type === "unicast-peers")!;
+  const unicast = formatConfig(
+    resolveConfig(parseCommandLine([`--${peers.name}=${peers.example}`])).config,
+  );
+  assert.ok(unicast.includes(`  ${peers.printed}: ${peers.example}\n`), unicast);
+  assert.ok(unicast.includes("  net.mcast.addr: (null)\n"), unicast);
+  assert.ok(unicast.includes("  net.ttl: 64\n"), "unicast's own TTL default");
 });
 
 Deno.test("each file key of a section is read from its file", () => {
   const net = Object.fromEntries(
     // The key file is read at resolve time: tests/secure/ covers it with real files.
-    KEYS.filter((k) => k.section === "net" && k.fileKey !== undefined && k.type !== "key-file")
+    KEYS.filter((k) =>
+      k.section === "net" && k.fileKey !== undefined && k.type !== "key-file" &&
+      k.type !== "unicast-peers"
+    )
       .map((k) => [
         k.fileKey,
         k.type === "ttl"

@@ -83,6 +83,9 @@ Deno.test({
       assert.deepEqual([udp.getUint16(0), udp.getUint16(2)], [6464, 6464], "6464 -> 6464");
       assert.equal(chA.counters.netDatagramsSent, 1);
       assert.equal(chB.counters.netBytesReceived, payload.length);
+      // One destination, the group; a reply to any member goes to the group too.
+      assert.deepEqual(chA.destinations, ["[ff08::db8:64:64]:6464"]);
+      assert.equal(chA.destinationOf("2001:db8:ff08::5"), "[ff08::db8:64:64]:6464");
       sniffer.close();
       chA.close();
       chB.close();
