@@ -334,8 +334,12 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       // The hot path compiled before the first batch: a restarted standby gets its peers' whole
       // table at once (lib/warmup.ts). Runs before READY, touches nothing outside itself.
       const began = performance.now();
-      const timeouts = startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS;
-      warmUp({ format: sessionFormatFor(startup.version), timeouts });
+      await warmUp({
+        ...startup,
+        instance: config.mod.instance,
+        timeouts: startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+        reactor,
+      });
       log.debug(`warm-up: ${WARMUP_ROUNDS} rounds in ${Math.round(performance.now() - began)} ms`);
     }
     const daemon = new Daemon({

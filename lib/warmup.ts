@@ -1,7 +1,8 @@
 /**
- * The start-up warm-up: before the daemon says it is ready, the daemon core's own code runs on
- * synthetic sessions in the local kernel's format, through a throwaway {@linkcode Daemon} whose
- * channels go nowhere, so that V8 has compiled the hot path before the first real batch.
+ * The start-up warm-up: before the daemon says it is ready, its own code runs on synthetic
+ * sessions in the local kernel's format, through a throwaway kernel channel over an in-memory
+ * netlink twin and a throwaway {@linkcode Daemon} whose network goes nowhere, so that V8 has
+ * compiled the hot path (receive, recognize, ACK, forward; check, add) before the first real batch.
  *
  * Why: a standby that (re)starts gets the whole table at once (the peers advertise), and a freshly
  * started daemon runs that bulk in V8's interpreter while its compilers catch up on the same CPU.
@@ -9,17 +10,24 @@
  * 190 ms after J's first datagram reached it, and K needed ~7 ms per 36-session datagram after.
  *
  * Without side effects: nothing is sent anywhere, the real counters are not touched (the throwaway
- * daemon counts into its own), nothing is logged. The same functions run as in service (the
- * throwaway is the same class; its stub channels only make the call sites polymorphic, which
- * V8's compilers handle), on data of the shape the kernel sends.
+ * daemon counts into its own), nothing is logged. The same classes run as in service; only the
+ * innermost socket calls differ (the twin's), which makes those call sites polymorphic, which
+ * V8's compilers handle. The data has the shape the kernel sends.
  *
  * @module
  */
 
-import type { KernelChannel, NetworkChannel, PayloadHandler } from "./channel.ts";
+import type { NetworkChannel } from "./channel.ts";
 import { createCounters } from "./counters.ts";
 import { Daemon } from "./daemon.ts";
+import { NetlinkKernelChannel } from "./kernel/channel.ts";
+import type { KernelStartup } from "./kernel/startup.ts";
+import { joolRequest, sessionEntriesAttribute } from "./jool/message.ts";
+import { commandsFor, packVersion, sessionFormatFor } from "./jool/version.ts";
 import { concat } from "./netlink/attribute.ts";
+import { NLMSG_HDRLEN } from "./netlink/message.ts";
+import { dialTwin } from "./netlink/twin.ts";
+import type { Reactor } from "./reactor.ts";
 import { encodeCompact36, encodeCompact48, encodeNested, type Session } from "./jool/session.ts";
 import type { SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
@@ -87,48 +95,82 @@ export function syntheticPayload(
   return concat(...parts);
 }
 
-/** What the warm-up needs to know of the local instance. */
-export interface WarmUpOptions {
-  /** The local kernel's session format. */
-  readonly format: SessionFormat;
+/** What the warm-up needs to know of the local instance: what startup resolved. */
+export interface WarmUpOptions
+  extends Pick<KernelStartup, "familyId" | "groupId" | "version" | "versionSource"> {
+  /** The Jool instance served. */
+  readonly instance: string;
   /** The local instance's timeouts (the meaning checks clamp to them). */
   readonly timeouts: SessionTimeouts;
+  /** The daemon's reactor (the throwaway channel's connection is a twin: it never watches it). */
+  readonly reactor: Reactor;
+}
+
+/** What the throwaway pipeline handed on: all `rounds` when the paths ran as in service. */
+export interface WarmUpResult {
+  /** Datagrams the throwaway daemon "sent" to the sync group (batches from the twin kernel). */
+  readonly sent: number;
+  /** JOOLD_ACKs and JOOLD_ADDs the throwaway channel sent to the twin kernel. */
+  readonly acks: number;
+  readonly adds: number;
 }
 
 /**
- * Runs the daemon core's paths on synthetic sessions, with no effect outside this call.
+ * Runs the daemon's paths on synthetic sessions, with no effect outside this call: a throwaway
+ * kernel channel of the real class over the in-memory twin of a netlink socket
+ * (lib/netlink/twin.ts), and a throwaway daemon between it and a network that goes nowhere. Each
+ * round the twin kernel multicasts one full batch (recognized, ACKed and forwarded as in service)
+ * and the network hands one datagram back (checked and added).
  *
- * @param options the local format and timeouts
- * @param rounds how many datagrams and batches
- * @returns what the throwaway daemon handed on: datagrams "sent" and "added" (both `rounds`
- *   when the paths ran as in service)
+ * @param options what startup resolved, the instance, its timeouts and the reactor
+ * @param rounds how many batches and datagrams
+ * @returns what went through
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { JOOL_DEFAULT_TIMEOUTS } from "./jool/timeouts.ts";
+ * import { Reactor } from "./reactor.ts";
  * import { warmUp } from "./warmup.ts";
  *
- * const done = warmUp({ format: "nested", timeouts: JOOL_DEFAULT_TIMEOUTS }, 5);
- * assert.deepEqual(done, { sent: 5, added: 5 });
+ * const done = await warmUp({
+ *   familyId: 0x23,
+ *   groupId: 5,
+ *   version: { major: 4, minor: 1, revision: 13, development: 0 },
+ *   versionSource: "sysfs",
+ *   instance: "default",
+ *   timeouts: JOOL_DEFAULT_TIMEOUTS,
+ *   reactor: new Reactor(),
+ * }, 5);
+ * assert.deepEqual(done, { sent: 5, acks: 5, adds: 5 });
  * ```
  */
-export function warmUp(
+export async function warmUp(
   options: WarmUpOptions,
   rounds = WARMUP_ROUNDS,
-): { sent: number; added: number } {
-  const done = { sent: 0, added: 0 };
-  let fromKernel: PayloadHandler = () => {};
+): Promise<WarmUpResult> {
+  const format = sessionFormatFor(options.version);
+  const commands = commandsFor(options.version);
+  const counts = { sent: 0, acks: 0, adds: 0 };
+  const { conn, twin } = dialTwin((request) => {
+    const cmd = request[NLMSG_HDRLEN]; // genlmsghdr.cmd
+    if (cmd === commands.JOOLD_ACK) counts.acks++;
+    else if (cmd === commands.JOOLD_ADD) counts.adds++;
+  });
+  conn.joinGroup(options.groupId);
+  const kernel = new NetlinkKernelChannel({
+    familyId: options.familyId,
+    groupId: options.groupId,
+    version: options.version,
+    versionSource: options.versionSource,
+    conn,
+    reactor: options.reactor,
+    counters: createCounters(),
+    instance: options.instance,
+  });
   let fromNetwork: (payload: Uint8Array, from?: string) => void = () => {};
-  const kernel: KernelChannel = {
-    onBatch: (handler) => (fromKernel = handler),
-    onError() {},
-    add: () => void done.added++,
-    advertise() {},
-    close() {},
-  };
   const network: NetworkChannel = {
     onDatagram: (handler) => (fromNetwork = handler),
-    send: () => void done.sent++,
+    send: () => void counts.sent++,
     close() {},
   };
   const daemon = new Daemon({
@@ -136,16 +178,32 @@ export function warmUp(
     network,
     counters: createCounters(),
     log: silentLogger,
-    localFormat: options.format,
+    localFormat: format,
     timeouts: options.timeouts,
   });
   daemon.start();
   // Within the local UDP timeout: the common case, no clamping, no copy.
-  const payload = syntheticPayload(options.format, SESSIONS, 60_000);
-  for (let i = 0; i < rounds; i++) {
-    fromNetwork(payload, "warm-up");
-    fromKernel(payload);
+  const payload = syntheticPayload(format, SESSIONS, 60_000);
+  const batch = joolRequest(
+    {
+      familyId: options.familyId,
+      version: packVersion(options.version),
+      iname: options.instance,
+      seq: 0,
+      pid: 0,
+    },
+    0,
+    sessionEntriesAttribute(payload),
+  );
+  try {
+    for (let i = 0; i < rounds; i++) {
+      twin.multicast(options.groupId, batch);
+      await Promise.resolve(); // the twin hands the batch to the channel in a microtask
+      fromNetwork(payload, "warm-up");
+    }
+  } finally {
+    daemon.stop();
+    kernel.close();
   }
-  daemon.stop();
-  return done;
+  return counts;
 }

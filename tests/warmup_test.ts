@@ -1,7 +1,8 @@
 /**
- * The start-up warm-up (lib/warmup.ts): it runs the daemon core's paths for real, in every
- * session format, and nothing of it reaches anything outside (the daemon wiring's tests check the
- * fake kernel's and the network's bytes with the warm-up in place).
+ * The start-up warm-up (lib/warmup.ts): it runs the daemon's paths for real (the kernel channel's
+ * receive, recognize, ACK and add over the netlink twin; the daemon core between), in every session
+ * format, and nothing of it reaches anything outside (the daemon wiring's tests check the fake
+ * kernel's and the network's bytes with the warm-up in place).
  */
 import assert from "node:assert/strict";
 import { syntheticPayload, warmUp } from "../lib/warmup.ts";
@@ -9,12 +10,18 @@ import { checkMeaning } from "../lib/jool/meaning.ts";
 import { decodePayload } from "../lib/jool/session.ts";
 import { JOOL_DEFAULT_TIMEOUTS } from "../lib/jool/timeouts.ts";
 import { createCounters } from "../lib/counters.ts";
-import type { SessionFormat } from "../lib/jool/version.ts";
+import { type JoolVersion, sessionFormatFor } from "../lib/jool/version.ts";
+import { Reactor } from "../lib/reactor.ts";
 
-const FORMATS: SessionFormat[] = ["nested", "compact48", "compact36"];
+const VERSIONS: JoolVersion[] = [9, 11, 13].map((revision) => ({
+  major: 4,
+  minor: 1,
+  revision,
+  development: 0,
+}));
 
 Deno.test("syntheticPayload: full batches of legal sessions in each format", () => {
-  for (const format of FORMATS) {
+  for (const format of ["nested", "compact48", "compact36"] as const) {
     const payload = syntheticPayload(format, 36, 60_000);
     const summary = decodePayload(payload);
     assert.equal(summary.format, format);
@@ -26,11 +33,22 @@ Deno.test("syntheticPayload: full batches of legal sessions in each format", () 
   }
 });
 
-Deno.test("warmUp runs both paths every round, in every format, with short local timeouts too", () => {
-  for (const format of FORMATS) {
-    assert.deepEqual(warmUp({ format, timeouts: JOOL_DEFAULT_TIMEOUTS }, 7), { sent: 7, added: 7 });
-    // A UDP timeout below the sessions' 60 s: clamped, still handed on.
-    const short = { ...JOOL_DEFAULT_TIMEOUTS, udp: 30_000 };
-    assert.deepEqual(warmUp({ format, timeouts: short }, 3), { sent: 3, added: 3 });
+Deno.test("warmUp: every round's batch is recognized, ACKed and forwarded, and its datagram added", async () => {
+  const reactor = new Reactor();
+  for (const version of VERSIONS) {
+    const options = {
+      familyId: 0x23,
+      groupId: 7,
+      version,
+      versionSource: "sysfs" as const,
+      instance: "default",
+      timeouts: JOOL_DEFAULT_TIMEOUTS,
+      reactor,
+    };
+    const format = sessionFormatFor(version);
+    assert.deepEqual(await warmUp(options, 7), { sent: 7, acks: 7, adds: 7 }, format);
+    // A UDP timeout below the sessions' 60 s: clamped, still added.
+    const short = { ...options, timeouts: { ...JOOL_DEFAULT_TIMEOUTS, udp: 30_000 } };
+    assert.deepEqual(await warmUp(short, 3), { sent: 3, acks: 3, adds: 3 }, format);
   }
 });
