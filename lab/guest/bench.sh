@@ -237,14 +237,14 @@ bulk_capture_start() { # ns: as capture_start, one capture per namespace
   rm -f "/tmp/nl-$ns.pcap" "/tmp/tcpdump-$ns.log"
   # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
   # one that ignores SIGINT as every background job of a script does).
-  ip netns exec "$ns" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
+  ip netns exec "$ns" tcpdump -B 16384 -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
   echo $! >"/tmp/tcpdump-$ns.pid"
   wait_for 30 "tcpdump on $ns's nlmon0" grep -q "listening on" "/tmp/tcpdump-$ns.log"
 }
 
 bulk_udp_capture_start() { # K's side of the sync link: when J's datagrams arrive
   rm -f /tmp/udp-K.pcap /tmp/tcpdump-udp-K.log
-  ip netns exec K tcpdump -i eth2 -s 64 -U -w /tmp/udp-K.pcap udp port 6464 >/tmp/tcpdump-udp-K.log 2>&1 &
+  ip netns exec K tcpdump -B 16384 -i eth2 -s 64 -U -w /tmp/udp-K.pcap udp port 6464 >/tmp/tcpdump-udp-K.log 2>&1 &
   echo $! >/tmp/tcpdump-udp-K.pid
   wait_for 30 "tcpdump on K's eth2" grep -q "listening on" /tmp/tcpdump-udp-K.log
 }
