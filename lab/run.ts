@@ -79,6 +79,7 @@ const { values } = parseArgs({
     "bench-kinds": { type: "string" },
     "bench-warmup": { type: "string" },
     "bench-bulk": { type: "string" },
+    "bench-start-gap": { type: "string" },
     "bench-bulk-batches": { type: "string" },
   },
 });
@@ -98,6 +99,7 @@ const benchArgs = [
   ["bench-kinds", "joold.bench_kinds"],
   ["bench-warmup", "joold.bench_warmup"],
   ["bench-bulk", "joold.bench_bulk"],
+  ["bench-start-gap", "joold.bench_start_gap"],
   ["bench-bulk-batches", "joold.bench_bulk_batches"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];

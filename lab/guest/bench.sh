@@ -17,6 +17,10 @@ IDLE_S=$(cmdline bench_idle); IDLE_S=${IDLE_S:-30}                        # 0: n
 # Sessions synced before each measured load (0: none, a cold daemon): a daemon that has been running
 # for a while has compiled its hot path; a just-started one compiles it during the first load.
 WARMUP=$(cmdline bench_warmup); WARMUP=${WARMUP:-0}
+# Seconds between both daemons being ready and the measured load (run.ts --bench-start-gap S):
+# unset, the step first waits until both daemons are idle (start-up over); set, it waits exactly
+# that long after "ready", as in a failover right after a (re)start, whatever is still compiling.
+START_GAP=$(cmdline bench_start_gap)
 # Daemon kinds compared: c, ours, and variants of ours for diagnosis: ours-gctrace (V8 logs its
 # garbage collections), ours-st (V8 without its background threads: --single-threaded),
 # ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0), ours-jittrace (V8 logs
@@ -159,7 +163,7 @@ step() { # kindJ kindK rate rep
   pidJ=$(cat "/tmp/daemon-${kindJ%%-*}-J.pid"); pidK=$(cat "/tmp/daemon-${kindK%%-*}-K.pid")
   # A daemon has just started (ours: seconds of JIT and GC under emulation): measure it settled,
   # as it is when a failover comes.
-  quiesce "$pidJ" "$pidK"
+  if [ -n "$START_GAP" ]; then sleep "$START_GAP"; else quiesce "$pidJ" "$pidK"; fi
   local j0=0 k0=0 warm=
   if [ "$WARMUP" -gt 0 ]; then
     # Other ports than the measured load's, at a rate every daemon syncs: different sessions.
