@@ -82,6 +82,10 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   "host-port": check.hostPort,
   "log-format": check.logFormat,
   "key-file": check.keyFile,
+  bytes: (origin, value) =>
+    check.integerIn(origin, value, 0, 268_435_456, origin.source === COMMAND_LINE),
+  seconds: (origin, value) =>
+    check.integerIn(origin, value, 1, 3600, origin.source === COMMAND_LINE),
   "peer-list": check.peerList,
 };
 
@@ -137,6 +141,9 @@ function loadFile(
  * @param family the group's family (for the interfaces)
  * @returns the section's object, by field
  */
+/** Value types whose keys stay absent when unset (the secure-sync ones read their default later). */
+const OPT_IN: ReadonlySet<ValueType> = new Set(["key-file", "peer-list", "bytes", "seconds"]);
+
 function buildSection(
   section: Section,
   raws: ReadonlyMap<string, Raw>,
@@ -147,7 +154,7 @@ function buildSection(
     if (spec.type === "file" || spec.type === "boolean") continue;
     const raw = raws.get(spec.name);
     // An opt-in key left unset stays absent: the configuration is the C daemon's, key for key.
-    if (raw === undefined && (spec.type === "key-file" || spec.type === "peer-list")) continue;
+    if (raw === undefined && OPT_IN.has(spec.type)) continue;
     out[spec.field] = raw === undefined
       ? spec.default
       : VALIDATORS[spec.type](raw.origin, raw.value, family);
