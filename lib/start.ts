@@ -341,6 +341,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     // advertise (set once the handle exists: nothing asks before the first datagram arrives).
     let resync: (why: string) => void = () => {};
     if (secure) {
+      // Its control plane's timer stops with it (it also closes the plain channel: idempotent).
+      closers.push(() => secure.close());
       log.info(secureLine(net!.keyFile!, secure));
       secure.setAdvertiser((why) => {
         if (!advertiseWorks(startup.version)) return "unavailable";

@@ -114,11 +114,12 @@ function getU64(view: DataView, offset: number): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeHeader, encodeHeader, HEADER_LENGTH } from "./envelope.ts";
+ * import { decodeHeader, encodeHeader, HEADER_LENGTH, Kind } from "./envelope.ts";
  *
- * const header = { kind: 0, keyId: 1, time: 2, sender: new Uint8Array(16).fill(3), sequence: 4 };
+ * const header = { kind: Kind.nack, keyId: 1, time: 2, sender: new Uint8Array(16), sequence: 4 };
  * const bytes = new Uint8Array(HEADER_LENGTH + 16); // a header, an empty payload, a tag
  * encodeHeader(header, bytes);
+ * assert.equal(bytes[3], 0x11); // kind 1, version 1
  * assert.deepEqual(decodeHeader(bytes), header);
  * ```
  */

@@ -44,6 +44,8 @@ export class ResendRing {
   #bytes = 0;
 
   /**
+   * Makes an empty ring.
+   *
    * @param maxBytes the bound, bytes (0: nothing is kept, every NACK becomes a resync)
    * @throws {RangeError} for a negative or non-integer bound
    */
