@@ -41,6 +41,9 @@ const ALL = [
   "i-module-reload",
   "j-forged-sessions",
   "j-sighup",
+  "k-secure-sync",
+  "k-secure-loss",
+  "k-secure-forgery",
 ];
 
 const { values } = parseArgs({

@@ -580,6 +580,16 @@ export class SecureChannel implements NetworkChannel {
     }
     const sender = senderHex(header.sender);
     const who = `${at} (sender ${sender})`;
+    if (sender === this.sender) {
+      // Our own identity from the network: a reflection (or a replay) of what we sent.
+      c.netSecureReplays++;
+      this.#warn.log(
+        "reflected",
+        `dropped an envelope${at} that carries this daemon's own sender identity: a reflected ` +
+          `or replayed copy of what it sent`,
+      );
+      return;
+    }
     const key = this.#byId.get(header.keyId);
     if (key === undefined) {
       c.netSecureUnknownKey++;

@@ -417,3 +417,13 @@ Deno.test("announce and bulk: a silent peer holds sync-ready until the timeout; 
   alone.channel.tick(clock.t);
   assert.equal(alone.channel.syncReadyReason, "no peer answered");
 });
+
+Deno.test("an envelope carrying the daemon's own sender identity is dropped as a reflection", () => {
+  const a = side();
+  a.channel.send(payload(1));
+  a.wire.handler(a.wire.sent[0]);
+  assert.deepEqual(a.got, []);
+  assert.equal(a.counters.netSecureReplays, 1);
+  assert.equal(a.channel.peers.size, 0, "it never becomes its own peer");
+  assert.match(a.log.warnings[0], /own sender identity: a reflected or replayed copy/);
+});
