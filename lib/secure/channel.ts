@@ -69,6 +69,11 @@ export const DEFAULT_SYNC_READY_TIMEOUT_S = 60;
  * reply) and no session went out for this long: the kernel's queue has drained, ms.
  */
 export const BULK_QUIET_MS = 500;
+/**
+ * A translator whose sessions never stop for {@linkcode BULK_QUIET_MS} sends the bulk-done this
+ * long after the kernel said its advertise is done, ms: its queue has had time to drain.
+ */
+export const BULK_MAX_DRAIN_MS = 10_000;
 /** Where the kernel cannot say its advertise is done (4.1.11, 4.1.12): assume it after this, ms. */
 export const BULK_FALLBACK_MS = 3000;
 /**
@@ -394,7 +399,9 @@ export class SecureChannel implements NetworkChannel {
 
   #finishBulk(now: number): void {
     if (this.#bulkPending.size === 0 || this.#bulkDoneAt === null) return;
-    if (now < this.#bulkDoneAt || now - this.#lastDataSent < BULK_QUIET_MS) return;
+    if (now < this.#bulkDoneAt) return;
+    const draining = now - this.#bulkDoneAt < BULK_MAX_DRAIN_MS;
+    if (draining && now - this.#lastDataSent < BULK_QUIET_MS) return;
     for (const [hex, target] of this.#bulkPending) {
       this.#sendBulkDone(hex, target, 0);
     }

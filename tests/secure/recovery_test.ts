@@ -10,6 +10,7 @@ import type { Logger } from "../../lib/log.ts";
 import {
   type AdvertiseMode,
   ANNOUNCE_WAIT_MS,
+  BULK_MAX_DRAIN_MS,
   BULK_QUIET_MS,
   HELLO_INTERVAL_MS,
   MAX_RESEND_PER_NACK,
@@ -373,6 +374,20 @@ Deno.test("announce and bulk: a starting daemon gets each peer's bulk, then is s
   assert.equal(b.counters.netSecureBulksSent, 1);
   b.flush(a);
   assert.equal(a.counters.netSecureBulksReceived, 2);
+  // A translator whose sessions never pause still answers, BULK_MAX_DRAIN_MS after the kernel's done.
+  const busy = side();
+  a.flush(busy);
+  busy.channel.advertiseDone();
+  const doneAt = clock.t;
+  for (; clock.t < doneAt + BULK_MAX_DRAIN_MS; clock.t += BULK_QUIET_MS / 2) {
+    busy.channel.send(payload(9));
+    busy.channel.tick(clock.t);
+    assert.equal(busy.counters.netSecureBulksSent, 0, "not while it drains");
+  }
+  busy.channel.send(payload(9));
+  busy.channel.tick(clock.t);
+  assert.equal(busy.counters.netSecureBulksSent, 1);
+  clock.t = doneAt;
   assert.deepEqual(a.got, [payload(1)]);
   assert.equal(a.channel.syncReady, false, "not before the announce wait");
   // A's next hello still asks (not ready yet): B says bulk-done again, without another advertise.
