@@ -317,6 +317,19 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     const net = config.net;
     // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
     const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
+    if (net && keys === null) {
+      const unused = [
+        net.resendBuffer !== undefined ? `"resend buffer"` : "",
+        net.syncReadyTimeout !== undefined ? `"sync-ready timeout"` : "",
+      ].filter((k) => k !== "");
+      if (unused.length > 0) {
+        log.warn(
+          `${
+            unused.join(" and ")
+          } apply to secure sync only: ignored without a "key file" (--net.key)`,
+        );
+      }
+    }
     const plain = net
       ? inNamespace(() =>
         MulticastChannel.open(reactor, net, counters, { peers: net.peersAllowed })

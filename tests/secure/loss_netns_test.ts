@@ -237,3 +237,28 @@ Deno.test({
       assert.notEqual(await track(), 0, "stopped: not ready");
     }),
 });
+
+Deno.test({
+  name: `the secure-sync sizes without a key file are ignored with a warning${skip}`,
+  ignore: unavailable !== null,
+  fn: () =>
+    pair(async ({ a, reactor, net }) => {
+      const warnings: string[] = [];
+      const log = {
+        level: "info" as const,
+        error: (m: string) => warnings.push(m),
+        warn: (m: string) => warnings.push(m),
+        info() {},
+        debug() {},
+      };
+      const A = await node(a, reactor, { ...net(false), resendBuffer: 0 }, "4.1.13", log);
+      await A.close();
+      assert.ok(
+        warnings.includes(
+          `"resend buffer" apply to secure sync only: ignored without a "key file" (--net.key)`,
+        ),
+        warnings.join("\n"),
+      );
+      assert.equal(A.daemon.secure, null);
+    }),
+});
