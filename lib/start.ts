@@ -324,9 +324,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       ].filter((k) => k !== "");
       if (unused.length > 0) {
         log.warn(
-          `${
-            unused.join(" and ")
-          } apply to secure sync only: ignored without a "key file" (--net.key)`,
+          `${unused.join(" and ")} ${unused.length === 1 ? "applies" : "apply"} to secure ` +
+            `sync only: ignored without a "key file" (--net.key)`,
         );
       }
     }

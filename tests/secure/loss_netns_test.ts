@@ -255,7 +255,7 @@ Deno.test({
       await A.close();
       assert.ok(
         warnings.includes(
-          `"resend buffer" apply to secure sync only: ignored without a "key file" (--net.key)`,
+          `"resend buffer" applies to secure sync only: ignored without a "key file" (--net.key)`,
         ),
         warnings.join("\n"),
       );
