@@ -18,7 +18,9 @@ import {
   SecureChannel,
 } from "../../lib/secure/channel.ts";
 import {
+  BULK_NO_ADVERTISE,
   decodeNack,
+  encodeBulkDone,
   encodeHello,
   encodeNack,
   HELLO_SYNC_READY,
@@ -441,4 +443,31 @@ Deno.test("an envelope carrying the daemon's own sender identity is dropped as a
   assert.equal(a.counters.netSecureReplays, 1);
   assert.equal(a.channel.peers.size, 0, "it never becomes its own peer");
   assert.match(a.log.warnings[0], /own sender identity: a reflected or replayed copy/);
+});
+
+Deno.test("the control payloads, byte for byte (docs/PROTOCOL.md, Kinds and control messages)", () => {
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const target = new Uint8Array(16).fill(0xaa);
+  assert.equal(
+    hex(encodeNack({ target, first: 5, count: 3, flags: 0 })),
+    "aa".repeat(16) + "0000000000000005" + "00000003" + "00",
+  );
+  assert.equal(
+    hex(encodeNack({ target, first: 2 ** 40 + 1, count: 1, flags: NACK_RESYNC })),
+    "aa".repeat(16) + "0000010000000001" + "00000001" + "01",
+  );
+  assert.equal(hex(encodeHello(HELLO_WANT_BULK)), "01");
+  assert.equal(hex(encodeBulkDone({ target, flags: BULK_NO_ADVERTISE })), "aa".repeat(16) + "01");
+  const bad = (h: string) => Uint8Array.from(h.match(/../g)!, (x) => parseInt(x, 16));
+  for (
+    const [what, payload] of [
+      ["a count of 0", bad("aa".repeat(16) + "0000000000000005" + "00000000" + "00")],
+      ["a first sequence of 0", bad("aa".repeat(16) + "0000000000000000" + "00000001" + "00")],
+      [
+        "a first sequence beyond 2^53",
+        bad("aa".repeat(16) + "0020000000000000" + "00000001" + "00"),
+      ],
+      ["28 bytes", new Uint8Array(28)],
+    ] as const
+  ) assert.throws(() => decodeNack(payload), RangeError, what);
 });
