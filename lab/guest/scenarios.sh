@@ -789,7 +789,9 @@ secure_forgery() { # replayed, tampered and forged envelopes on the sync link ad
   in_ns K deno run --quiet -A "$PROJECT/lab/guest/forge.ts" capture ff08::db8:64:64 6464 eth2 /tmp/recording.hex \
     >/tmp/capture.log 2>&1 &
   local capture=$!
-  sleep 2
+  # It says so once it joined the group (deno's start-up takes seconds under TCG).
+  wait_for 60 "the recorder to join the group" grep -q "^capturing" /tmp/capture.log ||
+    fail "the recorder did not start: $(cat /tmp/capture.log)"
   # ICMP and UDP only: a TCP flow's later state changes would be genuine updates during the attack.
   in_ns n6 ping -c 2 -i 0.3 -W 2 64:ff9b::192.0.2.8 >/dev/null 2>&1
   udp_burst 3 recorded
