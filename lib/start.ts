@@ -33,6 +33,8 @@ import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
+import { warmUp, WARMUP_ROUNDS } from "./warmup.ts";
+import { JOOL_DEFAULT_TIMEOUTS } from "./jool/timeouts.ts";
 
 /**
  * Advertise requests (SIGUSR1, `--advertise`) closer together than this are coalesced: the first
@@ -378,6 +380,14 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     if (stats) closers.push(() => stats.close());
     // The exposure of the sync and stats sockets (no in interface, a wildcard stats address).
     for (const warning of [...plain?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
+    if (startup.versionSource !== "fallback") {
+      // The hot path compiled before the first batch: a restarted standby gets its peers' whole
+      // table at once (lib/warmup.ts). Runs before READY, touches nothing outside itself.
+      const began = performance.now();
+      const timeouts = startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS;
+      warmUp({ format: sessionFormatFor(startup.version), timeouts });
+      log.debug(`warm-up: ${WARMUP_ROUNDS} rounds in ${Math.round(performance.now() - began)} ms`);
+    }
     const daemon = new Daemon({
       kernel,
       network,

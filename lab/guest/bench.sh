@@ -21,8 +21,17 @@ WARMUP=$(cmdline bench_warmup); WARMUP=${WARMUP:-0}
 # garbage collections), ours-st (V8 without its background threads: --single-threaded),
 # ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0), ours-jittrace (V8 logs
 # what it compiles and how long each compilation took), ours-turbofan (V8's default compilers,
-# without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N).
+# without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
+# ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
+# lower priority: what serving Prometheus costs the sync path).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
+# Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
+# K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
+# c, ours, proxy (`jool session proxy`, 4.1.12+) and ackonly (J only receives and ACKs:
+# guest/ackloop.ts, the kernel's own ceiling). BULK_BATCHES: "default" (the kernel's
+# ss-max-sessions-per-packet) and/or 1.
+BULK=$(cmdline bench_bulk | tr , ' ')
+BULK_BATCHES=$(cmdline bench_bulk_batches | tr , ' '); BULK_BATCHES=${BULK_BATCHES:-default 1}
 # The Generic Netlink family id of Jool (families are global: any namespace sees the same id).
 FAMILY=$(( $(genl ctrl get name Jool 2>/dev/null | sed -n 's/.*ID: \(0x[0-9a-fA-F]*\).*/\1/p' | head -1) + 0 ))
 
@@ -121,6 +130,13 @@ start() { # kind ns
     ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
     ours-turbofan) OURS_V8_FLAGS="" ours "$2" ;;
     ours-nolinger) JOOLD_LINGER_MS=0 OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
+    ours-scraped)
+      OURS_DENO_FLAGS="--allow-net=[::1]:9477" ours "$2" --metrics=[::1]:9477 || return 1
+      # teardown kills every /tmp/daemon-*.pid: the scraper goes with the daemons.
+      in_ns "$2" nice -n 10 deno run --quiet --no-prompt "--allow-net=[::1]:9477" \
+        "$PROJECT/lab/guest/scrape.ts" "http://[::1]:9477/metrics" 100 2>>"/tmp/scraper-$2.log" &
+      echo $! >"/tmp/daemon-scraper-$2.pid"
+      ;;
     ours-linger[0-9]*) JOOLD_LINGER_MS=${1#ours-linger} OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
   esac
@@ -190,6 +206,151 @@ idle() { # kind: CPU a daemon uses with nothing to sync, after its start-up
     "halves_ms=$(( (t1 - t0) * 1000 / HZ )),$(( (t2 - t1) * 1000 / HZ ))" "J_rss_kib=$(rss_kib "$pid")"
   teardown >/dev/null 2>&1
 }
+
+bulk_start() { # kind: the daemons of one bulk step, fresh
+  case $1 in
+    ackonly)
+      ip netns exec J deno run --quiet --no-prompt "--allow-ffi=$LIBC" --allow-read=/sys/module \
+        "$PROJECT/lab/guest/ackloop.ts" >/tmp/ackloop.log 2>&1 &
+      echo $! >/tmp/daemon-ackloop-J.pid
+      wait_for 90 "the ACK loop in J" grep -q ready /tmp/ackloop.log
+      ;;
+    proxy) proxy J && proxy K ;;
+    *) start "$1" J && start "$1" K ;;
+  esac
+}
+
+bulk_pids() { # kind -> the pids of its processes
+  local f
+  for f in /tmp/daemon-*-J.pid /tmp/daemon-*-K.pid; do [ -e "$f" ] && cat "$f"; done
+}
+
+bulk_progress() { # kind -> sessions so far: K's kernel's received ones (J's sent ones for ackonly)
+  if [ "$1" = ackonly ]; then jstat J JSTAT_JOOLD_SSS_SENT; else jstat K JSTAT_JOOLD_SSS_RCVD; fi
+}
+
+bulk_capture_start() { # ns: as capture_start, one capture per namespace
+  local ns=$1
+  in_ns "$ns" ip link del nlmon0 2>/dev/null
+  in_ns "$ns" ip link add nlmon0 type nlmon && in_ns "$ns" ip link set nlmon0 up ||
+    log "bulk: no nlmon0 in $ns: $(in_ns "$ns" ip -br link 2>&1 | tr '\n' ' ')"
+  rm -f "/tmp/nl-$ns.pcap" "/tmp/tcpdump-$ns.log"
+  # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
+  # one that ignores SIGINT as every background job of a script does).
+  ip netns exec "$ns" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
+  echo $! >"/tmp/tcpdump-$ns.pid"
+  wait_for 30 "tcpdump on $ns's nlmon0" grep -q "listening on" "/tmp/tcpdump-$ns.log"
+}
+
+bulk_udp_capture_start() { # K's side of the sync link: when J's datagrams arrive
+  rm -f /tmp/udp-K.pcap /tmp/tcpdump-udp-K.log
+  ip netns exec K tcpdump -i eth2 -s 64 -U -w /tmp/udp-K.pcap udp port 6464 >/tmp/tcpdump-udp-K.log 2>&1 &
+  echo $! >/tmp/tcpdump-udp-K.pid
+  wait_for 30 "tcpdump on K's eth2" grep -q "listening on" /tmp/tcpdump-udp-K.log
+}
+
+bulk_capture_stop() { # ns, or udp-K
+  local pid end=$((SECONDS + 10)); pid=$(cat "/tmp/tcpdump-$1.pid")
+  kill -INT "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  [ "$1" = udp-K ] || in_ns "$1" ip link del nlmon0 2>/dev/null
+}
+
+udp_count() { # ns: UDP sessions in the table (one read; long under TCG for 100k)
+  in_ns "$1" jool session display --udp --numeric --csv --no-headers 2>/dev/null | grep -c .
+}
+
+bulk_fill() { # count: J's UDP table gets COUNT sessions, made while nothing syncs
+  local left=$1 host=8 chunk
+  while [ "$left" -gt 0 ]; do
+    chunk=$((left > 50000 ? 50000 : left))
+    # A second destination address when the ports of one run out: a new session per datagram.
+    in_ns n6 nice -n -10 deno run --quiet --no-prompt "--allow-ffi=$LIBC" \
+      "$PROJECT/lab/guest/loadgen.ts" "64:ff9b::192.0.2.$host" 10000 "$chunk" 4000 >/dev/null
+    left=$((left - chunk)); host=$((host + 1))
+  done
+}
+
+bulk_reset_k() { # K's instance re-created empty, as a standby that restarts
+  in_ns K jool instance remove >/dev/null 2>&1
+  jool_instance K true
+  bulk_tune K
+}
+
+bulk_tune() { # ns: long UDP timeouts (the table must outlive the step) and the batch size
+  in_ns "$1" jool global update udp-timeout 2:00:00
+  [ "$BULK_BATCH" = 1 ] && in_ns "$1" jool global update ss-max-sessions-per-packet 1
+  return 0
+}
+
+bulk_step() { # kind count rep
+  local kind=$1 n=$2 rep=$3 p0 p last still=0 end
+  log "bulk $kind $n rep $rep: K reset, starting the daemons"
+  bulk_reset_k
+  bulk_start "$kind" || { echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"; return; }
+  # shellcheck disable=SC2046 # one pid per word
+  quiesce $(bulk_pids)
+  log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
+  bulk_capture_start J; [ "$kind" = ackonly ] || { bulk_capture_start K; bulk_udp_capture_start; }
+  p0=$(bulk_progress "$kind"); p0=${p0:-0}
+  local t0; t0=$(ms_now)
+  in_ns J jool joold advertise 2>/dev/null || in_ns J jool session advertise
+  # Done when every session arrived, or nothing moved for 10 s (then the step reports the loss).
+  end=$((SECONDS + 900)); last=-1
+  while [ $SECONDS -lt $end ]; do
+    p=$(( $(bulk_progress "$kind") - p0 ))
+    [ "$p" -ge "$n" ] && break
+    if [ "$p" = "$last" ]; then still=$((still + 1)); [ $still -ge 20 ] && break; else still=0 last=$p; fi
+    sleep 0.5
+  done
+  local polled_ms=$(( $(ms_now) - t0 ))
+  log "bulk $kind: progress $p of $n after ${polled_ms} ms"
+  bulk_capture_stop J; [ "$kind" = ackonly ] || { bulk_capture_stop K; bulk_capture_stop udp-K; }
+  local keep="/mnt/results/captures/bulk-$kind-$n-$BULK_BATCH-$rep"
+  mkdir -p /mnt/results/captures
+  cp /tmp/nl-J.pcap "$keep.J.pcap"
+  cat /tmp/tcpdump-*.log >"$keep.tcpdump.log" 2>/dev/null
+  if [ "$kind" != ackonly ]; then cp /tmp/nl-K.pcap "$keep.K.pcap"; cp /tmp/udp-K.pcap "$keep.udp-K.pcap"; fi
+  log "bulk $kind: captures stopped ($(stat -c %s /tmp/nl-J.pcap) bytes in J's)"
+  local cpu; cpu=$(for pid in $(bulk_pids); do proc_stat "$pid" | tr ' ' ,; done | tr '\n' ' ')
+  local k=- timeline
+  [ "$kind" = ackonly ] || k=$(udp_count K)
+  timeline=$(deno run --quiet --no-prompt --allow-read "$PROJECT/lab/guest/bulktime.ts" /tmp/nl-J.pcap \
+    "$([ "$kind" = ackonly ] && echo - || echo /tmp/nl-K.pcap)" "$FAMILY" "$JOOL_VERSION" \
+    "$([ "$kind" = ackonly ] && echo - || echo /tmp/udp-K.pcap)" 2>&1 | grep -v "^    at " | tr '\n' ' ')
+  echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep j_table=$BULK_J k_table=$k progress=$p" \
+    "polled_ms=$polled_ms [$timeline] cpu_rss=[${cpu% }]"
+  for f in /tmp/daemon-*.pid; do
+    [ -e "$f" ] && { kill "$(cat "$f")" 2>/dev/null; sleep 0.2; kill -9 "$(cat "$f")" 2>/dev/null; rm -f "$f"; }
+  done
+  pkill -f "$PROJECT/cli.ts" 2>/dev/null
+}
+
+if [ -n "$BULK" ]; then
+  log "bulk benchmark: Jool $JOOL_VERSION, sizes $BULK, batches $BULK_BATCHES, $REPS repetitions, kinds $KINDS"
+  if [ "$REV" -lt 11 ]; then
+    log "Jool $JOOL_VERSION ignores JOOLD_ADVERTISE: no bulk resync to measure"
+    result bench PASS
+    exit 0
+  fi
+  for n in $BULK; do
+    for BULK_BATCH in $BULK_BATCHES; do
+      setup 6 false
+      bulk_tune J
+      bulk_fill "$n"
+      BULK_J=$(udp_count J)
+      log "J holds $BULK_J UDP sessions (batch $BULK_BATCH)"
+      in_ns J jool global update ss-enabled true
+      for rep in $(seq "$REPS"); do
+        for kind in $KINDS; do bulk_step "$kind" "$BULK_J" "$rep"; done
+      done
+      teardown >/dev/null 2>&1
+    done
+  done
+  result bench PASS
+  exit 0
+fi
 
 log "benchmark: Jool $JOOL_VERSION, $COUNT sessions per step (after $WARMUP warm-up sessions), rates $RATES, $REPS repetitions," \
   "interop at ${INTEROP_RATE}/s, idle ${IDLE_S}s, kinds $KINDS, Jool family id $FAMILY"

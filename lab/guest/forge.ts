@@ -3,6 +3,10 @@
 //     one datagram to the group, in the peer kernel's own format, holding two forged sessions: a UDP
 //     session that claims 49.7 days to live (SRC6PORT), and a TCP session in a state no timer
 //     holds (state 7; SRC6PORT + 1). Both are shaped well: only their meaning is wrong.
+//   deno run --allow-ffi=<libc> forge.ts flood ADDRESS PORT OUT_INTERFACE SECONDS RATE
+//     empty datagrams to ADDRESS:PORT (a stats server), RATE per second in 10 ms bursts. Paced, not
+//     as fast as the socket takes them: an unpaced flood over the veth panicked trixie's guest
+//     kernel under TCG (__netif_receive_skb_core), which judges QEMU, not the daemon.
 //   deno run -A forge.ts capture GROUP PORT IN_INTERFACE FILE
 //     joins the group and appends every datagram received to FILE, one hex line each, until killed
 //     (a recording of the sync link, for the replay below).
@@ -144,6 +148,17 @@ if (mode === "sessions") {
   forged.set(header.subarray(4, 8), 4); // the genuine key id: the tag is what must fail
   send(forged, "forged");
   console.log(`sent ${JSON.stringify(counts)} from ${recorded.length} recorded datagrams`);
+} else if (mode === "flood") {
+  const perBurst = Math.max(1, Math.round(Number(arg2) / 100));
+  const until = performance.now() + 1000 * Number(arg);
+  const empty = new Uint8Array(0);
+  let sent = 0;
+  console.log("flooding"); // the scenario waits for this line, not for a fixed time
+  for (let next = performance.now(); next < until; next += 10) {
+    for (let i = 0; i < perBurst; i++) if (sendto(fd, empty, to) >= 0) sent++;
+    await new Promise((r) => setTimeout(r, Math.max(0, next + 10 - performance.now())));
+  }
+  console.log(`sent ${sent} empty datagrams in ${arg} s`);
 } else {
-  throw new Error(`unknown mode ${mode}: sessions, capture, inject`);
+  throw new Error(`unknown mode ${mode}: sessions, flood, capture, inject`);
 }

@@ -198,3 +198,98 @@ export function formatAckLatency(r: AckLatency): string {
       us(percentile(l, 0.99))
     } max=${us(l.length ? l[l.length - 1] : NaN)} mean=${us(mean)}`;
 }
+
+/** Which messages mark the phases of a bulk resync. */
+export interface BulkOptions {
+  /** The Jool Generic Netlink family id. */
+  readonly family: number;
+  /** The JOOLD_ADVERTISE command number of the module's version. */
+  readonly advertise: number;
+  /** The JOOLD_ADD command number of the module's version. */
+  readonly add: number;
+}
+
+/** The phases of one bulk resync, in ms after the advertise request (NaN: never seen). */
+export interface BulkTimeline {
+  /** Session batches J's kernel sent to user space after the advertise request. */
+  readonly batches: number;
+  /** JOOLD_ADD requests K's daemon sent to its kernel after the advertise request. */
+  readonly adds: number;
+  readonly firstBatchMs: number;
+  readonly lastBatchMs: number;
+  readonly firstAddMs: number;
+  readonly lastAddMs: number;
+  /** Sync datagrams K's interface received after the request (0 without that capture). */
+  readonly datagrams: number;
+  readonly firstDatagramMs: number;
+  readonly lastDatagramMs: number;
+}
+
+/**
+ * The timeline of a bulk resync from two captures on the same clock (two namespaces of one guest):
+ * J's, where `jool joold advertise` asks J's kernel for its table and the kernel sends it in
+ * batches, and K's, where the receiving daemon hands the sessions to K's kernel with JOOLD_ADD.
+ * The kernel time-stamps each message when it is queued (the netlink tap), so the same yardstick
+ * holds for every daemon.
+ *
+ * @param j J's capture (libpcap, nlmon)
+ * @param k K's capture, or undefined when nothing runs on K (the receive+ACK-only ceiling)
+ * @param options the family id and command numbers
+ * @param sync K's capture of its sync interface (tcpdump filtered to the sync port), if taken
+ * @returns the phases; throws when J's capture holds no advertise request
+ */
+export function bulkTimeline(
+  j: Uint8Array,
+  k: Uint8Array | undefined,
+  options: BulkOptions,
+  sync?: Uint8Array,
+): BulkTimeline {
+  const jCapture = parsePcap(j);
+  let t0 = NaN;
+  let batches = 0;
+  let firstBatch = NaN;
+  let lastBatch = NaN;
+  for (const { us, data } of jCapture.packets) {
+    const head = netlinkHead(jCapture.linktype, data);
+    if (head === undefined || head.type !== options.family) continue;
+    if (Number.isNaN(t0)) {
+      if (head.cmd === options.advertise && head.seq !== 0) t0 = us;
+      continue;
+    }
+    if (head.seq === 0 && head.cmd === 0) {
+      batches++;
+      if (Number.isNaN(firstBatch)) firstBatch = us;
+      lastBatch = us;
+    }
+  }
+  if (Number.isNaN(t0)) throw new Error("bulk: J's capture holds no JOOLD_ADVERTISE request");
+  let adds = 0;
+  let firstAdd = NaN;
+  let lastAdd = NaN;
+  if (k !== undefined) {
+    const kCapture = parsePcap(k);
+    for (const { us, data } of kCapture.packets) {
+      const head = netlinkHead(kCapture.linktype, data);
+      if (head === undefined || head.type !== options.family || us < t0) continue;
+      if (head.cmd === options.add && head.seq !== 0) {
+        adds++;
+        if (Number.isNaN(firstAdd)) firstAdd = us;
+        lastAdd = us;
+      }
+    }
+  }
+  // K's sync interface, filtered by tcpdump to the sync port: every record is a datagram.
+  const arrivals = sync === undefined ? [] : parsePcap(sync).packets.filter((p) => p.us >= t0);
+  const ms = (us: number) => (us - t0) / 1000;
+  return {
+    datagrams: arrivals.length,
+    firstDatagramMs: ms(arrivals.at(0)?.us ?? NaN),
+    lastDatagramMs: ms(arrivals.at(-1)?.us ?? NaN),
+    batches,
+    adds,
+    firstBatchMs: ms(firstBatch),
+    lastBatchMs: ms(lastBatch),
+    firstAddMs: ms(firstAdd),
+    lastAddMs: ms(lastAdd),
+  };
+}

@@ -553,6 +553,27 @@ forged_sessions() { # well-shaped sessions of impossible meaning on the sync lin
   check_synced "$DEADLINE" || fail "no sync after the forged datagram"
 }
 
+k_stats_answer() { [ "$(stats_query K 6401 | wc -l)" = 6 ]; }
+
+stats_flood() { # K's stats port flooded during a sync flow: the flow still syncs in time
+  setup 6
+  ours J && ours K --stats.port=6401 || fail "daemons did not start"
+  # 20k empty datagrams/s for 20 s, paced (lab/guest/forge.ts says why not unpaced): 200 times
+  # the stats server's reply limit, so nearly all of them are read and refused.
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/forge.ts" \
+    flood 2001:db8:ff08::5 6401 eth2 20 20000 >/tmp/flood.out 2>&1 &
+  local flooder=$!
+  wait_for 30 "the flood to start" grep -q flooding /tmp/flood.out || fail "the flood did not start"
+  flows under-flood
+  check_synced "$DEADLINE" || fail "K lacks J's sessions while its stats port is flooded"
+  kill -0 "$flooder" 2>/dev/null || fail "the flood ended before the sync was checked: $(cat /tmp/flood.out)"
+  wait "$flooder"
+  log "flood: $(tail -1 /tmp/flood.out)"
+  kill -0 "$(cat /tmp/daemon-ours-K.pid)" || fail "K's daemon died in the flood"
+  wait_for 10 "K's stats server to answer after the flood" k_stats_answer ||
+    fail "K's stats server does not answer after the flood"
+}
+
 sighup() { # SIGHUP reloads and never stops the daemon
   setup 6
   ours J && ours K || fail "daemons did not start"
@@ -635,7 +656,10 @@ nonroot() {
 
 kernel_stats() { # the kernel's JSTAT_JOOLD_* as the daemon reads them, against `jool stats display`
   setup 6
-  ours J && ours K || fail "daemons did not start"
+  # J serves metrics: the kernel's counters in them are judged below, the exposition by the host's
+  # `promtool check metrics` (run.ts checks every *.prom file a scenario leaves in the results).
+  OURS_DENO_FLAGS="--allow-net=[::1]:9477" ours J --metrics=[::1]:9477 && ours K ||
+    fail "daemons did not start"
   flows kstats
   # What is judged here is the counters, not the sync's speed: a generous deadline.
   check_synced $((DEADLINE * 4)) || fail "K lacks J's sessions $((DEADLINE * 4))s after the flows"
@@ -644,12 +668,16 @@ kernel_stats() { # the kernel's JSTAT_JOOLD_* as the daemon reads them, against 
   in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" --allow-write=/mnt/results/kstats-capture \
     "$PROJECT/lab/guest/kstats.ts" --capture /mnt/results/kstats-capture >/tmp/kstats-ours 2>&1 ||
     fail "kstats.ts failed: $(tail -3 /tmp/kstats-ours)"
+  in_ns J deno run --quiet --no-prompt "--allow-net=[::1]:9477" "$PROJECT/lab/guest/scrape.ts" \
+    "http://[::1]:9477/metrics" >/tmp/metrics.prom 2>&1 || fail "the scrape failed: $(tail -3 /tmp/metrics.prom)"
   in_ns J jool stats display --all --csv >/tmp/kstats-after 2>&1
+  cp /tmp/metrics.prom "/mnt/results/e-kernel-stats.prom"
   cp /tmp/kstats-ours /tmp/kstats-before /tmp/kstats-after /mnt/results/kstats-capture/
   log "read by joold's decoder: $(tr '\n' ' ' </tmp/kstats-ours)"
   if [ "$REV" -lt 12 ]; then
     [ "$(cat /tmp/kstats-ours)" = none ] || fail "Jool $JOOL_VERSION has no JSTAT_JOOLD_*, yet: $(cat /tmp/kstats-ours)"
     ! grep -q '^JSTAT_JOOLD_' /tmp/kstats-before || fail "jool shows JSTAT_JOOLD_* on $JOOL_VERSION, joold read none"
+    ! grep -q '^jool_joold_' /tmp/metrics.prom || fail "the scrape exports jool_joold_* on $JOOL_VERSION: absent, not zero"
     return 0
   fi
   local ours theirs name value before after
@@ -663,6 +691,17 @@ kernel_stats() { # the kernel's JSTAT_JOOLD_* as the daemon reads them, against 
       fail "$name: joold read $value, jool showed $before then $after"
   done </tmp/kstats-ours
   [ "$(sed -n 's/^JSTAT_JOOLD_ACKS,//p' /tmp/kstats-ours)" -gt 0 ] || fail "no ACK counted, yet the daemon ACKed batches"
+  # The same counters as a scrape exports them: jool_joold_<name>_total, read by the scrape itself.
+  local metric scraped
+  while IFS=, read -r name value; do
+    metric="jool_joold_$(echo "${name#JSTAT_JOOLD_}" | tr 'A-Z' 'a-z')_total"
+    scraped=$(sed -n "s/^$metric //p" /tmp/metrics.prom)
+    [ -n "$scraped" ] || fail "the scrape has no $metric"
+    before=$(sed -n "s/^$name,//p" /tmp/kstats-before); after=$(sed -n "s/^$name,//p" /tmp/kstats-after)
+    [ "$scraped" -ge "$before" ] && [ "$scraped" -le "$after" ] ||
+      fail "$metric: the scrape says $scraped, jool showed $before then $after"
+  done </tmp/kstats-ours
+  log "the scrape's jool_joold_* agree with jool stats display: $(grep -c '^jool_joold_' /tmp/metrics.prom) lines"
 }
 
 module_reload() { # `modprobe -r jool; modprobe jool` under running daemons: they rejoin the new family
@@ -839,10 +878,10 @@ declare -A SCENARIOS=(
   [f-instance-readded]=fault_instance_readded [f-peer-restart]=fault_peer_restart
   [f-storm]=fault_storm [g-ss-enabled]=ss_enabled [h-nonroot]=nonroot
   [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
-  [j-forged-sessions]=forged_sessions [j-sighup]=sighup
+  [j-forged-sessions]=forged_sessions [j-stats-flood]=stats_flood [j-sighup]=sighup
   [k-secure-sync]=secure_sync [k-secure-loss]=secure_loss [k-secure-forgery]=secure_forgery
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-sighup k-secure-sync k-secure-loss k-secure-forgery"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup k-secure-sync k-secure-loss k-secure-forgery"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER

@@ -6,6 +6,12 @@
 
 import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
 
+/**
+ * How an operator hears what the kernel side did on its own (a module reload, ss-enabled
+ * re-applied, a held-back advertise): not an error, a line worded for the log.
+ */
+export type NoticeHandler = (level: "debug" | "info" | "warn", text: string) => void;
+
 /** The Jool module is not loaded in this network namespace (family "Jool" missing). */
 export class JoolNotLoadedError extends Error {
   /** Builds the error. */

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   analyzeCapture,
+  bulkTimeline,
   formatAckLatency,
   LINKTYPE_NETLINK,
   netlinkHead,
@@ -106,4 +107,71 @@ Deno.test("percentile is nearest-rank", () => {
   const s = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
   assert.deepEqual([0.5, 0.9, 0.99, 1].map((p) => percentile(s, p)), [5, 9, 10, 10]);
   assert.equal(percentile([], 0.5), NaN);
+});
+
+/**
+ * A capture of the given messages, each the fixture's first record (the kernel's batch: SLL header,
+ * nlmsghdr, genlmsghdr, cut at 64 bytes by tcpdump) with its time, sequence number and command
+ * rewritten: the bytes tcpdump writes, with the fields the timeline reads chosen by the test.
+ */
+function captureOf(messages: { us: number; seq: number; cmd: number }[]): Uint8Array {
+  const record = CAPTURE.subarray(24, 24 + 16 + 64);
+  const out = new Uint8Array(24 + messages.length * record.length);
+  out.set(CAPTURE.subarray(0, 24));
+  messages.forEach(({ us, seq, cmd }, i) => {
+    const at = 24 + i * record.length;
+    out.set(record, at);
+    const v = new DataView(out.buffer, at);
+    v.setUint32(0, Math.floor(us / 1e6), true);
+    v.setUint32(4, us % 1e6, true);
+    v.setUint32(16 + 16 + 8, seq, true); // nlmsg_seq, after the SLL header
+    out[at + 16 + 16 + 16] = cmd; // genlmsghdr.cmd
+  });
+  return out;
+}
+
+Deno.test("bulkTimeline: from J's advertise request to J's last batch and K's last JOOLD_ADD", () => {
+  const { JOOLD_ADVERTISE, JOOLD_ADD, JOOLD_ACK } = COMMANDS_4_1;
+  const t0 = 1_795_432_000_000_000;
+  const j = captureOf([
+    { us: t0 - 5000, seq: 0, cmd: 0 }, // a batch before the request: not part of the bulk
+    { us: t0, seq: 7, cmd: JOOLD_ADVERTISE },
+    { us: t0 + 1500, seq: 0, cmd: 0 },
+    { us: t0 + 1900, seq: 8, cmd: JOOLD_ACK },
+    { us: t0 + 2500, seq: 0, cmd: 0 },
+    { us: t0 + 2600, seq: 9, cmd: JOOLD_ACK },
+  ]);
+  const k = captureOf([
+    { us: t0 - 100, seq: 3, cmd: JOOLD_ADD }, // before the request: ignored
+    { us: t0 + 2100, seq: 4, cmd: JOOLD_ADD },
+    { us: t0 + 2200, seq: 0, cmd: 0 }, // K's kernel's own batch, not an add
+    { us: t0 + 3250, seq: 5, cmd: JOOLD_ADD },
+  ]);
+  const options = { family: FAMILY, advertise: JOOLD_ADVERTISE, add: JOOLD_ADD };
+  // K's sync interface: only the records' times count (tcpdump filtered it to the sync port).
+  const sync = captureOf([
+    { us: t0 - 10, seq: 0, cmd: 0 },
+    { us: t0 + 1800, seq: 0, cmd: 0 },
+    { us: t0 + 3000, seq: 0, cmd: 0 },
+  ]);
+  assert.deepEqual(bulkTimeline(j, k, options, sync), {
+    batches: 2,
+    adds: 2,
+    firstBatchMs: 1.5,
+    lastBatchMs: 2.5,
+    firstAddMs: 2.1,
+    lastAddMs: 3.25,
+    datagrams: 2,
+    firstDatagramMs: 1.8,
+    lastDatagramMs: 3,
+  });
+  const ceiling = bulkTimeline(j, undefined, options);
+  assert.deepEqual(
+    [ceiling.batches, ceiling.adds, ceiling.datagrams, Number.isNaN(ceiling.lastAddMs)],
+    [2, 0, 0, true],
+  );
+  assert.throws(
+    () => bulkTimeline(CAPTURE, k, options),
+    /J's capture holds no JOOLD_ADVERTISE request/,
+  );
 });
