@@ -68,12 +68,15 @@ export {
   type HistogramSnapshot,
   kernelStatName,
   type MetricsSnapshot,
+  type SecurePeerSnapshot,
+  type SecureSnapshot,
 } from "./lib/metrics/exposition.ts";
 export {
   type Collector,
   type KernelStatsSource,
   MetricsPermissionError,
   MetricsServer,
+  type SyncReadySource,
 } from "./lib/metrics/server.ts";
 export {
   FLOOD_LINGER_MS,
@@ -197,17 +200,40 @@ export {
 } from "./lib/netlink/message.ts";
 export { type FamilyInfo, getFamilyRequest, parseFamilyReply } from "./lib/genetlink/controller.ts";
 export {
+  type AdvertiseMode,
+  type Advertiser,
   type DatagramHandler,
   MAX_CLOCK_SKEW_MS,
+  reportsAdvertiseDone,
   SecureChannel,
   type SecureParts,
+  type SyncReadyReason,
 } from "./lib/secure/channel.ts";
+export {
+  type BulkDone,
+  decodeBulkDone,
+  decodeHello,
+  decodeNack,
+  encodeBulkDone,
+  encodeHello,
+  encodeNack,
+  type Nack,
+} from "./lib/secure/control.ts";
+export {
+  DEFAULT_RESEND_BUFFER,
+  type DueWork,
+  GapTracker,
+  type NackRequest,
+  ResendRing,
+  type RingEntry,
+} from "./lib/secure/recovery.ts";
 export {
   decodeHeader,
   encodeHeader,
   type EnvelopeHeader,
   HEADER_LENGTH,
   isEnvelope,
+  Kind,
   MAGIC,
   MAX_FIELD,
   openEnvelope,

@@ -61,6 +61,9 @@ const ALL = [
   "k-three-multicast",
   "k-three-unicast",
   "k-three-c-daemon",
+  "k-secure-sync",
+  "k-secure-loss",
+  "k-secure-forgery",
 ];
 
 const { values } = parseArgs({

@@ -132,8 +132,44 @@ export interface Counters {
    * not arrived yet): lost, or late. Lost so far = this minus {@linkcode netSecureLate}.
    */
   netSecureGaps: number;
-  /** Accepted envelopes that filled a gap (they arrived after a later one: reordering, not loss). */
+  /**
+   * Accepted envelopes that filled a gap before it was NACKed (they arrived after a later one:
+   * reordering, not loss).
+   */
   netSecureLate: number;
+  /** Accepted envelopes that filled a gap after it was NACKed: loss, recovered by a resend. */
+  netSecureRecovered: number;
+  /** Accepted control messages (NACK, hello, bulk-done: lib/secure/control.ts), not data. */
+  netSecureControl: number;
+  /** Control messages that verified but did not decode (a broken peer), dropped. */
+  netSecureBadControl: number;
+  /** NACKs this daemon sent (first requests, retries, resync requests). */
+  netSecureNacksSent: number;
+  /** Sequence numbers this daemon NACKed (each once, at its first request). */
+  netSecureNackedDatagrams: number;
+  /** NACKs this daemon sent with the resync flag (it gave up on a range). */
+  netSecureResyncNacksSent: number;
+  /** Sequence numbers given up on (NACKed without an answer, or older than the replay window). */
+  netSecureAbandoned: number;
+  /** NACKs addressed to this daemon that it served. */
+  netSecureNacksReceived: number;
+  /** NACKs addressed to this daemon it refused: over the NACK rate, or for numbers never sent. */
+  netSecureNacksRefused: number;
+  /** Datagrams this daemon resent from its resend ring. */
+  netSecureRetransmitted: number;
+  /**
+   * Datagrams a peer missed that could not be resent (older than the ring) nor resynced (Jool
+   * before 4.1.11 cannot advertise): their sessions are lost to that peer until they change.
+   */
+  netSecureUnrecoverable: number;
+  /** Advertises this daemon asked of its kernel for its peers (a gap beyond the ring, an announce). */
+  netSecureResyncsRequested: number;
+  /** Announces (hellos asking for the table) of new peers received. */
+  netSecureAnnouncesReceived: number;
+  /** Bulk-dones this daemon sent (a bulk resync for an announcer is out). */
+  netSecureBulksSent: number;
+  /** Bulk-dones addressed to this daemon received (one per peer). */
+  netSecureBulksReceived: number;
 
   // Owner: the daemon core (lib/daemon.ts), only WITHOUT a key file.
   /** Secure-sync envelopes received by a daemon without a key file, dropped. */
@@ -206,6 +242,21 @@ export function createCounters(): Counters {
     netSecureAccepted: 0,
     netSecureGaps: 0,
     netSecureLate: 0,
+    netSecureRecovered: 0,
+    netSecureControl: 0,
+    netSecureBadControl: 0,
+    netSecureNacksSent: 0,
+    netSecureNackedDatagrams: 0,
+    netSecureResyncNacksSent: 0,
+    netSecureAbandoned: 0,
+    netSecureNacksReceived: 0,
+    netSecureNacksRefused: 0,
+    netSecureRetransmitted: 0,
+    netSecureUnrecoverable: 0,
+    netSecureResyncsRequested: 0,
+    netSecureAnnouncesReceived: 0,
+    netSecureBulksSent: 0,
+    netSecureBulksReceived: 0,
     netEnvelopesWithoutKey: 0,
   };
 }

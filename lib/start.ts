@@ -27,9 +27,9 @@ import { MulticastChannel, peerSummary } from "./net/multicast.ts";
 import { LINGER_MS, Reactor } from "./reactor.ts";
 import { translationNotice } from "./jool/translate.ts";
 import { StatsServer } from "./stats/server.ts";
-import { formatMetrics } from "./metrics/exposition.ts";
+import { formatMetrics, type SecureSnapshot } from "./metrics/exposition.ts";
 import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
-import { SecureChannel } from "./secure/channel.ts";
+import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
@@ -100,6 +100,11 @@ export interface DaemonHandle {
   readonly startup: KernelStartup;
   /** Microseconds from reading each batch off the kernel socket to sending its JOOLD_ACK. */
   readonly ackLatency: LatencyHistogram;
+  /**
+   * Secure sync's state: whether this daemon is sync-ready and its peers (null without a key
+   * file).
+   */
+  readonly secure: SecureChannel | null;
   /** The kernel channel's netlink port id (where a fake kernel sends batches). */
   readonly portId: number;
   /** Where the metrics endpoint listens (`http://ADDR:PORT/metrics`); null when off. */
@@ -189,8 +194,12 @@ export function secureSummary(c: Counters): string {
     `(${c.netSecureAuthFailures} did not verify, ${c.netSecureReplays} replayed, ` +
     `${c.netSecureStale} stale, ${c.netSecureUnknownKey} under an unknown key, ` +
     `${c.netSecureMalformed} malformed, ${c.netSecurePlainDatagrams} plain), ` +
-    `${c.netSecureGaps - c.netSecureLate} missing (${c.netSecureGaps} skipped over, ` +
-    `${c.netSecureLate} of them arrived late)`;
+    `${c.netSecureGaps} skipped over (${c.netSecureLate} arrived late, ` +
+    `${c.netSecureRecovered} recovered by ${c.netSecureNacksSent} NACKs, ` +
+    `${c.netSecureAbandoned} given up), ${c.netSecureRetransmitted} resent for peers ` +
+    `(${c.netSecureNacksReceived} NACKs served, ${c.netSecureNacksRefused} refused, ` +
+    `${c.netSecureResyncsRequested} resyncs asked, ${c.netSecureUnrecoverable} unrecoverable), ` +
+    `${c.netSecureBulksSent} bulks sent, ${c.netSecureBulksReceived} received`;
 }
 
 /** The settings a reload cannot apply: they are sockets, opened at start-up. */
@@ -312,6 +321,18 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     const net = config.net;
     // Read before any socket opens: a bad key file stops the start-up, nothing half-open.
     const keys = net?.keyFile === undefined ? null : loadKeyFile(net.keyFile);
+    if (net && keys === null) {
+      const unused = [
+        net.resendBuffer !== undefined ? `"resend buffer"` : "",
+        net.syncReadyTimeout !== undefined ? `"sync-ready timeout"` : "",
+      ].filter((k) => k !== "");
+      if (unused.length > 0) {
+        log.warn(
+          `${unused.join(" and ")} ${unused.length === 1 ? "applies" : "apply"} to secure ` +
+            `sync only: ignored without a "key file" (--net.key)`,
+        );
+      }
+    }
     const plain = net
       ? inNamespace(() =>
         MulticastChannel.open(reactor, net, counters, { peers: net.peersAllowed })
@@ -319,9 +340,40 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       : null;
     if (plain) closers.push(() => plain.close());
     const secure = plain && keys
-      ? new SecureChannel({ inner: plain, keys, counters, log, now: parts.now })
+      ? new SecureChannel({
+        inner: plain,
+        keys,
+        counters,
+        log,
+        now: parts.now,
+        resendBufferBytes: net!.resendBuffer,
+        syncReadyTimeoutMs: net!.syncReadyTimeout === undefined
+          ? undefined
+          : net!.syncReadyTimeout * 1000,
+        timers: true,
+      })
       : null;
-    if (secure) log.info(secureLine(net!.keyFile!, secure));
+    // Secure sync's control plane asks the kernel for resyncs through the handle's coalesced
+    // advertise (set once the handle exists: nothing asks before the first datagram arrives).
+    let resync: (why: string) => void = () => {};
+    if (secure) {
+      // Its control plane's timer stops with it (it also closes the plain channel: idempotent).
+      closers.push(() => secure.close());
+      log.info(secureLine(net!.keyFile!, secure));
+      secure.setAdvertiser((why) => {
+        if (!advertiseWorks(startup.version)) return "unavailable";
+        resync(why);
+        return reportsAdvertiseDone(startup.version) ? "reports-done" : "no-report";
+      });
+      secure.onSyncReady((reason, waiting) =>
+        log[reason === "timeout" ? "warn" : "info"](
+          `secure sync: sync-ready (${reason}${
+            waiting.length > 0 ? `: no bulk from ${waiting.join(", ")}` : ""
+          })`,
+          { event: "sync-ready", reason },
+        )
+      );
+    }
     const network = secure ?? plain;
     const statsConfig = config.stats;
     const stats = statsConfig
@@ -360,9 +412,10 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       pool6: startup.pool6,
     });
     daemon.start();
-    kernel.onAdvertiseDone(() =>
-      log.debug("the kernel accepted JOOLD_ADVERTISE", { event: "advertise.done" })
-    );
+    kernel.onAdvertiseDone(() => {
+      log.debug("the kernel accepted JOOLD_ADVERTISE", { event: "advertise.done" });
+      secure?.advertiseDone();
+    });
     const metricsConfig = config.metrics;
     const metrics = metricsConfig
       ? MetricsServer.open(
@@ -373,8 +426,11 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
           kernel.ackLatency,
           startup,
           parts.kernelStats ?? (() => kernel.readJooldStats()),
+          secure,
+          parts.now ?? Date.now,
         ),
         (error) => log.warn(`metrics: a scrape failed: ${errorLine(error)}`, { event: "metrics" }),
+        () => secure?.syncReady ?? null,
       )
       : null;
     if (metrics) closers.push(() => metrics.close());
@@ -392,6 +448,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       now: parts.now ?? Date.now,
       metricsAddress: metrics?.address ?? null,
     });
+    resync = (why) => handle.advertise(why);
     if (config.advertiseOnStart) handle.advertise("--advertise");
     // Outside inNamespace: systemd's socket is the host's. Closed first: STOPPING=1 (closers.reverse).
     const { instance } = config.mod;
@@ -438,6 +495,8 @@ function scraper(
   ackLatency: LatencyHistogram,
   startup: KernelStartup,
   kernelStats: StartParts["kernelStats"],
+  secure: SecureChannel | null,
+  now: () => number,
 ): () => Promise<string> {
   const info = {
     version: VERSION,
@@ -468,7 +527,24 @@ function scraper(
       ackLatencyUs: { bounds: LATENCY_BOUNDS_US, counts: ackLatency.counts(), sum: ackLatency.sum },
       info,
       kernelStats: stats,
+      secure: secure === null ? undefined : secureSnapshot(secure, now()),
     });
+  };
+}
+
+/** Secure sync's state for a scrape: sync-ready, the ring, the live peers. */
+function secureSnapshot(secure: SecureChannel, now: number): SecureSnapshot {
+  return {
+    syncReady: secure.syncReady,
+    resendBufferBytes: secure.ring.bytes,
+    peers: secure.livePeers(now).map((p) => ({
+      sender: p.sender,
+      address: p.address ?? "",
+      lastSeenSeconds: Math.max(0, now - p.lastHeard) / 1000,
+      sequence: p.window.top,
+      missing: p.gaps.missing,
+      bulkReceived: p.bulkReceived,
+    })),
   };
 }
 
@@ -479,6 +555,7 @@ class RunningDaemon implements DaemonHandle {
   readonly ackLatency: LatencyHistogram;
   readonly portId: number;
   readonly metricsAddress: Deno.NetAddr | null;
+  readonly secure: SecureChannel | null;
   readonly done: Promise<void>;
   readonly #parts: Running;
   #config: Config;
@@ -497,6 +574,7 @@ class RunningDaemon implements DaemonHandle {
     this.ackLatency = parts.kernel.ackLatency;
     this.portId = parts.kernel.portId;
     this.metricsAddress = parts.metricsAddress;
+    this.secure = parts.secure;
     let rejectDone: (error: unknown) => void = () => {};
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolveDone = resolve;

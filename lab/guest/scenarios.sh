@@ -345,6 +345,10 @@ sync_v4() {
 failover() {
   setup 6
   ours J && ours K || fail "daemons did not start"
+  failover_steps
+}
+
+failover_steps() { # a UDP flow through J, synced, then J goes away and K carries it on
   in_ns n4 nc -u -l 7000 >/tmp/n4-udp.out 2>/dev/null &
   echo "before" | in_ns n6 nc -u -w 1 -p 40000 64:ff9b::192.0.2.8 7000
   check_synced "$DEADLINE" || fail "not synced before the failover"
@@ -831,6 +835,134 @@ enable_sync_readded() { # --enable-sync holds after the instance is re-created w
   check_new_synced "$DEADLINE" || fail "no sync after K's instance came back"
 }
 
+# ---- secure sync (issue 14) -----------------------------------------------------------------
+secure_key() { # writes $CFG/sync.key (mode 600): the key file every keyed daemon of a scenario shares
+  (umask 077 && deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/cli.ts" --keygen >"$CFG/sync.key") ||
+    return 1
+  chmod 600 "$CFG/sync.key"
+}
+
+keyed() { # ns [extra args...]: our daemon with the key file
+  local ns=$1; shift
+  ours "$ns" "--net.key=$CFG/sync.key" "$@"
+}
+
+secure_summary() { # ns: the secure-sync line of its stop summary (stop it first)
+  grep "joold: info: secure sync: [0-9]* envelopes accepted" "/tmp/ours-$1.log" | tail -1
+}
+
+secure_sync() { # a keyed pair: ping, UDP and TCP flows sync; K becomes sync-ready; a failover
+  setup 6
+  secure_key || fail "joold --keygen failed"
+  keyed J && keyed K || fail "keyed daemons did not start"
+  grep -q "secure sync: key file $CFG/sync.key: sealing with key id" /tmp/ours-K.log ||
+    fail "K does not say it speaks secure sync"
+  wait_for 60 "K to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-K.log ||
+    fail "K never became sync-ready"
+  log "K: $(grep 'secure sync: sync-ready' /tmp/ours-K.log | tail -1)"
+  flows keyed
+  check_synced "$DEADLINE" || fail "K lacks J's sessions ${DEADLINE}s after the flows"
+  failover_steps
+  stop_daemon ours K
+  local summary; summary=$(secure_summary K)
+  log "K: $summary"
+  echo "$summary" | grep -q " 0 dropped " || fail "K dropped envelopes of a genuine peer: $summary"
+}
+
+udp_burst() { # count tag: that many UDP sessions n6 -> n4, each its own source port, in one process
+  in_ns n6 bash -c "for i in \$(seq $1); do echo '$2' >/dev/udp/64:ff9b::192.0.2.8/7000; sleep 0.02; done" 2>/dev/null
+  return 0
+}
+
+new_sessions_missing_on_k() { # prints how many of J's sessions made since the snapshot K lacks
+  all_tables J >/tmp/table-J-now
+  comm -13 /tmp/table-before /tmp/table-J-now >/tmp/table-new
+  all_tables K >/tmp/table-K
+  comm -23 /tmp/table-new /tmp/table-K | grep -c .
+}
+
+secure_loss() { # netem drops 10% on the sync link: plain loses sessions, keyed loses none
+  setup 6
+  for ns in J K; do
+    in_ns "$ns" tc qdisc add dev eth2 root netem loss 10% || skip "no netem in this guest"
+    # One session per sync datagram (4.1.11+): every lost datagram is a lost session.
+    [ "$REV" -ge 11 ] && in_ns "$ns" jool global update ss-max-sessions-per-packet 1
+  done
+  secure_key || fail "joold --keygen failed"
+  local n=60
+  # Plain: what the C daemon's protocol does on this link.
+  ours J && ours K || fail "plain daemons did not start"
+  snapshot
+  udp_burst "$n" plain
+  sleep $((DEADLINE + 3))
+  local plain_lost; plain_lost=$(new_sessions_missing_on_k)
+  log "plain: K lacks $plain_lost of J's $(grep -c . /tmp/table-new) new sessions"
+  [ "$(grep -c . /tmp/table-new)" -ge $((n / 2)) ] || fail "J made only $(grep -c . /tmp/table-new) sessions of $n"
+  [ "$plain_lost" -gt 0 ] ||
+    fail "the plain run lost nothing on a 10% lossy link (chance 0.9^$n): netem does not drop?"
+  stop_daemon ours J; stop_daemon ours K
+  # Keyed, on the same link: every session arrives (NACK and resend).
+  keyed J && keyed K || fail "keyed daemons did not start"
+  snapshot
+  udp_burst "$n" keyed
+  check_new_synced 20 || fail "keyed: K lacks $(new_sessions_missing_on_k) of J's new sessions on the lossy link"
+  log "keyed: K has all of J's $(grep -c . /tmp/table-new) new sessions"
+  stop_daemon ours K; stop_daemon ours J
+  log "K: $(secure_summary K)"
+  log "J: $(secure_summary J)"
+}
+
+secure_forgery() { # replayed, tampered and forged envelopes on the sync link add nothing to K
+  setup 6
+  secure_key || fail "joold --keygen failed"
+  keyed J && keyed K --stats.port=6401 || fail "keyed daemons did not start"
+  # A recording of the sync link, from K's side (an eavesdropper without the key).
+  in_ns K deno run --quiet -A "$PROJECT/lab/guest/forge.ts" capture ff08::db8:64:64 6464 eth2 /tmp/recording.hex \
+    >/tmp/capture.log 2>&1 &
+  local capture=$!
+  # It says so once it joined the group (deno's start-up takes seconds under TCG).
+  wait_for 60 "the recorder to join the group" grep -q "^capturing" /tmp/capture.log ||
+    fail "the recorder did not start: $(cat /tmp/capture.log)"
+  # ICMP and UDP only: a TCP flow's later state changes would be genuine updates during the attack.
+  in_ns n6 ping -c 2 -i 0.3 -W 2 64:ff9b::192.0.2.8 >/dev/null 2>&1
+  udp_burst 3 recorded
+  check_synced "$DEADLINE" || { kill "$capture"; fail "not synced before the attack"; }
+  sleep 2
+  kill "$capture"; wait "$capture" 2>/dev/null
+  log "recorded $(grep -c . /tmp/recording.hex) datagrams of the sync link"
+  [ -s /tmp/recording.hex ] || fail "the recording is empty: $(cat /tmp/capture.log)"
+  local before after
+  before=$(stat "$(stats_query K 6401)" KERNEL_SENT_PKTS)
+  { table K udp; table K icmp; } | sort >/tmp/table-K-before
+  local fmt=compact36; [ "$REV" -lt 12 ] && fmt=nested
+  in_ns J deno run --quiet -A "$PROJECT/lab/guest/forge.ts" inject ff08::db8:64:64 6464 eth2 /tmp/recording.hex "$fmt" 62011 ||
+    fail "the attack could not be sent"
+  # The plain forged sessions too (no envelope at all).
+  in_ns J deno run --quiet --no-prompt "--allow-ffi=$LIBC" "$PROJECT/lab/guest/forge.ts" \
+    sessions ff08::db8:64:64 6464 eth2 "$fmt" 62021 || fail "the plain forged datagram could not be sent"
+  sleep 3
+  after=$(stat "$(stats_query K 6401)" KERNEL_SENT_PKTS)
+  log "K's JOOLD_ADD count: $before before the attack, $after after"
+  [ -n "$before" ] && [ "$before" = "$after" ] || fail "the attack reached K's kernel: JOOLD_ADD $before -> $after"
+  if in_ns K jool session display --udp --numeric --csv --no-headers | grep -qE '^UDP,2001:db8::8,620(11|21|22),'; then
+    fail "a forged session is in K's table: $(in_ns K jool session display --udp --numeric --csv --no-headers | grep -E ',620(11|21|22),')"
+  fi
+  { table K udp; table K icmp; } | sort >/tmp/table-K-after
+  comm -13 /tmp/table-K-before /tmp/table-K-after >/tmp/table-K-gained
+  [ -s /tmp/table-K-gained ] && fail "K's table gained sessions during the attack: $(cat /tmp/table-K-gained)"
+  snapshot
+  flows after-attack
+  check_new_synced "$DEADLINE" || fail "no sync after the attack"
+  stop_daemon ours K
+  local summary; summary=$(secure_summary K)
+  log "K: $summary"
+  local replays authfail
+  replays=$(echo "$summary" | sed -n 's/.*, \([0-9]*\) replayed,.*/\1/p')
+  authfail=$(echo "$summary" | sed -n 's/.*(\([0-9]*\) did not verify,.*/\1/p')
+  [ "${replays:-0}" -gt 0 ] && [ "${authfail:-0}" -gt 0 ] ||
+    fail "K did not count the replays ($replays) and the forgeries ($authfail): $summary"
+}
+
 declare -A SCENARIOS=(
   [control-no-daemon]=control_no_daemon [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
   [c-interop-ours-to-c]=interop_ours_to_c [c-interop-c-to-ours]=interop_c_to_ours [c-interop-proxy]=interop_proxy [c-proxy-syntax]=proxy_syntax
@@ -840,8 +972,9 @@ declare -A SCENARIOS=(
   [e-kernel-stats]=kernel_stats [i-module-reload]=module_reload [i-enable-sync-readded]=enable_sync_readded
   [j-forged-sessions]=forged_sessions [j-stats-flood]=stats_flood [j-sighup]=sighup
   [k-three-multicast]=three_multicast [k-three-unicast]=three_unicast [k-three-c-daemon]=three_c_daemon
+  [k-secure-sync]=secure_sync [k-secure-loss]=secure_loss [k-secure-forgery]=secure_forgery
 )
-ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup k-three-multicast k-three-unicast k-three-c-daemon"
+ORDER="control-no-daemon c-baseline a-sync-ipv6 a-sync-ipv4 b-failover c-interop-ours-to-c c-interop-c-to-ours c-interop-proxy c-proxy-syntax d-advertise e-stats f-instance-late f-instance-readded f-peer-restart f-storm g-ss-enabled h-nonroot e-kernel-stats i-enable-sync-readded i-module-reload j-forged-sessions j-stats-flood j-sighup k-three-multicast k-three-unicast k-three-c-daemon k-secure-sync k-secure-loss k-secure-forgery"
 
 wanted=${1:-all}
 [ "$wanted" = all ] && wanted=$ORDER

@@ -28,6 +28,8 @@ export type Section = "mod" | "net" | "stats" | "top" | "command";
  * - `unicast-peers`: the peers of unicast sync, `ADDR`, `[IPV6]:PORT` or `IPV4:PORT`, one family
  *   (a JSON array; a repeated flag, each may hold a comma-separated list)
  * - `key-file`: the secure-sync key file (exists, mode 600, one key or more: lib/secure/keyfile.ts)
+ * - `bytes`: a size in bytes, an integer 0-268435456 (256 MiB)
+ * - `seconds`: a duration in seconds, an integer 1-3600
  * - `log-level`: error, warn, info or debug
  * - `host-port`: an IP address (IPv6 in brackets) or host name, a colon and a TCP port
  * - `log-format`: text or json
@@ -44,6 +46,8 @@ export type ValueType =
   | "address"
   | "port"
   | "key-file"
+  | "bytes"
+  | "seconds"
   | "peer-list"
   | "unicast-peers"
   | "log-level"
@@ -285,6 +289,35 @@ export const KEYS: readonly KeySpec[] = [
       "made by --keygen, mode 600, the same file on every translator); without it joold " +
       "speaks the C daemon's plain datagrams",
     defaultHelp: "(default: none, plain datagrams)",
+  },
+  {
+    name: "net.resend-buffer",
+    section: "net",
+    field: "resendBuffer",
+    fileKey: "resend buffer",
+    flag: true,
+    aliases: [],
+    type: "bytes",
+    default: 1048576,
+    arg: "BYTES",
+    example: "1048576",
+    help: "secure sync only: keep the last BYTES of sent datagrams to resend those a peer NACKs " +
+      "(lost on the way); a loss older than that makes the kernel advertise its table " +
+      "(Jool 4.1.11+); 0: never resend",
+  },
+  {
+    name: "net.sync-ready-timeout",
+    section: "net",
+    field: "syncReadyTimeout",
+    fileKey: "sync-ready timeout",
+    flag: true,
+    aliases: [],
+    type: "seconds",
+    default: 60,
+    arg: "SECONDS",
+    example: "60",
+    help: "secure sync only: a starting daemon is sync-ready once every live peer sent it its " +
+      'table, or after SECONDS (keepalived\'s track_script asks: README, "Secure sync")',
   },
   {
     name: "stats",

@@ -89,6 +89,10 @@ const VALIDATORS: Record<Exclude<ValueType, "file" | "boolean">, Validator> = {
   "host-port": check.hostPort,
   "log-format": check.logFormat,
   "key-file": check.keyFile,
+  bytes: (origin, value) =>
+    check.integerIn(origin, value, 0, 268_435_456, origin.source === COMMAND_LINE),
+  seconds: (origin, value) =>
+    check.integerIn(origin, value, 1, 3600, origin.source === COMMAND_LINE),
   "peer-list": check.peerList,
   "unicast-peers": check.unicastPeers,
 };
@@ -137,6 +141,15 @@ function loadFile(
   }
 }
 
+/** Value types whose keys stay absent when unset (the secure-sync ones read their default later). */
+const OPT_IN: ReadonlySet<ValueType> = new Set([
+  "key-file",
+  "peer-list",
+  "unicast-peers",
+  "bytes",
+  "seconds",
+]);
+
 /**
  * Validates the keys of a section into its object of {@linkcode Config}, defaults filling the rest.
  *
@@ -156,11 +169,9 @@ function buildSection(
     if (spec.type === "file" || spec.type === "boolean") continue;
     const raw = raws.get(spec.name);
     // An opt-in key left unset stays absent: the configuration is the C daemon's, key for key.
-    if (
-      raw === undefined &&
-      (spec.type === "key-file" || spec.type === "peer-list" || spec.type === "unicast-peers" ||
-        (spec.type === "group" && unicast))
-    ) continue;
+    if (raw === undefined && (OPT_IN.has(spec.type) || (spec.type === "group" && unicast))) {
+      continue;
+    }
     out[spec.field] = raw === undefined
       ? (unicast && spec.name === TTL ? UNICAST_TTL : spec.default)
       : VALIDATORS[spec.type](raw.origin, raw.value, family, unicast);

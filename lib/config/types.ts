@@ -58,6 +58,10 @@ export interface NetConfig {
    * (with `peers`: the peers, and these besides).
    */
   readonly peersAllowed?: readonly string[];
+  /** Secure sync's resend ring, bytes (`"resend buffer"`, lib/secure/recovery.ts); default 1 MiB. */
+  readonly resendBuffer?: number;
+  /** Secure sync's sync-ready timeout, seconds (`"sync-ready timeout"`); default 60. */
+  readonly syncReadyTimeout?: number;
 }
 
 /** The optional UDP stats server. */

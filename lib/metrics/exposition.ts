@@ -82,7 +82,27 @@ export const COUNTER_HELP: Readonly<Record<keyof Counters, string>> = {
     "Envelopes whose tag did not verify: forged, corrupted, truncated or under another key.",
   netSecureAccepted: "Envelopes that verified and were handed to the daemon core.",
   netSecureGaps: "Sequence numbers skipped over by an accepted envelope: lost, or late.",
-  netSecureLate: "Accepted envelopes that filled a gap (reordering, not loss).",
+  netSecureLate:
+    "Accepted envelopes that filled a gap before it was NACKed (reordering, not loss).",
+  netSecureRecovered: "Accepted envelopes that filled a gap after it was NACKed (loss, recovered).",
+  netSecureControl: "Accepted control messages (NACK, hello, bulk-done), not data.",
+  netSecureBadControl:
+    "Control messages that verified but did not decode (a broken peer), dropped.",
+  netSecureNacksSent: "NACKs sent (first requests, retries, resync requests).",
+  netSecureNackedDatagrams: "Sequence numbers NACKed (each once, at its first request).",
+  netSecureResyncNacksSent: "NACKs sent with the resync flag (a range given up on).",
+  netSecureAbandoned:
+    "Sequence numbers given up on (NACKed without an answer, or older than the replay window).",
+  netSecureNacksReceived: "NACKs addressed to this daemon that it served.",
+  netSecureNacksRefused: "NACKs addressed to this daemon refused (over the rate, or never sent).",
+  netSecureRetransmitted: "Datagrams resent from the resend ring.",
+  netSecureUnrecoverable:
+    "Datagrams a peer missed that could be neither resent nor resynced (Jool before 4.1.11).",
+  netSecureResyncsRequested:
+    "Advertises asked of the kernel for peers (a gap beyond the ring, an announce).",
+  netSecureAnnouncesReceived: "Announces of new peers received.",
+  netSecureBulksSent: "Bulk-dones sent (a bulk resync for an announcer is out).",
+  netSecureBulksReceived: "Bulk-dones addressed to this daemon received.",
   netEnvelopesWithoutKey: "Secure-sync envelopes received by a daemon without a key file, dropped.",
 };
 
@@ -144,6 +164,32 @@ export interface BuildInfo {
   readonly mode: "plain" | "print";
 }
 
+/** One secure-sync peer, as a scrape shows it. */
+export interface SecurePeerSnapshot {
+  /** Its sender identity, 32 hex digits. */
+  readonly sender: string;
+  /** Where its datagrams come from ("" when unknown). */
+  readonly address: string;
+  /** Seconds since a datagram of it last verified. */
+  readonly lastSeenSeconds: number;
+  /** Its highest sequence number accepted. */
+  readonly sequence: number;
+  /** Its sequence numbers still missing. */
+  readonly missing: number;
+  /** Whether it sent this daemon its bulk (a bulk-done). */
+  readonly bulkReceived: boolean;
+}
+
+/** Secure sync's state (only with a key file). */
+export interface SecureSnapshot {
+  /** Whether this daemon is sync-ready. */
+  readonly syncReady: boolean;
+  /** Bytes held by the resend ring. */
+  readonly resendBufferBytes: number;
+  /** The peers heard within the live interval. */
+  readonly peers: readonly SecurePeerSnapshot[];
+}
+
 /** Everything one scrape shows. */
 export interface MetricsSnapshot {
   /** The daemon's counters (read once, as they are). */
@@ -154,6 +200,8 @@ export interface MetricsSnapshot {
   readonly info: BuildInfo;
   /** The kernel's JSTAT_JOOLD_* counters, by name; absent when unknown (not zero). */
   readonly kernelStats?: ReadonlyMap<string, bigint | number>;
+  /** Secure sync's state; absent without a key file. */
+  readonly secure?: SecureSnapshot;
 }
 
 /** A label value, escaped as the format says (backslash, double quote, newline). */
@@ -239,6 +287,38 @@ export function formatMetrics(s: MetricsSnapshot): string {
       `session_format=${label(i.sessionFormat)},instance=${label(i.instance)},` +
       `mode=${label(i.mode)}} 1`,
   );
+
+  if (s.secure !== undefined) {
+    const sec = s.secure;
+    family("joold_secure_sync_ready", "gauge", "1 once this daemon is sync-ready, else 0.");
+    out.push(`joold_secure_sync_ready ${sec.syncReady ? 1 : 0}`);
+    family("joold_secure_resend_buffer_bytes", "gauge", "Bytes held by the resend ring.");
+    out.push(`joold_secure_resend_buffer_bytes ${sec.resendBufferBytes}`);
+    const perPeer: [string, string, (p: SecurePeerSnapshot) => number][] = [
+      [
+        "joold_secure_peer_last_seen_seconds",
+        "Seconds since a datagram of the peer verified.",
+        (p) => p.lastSeenSeconds,
+      ],
+      [
+        "joold_secure_peer_sequence",
+        "The peer's highest sequence number accepted.",
+        (p) => p.sequence,
+      ],
+      ["joold_secure_peer_missing", "The peer's sequence numbers still missing.", (p) => p.missing],
+      [
+        "joold_secure_peer_bulk_received",
+        "1 once the peer sent this daemon its bulk.",
+        (p) => p.bulkReceived ? 1 : 0,
+      ],
+    ];
+    for (const [name, text, get] of perPeer) {
+      family(name, "gauge", text);
+      for (const p of sec.peers) {
+        out.push(`${name}{sender=${label(p.sender)},address=${label(p.address)}} ${value(get(p))}`);
+      }
+    }
+  }
 
   if (s.kernelStats !== undefined) {
     const seen = new Set<string>();

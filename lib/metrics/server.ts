@@ -5,6 +5,10 @@
  * most the reactor's linger (lib/reactor.ts, 250 ms) after traffic began. The body is built at
  * scrape time from the live counters (collect-on-scrape).
  *
+ * With secure sync it also answers `GET /sync-ready`: 200 `ready` or 503 `not ready` (an exit
+ * code for keepalived's track_script: `curl -fs http://127.0.0.1:PORT/sync-ready`). Over TCP, so
+ * no spoofed source gets an answer: the query cannot reflect nor amplify.
+ *
  * @module
  */
 
@@ -13,6 +17,9 @@ import { CONTENT_TYPE } from "./exposition.ts";
 
 /** What a scrape answers with: the exposition text. */
 export type Collector = () => Promise<string> | string;
+
+/** Whether the daemon is sync-ready (secure sync); null: no key file, `/sync-ready` is 404. */
+export type SyncReadySource = () => boolean | null;
 
 /**
  * A source of the kernel's own JSTAT_JOOLD_* counters, by name; undefined when they cannot be had
@@ -74,6 +81,7 @@ export class MetricsServer {
    * @param config where to listen
    * @param collect builds each scrape's body
    * @param onError receives a failed collection (the scrape gets a 500)
+   * @param syncReady whether the daemon is sync-ready, for `/sync-ready` (default: 404)
    * @returns the server, listening
    * @throws {MetricsPermissionError} when `--allow-net=HOST:PORT` is not granted
    * @throws {Error} when the address cannot be bound (in use, not local)
@@ -87,6 +95,7 @@ export class MetricsServer {
     config: MetricsConfig,
     collect: Collector,
     onError: (error: unknown) => void = () => {},
+    syncReady: SyncReadySource = () => null,
   ): MetricsServer {
     MetricsServer.checkPermission(config);
     let server: Deno.HttpServer<Deno.NetAddr>;
@@ -103,8 +112,20 @@ export class MetricsServer {
         },
       }, async (request) => {
         const path = new URL(request.url).pathname;
+        const ready = path === "/sync-ready" ? syncReady() : null;
+        if (ready !== null && (request.method === "GET" || request.method === "HEAD")) {
+          return new Response(
+            request.method === "HEAD" ? null : ready ? "ready\n" : "not ready\n",
+            {
+              status: ready ? 200 : 503,
+              headers: { "content-type": "text/plain; charset=utf-8" },
+            },
+          );
+        }
         if (path !== "/metrics") {
-          return new Response("joold serves /metrics only\n", { status: 404 });
+          return new Response("joold serves /metrics (and /sync-ready with a key file)\n", {
+            status: 404,
+          });
         }
         if (request.method !== "GET" && request.method !== "HEAD") {
           return new Response("GET /metrics\n", { status: 405, headers: { allow: "GET, HEAD" } });

@@ -13,18 +13,35 @@
 
 import type { NetworkChannel, PayloadHandler } from "../channel.ts";
 import type { Counters } from "../counters.ts";
+import type { JoolVersion } from "../jool/version.ts";
 import { RateLimitedLog } from "../daemon.ts";
 import type { Logger } from "../log.ts";
+import { TokenBucket } from "../token_bucket.ts";
+import {
+  BULK_NO_ADVERTISE,
+  decodeBulkDone,
+  decodeHello,
+  decodeNack,
+  encodeBulkDone,
+  encodeHello,
+  encodeNack,
+  HELLO_SYNC_READY,
+  HELLO_WANT_BULK,
+  type Nack,
+  NACK_RESYNC,
+} from "./control.ts";
 import {
   decodeHeader,
   type EnvelopeHeader,
   isEnvelope,
+  Kind,
   openEnvelope,
   sealEnvelope,
   SENDER_LENGTH,
 } from "./envelope.ts";
 import { keyIdHex, type SyncKey } from "./keyfile.ts";
-import { PeersTable, senderHex } from "./peers.ts";
+import { type Peer, PeersTable, senderHex } from "./peers.ts";
+import { DEFAULT_RESEND_BUFFER, ResendRing } from "./recovery.ts";
 import { LATE } from "./replay.ts";
 
 /**
@@ -33,6 +50,76 @@ import { LATE } from "./replay.ts";
  * must agree within this (NTP).
  */
 export const MAX_CLOCK_SKEW_MS = 30_000;
+
+/** How often a keyed daemon says hello (and the control plane's timers run at most this late), ms. */
+export const HELLO_INTERVAL_MS = 1000;
+/** How often the channel's timer runs (NACKs due, bulk-dones, sync-ready), ms. */
+export const TICK_MS = 25;
+/** A peer heard within this is live: sync-ready waits for its bulk, ms (5 hellos). */
+export const PEER_LIVE_MS = 5 * HELLO_INTERVAL_MS;
+/**
+ * How long a starting daemon listens before it may call itself sync-ready: every live peer says
+ * hello within it (2.5 hellos), so it knows whose bulk to wait for, ms.
+ */
+export const ANNOUNCE_WAIT_MS = 2.5 * HELLO_INTERVAL_MS;
+/** The default of `"sync-ready timeout"`: sync-ready without every bulk after this, seconds. */
+export const DEFAULT_SYNC_READY_TIMEOUT_S = 60;
+/**
+ * A bulk is complete when the kernel said its advertise is done (Jool 4.1.13+: the JOOLD_ADVERTISE
+ * reply) and no session went out for this long: the kernel's queue has drained, ms.
+ */
+export const BULK_QUIET_MS = 500;
+/**
+ * A translator whose sessions never stop for {@linkcode BULK_QUIET_MS} sends the bulk-done this
+ * long after the kernel said its advertise is done, ms: its queue has had time to drain.
+ */
+export const BULK_MAX_DRAIN_MS = 10_000;
+/** Where the kernel cannot say its advertise is done (4.1.11, 4.1.12): assume it after this, ms. */
+export const BULK_FALLBACK_MS = 3000;
+/**
+ * Envelopes older than this are not resent (the receiver would drop them as stale, {@linkcode
+ * MAX_CLOCK_SKEW_MS}): the receiver gets a resync instead, ms.
+ */
+export const RESEND_MAX_AGE_MS = 20_000;
+/** NACKs addressed to this daemon it serves per second (and in a burst); beyond: refused. */
+export const NACK_RATE = 50;
+/** Most datagrams one NACK makes this daemon resend; a larger range is served by a resync. */
+export const MAX_RESEND_PER_NACK = 256;
+/** Datagrams resent per second at most (and in a burst): a NACK storm cannot flood the link. */
+export const RESEND_RATE = 2000;
+/** Most NACKs a receiver sends per timer run (the rest wait for the next). */
+export const MAX_NACKS_PER_TICK = 16;
+
+/**
+ * How the kernel answers a resync request (lib/start.ts asks it to advertise): `"reports-done"`
+ * (Jool 4.1.13+: the channel hears when the advertise is done), `"no-report"` (4.1.11, 4.1.12),
+ * `"unavailable"` (before 4.1.11: JOOLD_ADVERTISE does nothing).
+ */
+export type AdvertiseMode = "reports-done" | "no-report" | "unavailable";
+
+/**
+ * Whether the kernel says when an advertise is done (the JOOLD_ADVERTISE reply comes once the
+ * table is queued: Jool 4.1.13 and later, lib/kernel/channel.ts onAdvertiseDone).
+ *
+ * @param v the kernel's version
+ * @returns true from 4.1.13 on
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { reportsAdvertiseDone } from "./channel.ts";
+ * assert.equal(reportsAdvertiseDone({ major: 4, minor: 1, revision: 13, development: 0 }), true);
+ * assert.equal(reportsAdvertiseDone({ major: 4, minor: 1, revision: 11, development: 0 }), false);
+ * ```
+ */
+export function reportsAdvertiseDone(v: JoolVersion): boolean {
+  return v.major > 4 || (v.major === 4 && (v.minor > 1 || v.revision >= 13));
+}
+
+/** Asks the kernel to advertise its table (coalesced by the caller); says how it will end. */
+export type Advertiser = (why: string) => AdvertiseMode;
+
+/** Why a daemon is sync-ready. */
+export type SyncReadyReason = "bulk from every live peer" | "no peer answered" | "timeout";
 
 /**
  * A received datagram with, when the plain channel knows it, the sender's address (the multicast
@@ -54,6 +141,16 @@ export interface SecureParts {
   readonly now?: () => number;
   /** Random source (the sender identity). */
   readonly random?: (bytes: Uint8Array) => Uint8Array;
+  /** The resend ring's bound, bytes (default {@linkcode DEFAULT_RESEND_BUFFER}). */
+  readonly resendBufferBytes?: number;
+  /** Sync-ready without every bulk after this, ms (default {@linkcode DEFAULT_SYNC_READY_TIMEOUT_S}). */
+  readonly syncReadyTimeoutMs?: number;
+  /**
+   * Run the control plane on a timer every {@linkcode TICK_MS} (hellos, NACKs, bulk-dones,
+   * sync-ready) once {@linkcode SecureChannel.onDatagram} started it; false (the default: unit
+   * tests): the caller calls {@linkcode SecureChannel.tick}.
+   */
+  readonly timers?: boolean;
 }
 
 /** The network channel of a daemon with a key file. */
@@ -71,6 +168,25 @@ export class SecureChannel implements NetworkChannel {
   #byId = new Map<number, SyncKey>();
   #sequence = 0;
   #handler: PayloadHandler = () => {};
+  readonly #ring: ResendRing;
+  readonly #syncReadyTimeoutMs: number;
+  readonly #timers: boolean;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #advertiser: Advertiser = () => "unavailable";
+  /** When the control plane started (the first tick), ms; null before. */
+  #startedAt: number | null = null;
+  #lastHello = -Infinity;
+  #ready: SyncReadyReason | null = null;
+  #lastDataSent = -Infinity;
+  /** Announcers whose bulk is being made, by sender hex: their 16 bytes. */
+  readonly #bulkPending = new Map<string, Uint8Array>();
+  /** Announcers whose bulk was sent (bounded like the peers table). */
+  readonly #bulkServed = new Set<string>();
+  /** When the pending bulk counts as out (the kernel's advertise done), ms; null: not yet. */
+  #bulkDoneAt: number | null = null;
+  #nackBucket: TokenBucket;
+  #resendBucket: TokenBucket;
+  #closed = false;
 
   /**
    * Wraps `parts.inner`; nothing is received until {@linkcode onDatagram}.
@@ -114,6 +230,45 @@ export class SecureChannel implements NetworkChannel {
     this.sender = senderHex(this.#senderBytes);
     this.#keys = [];
     this.setKeys(parts.keys);
+    this.#ring = new ResendRing(parts.resendBufferBytes ?? DEFAULT_RESEND_BUFFER);
+    this.#syncReadyTimeoutMs = parts.syncReadyTimeoutMs ?? DEFAULT_SYNC_READY_TIMEOUT_S * 1000;
+    this.#timers = parts.timers ?? false;
+    const now = this.#now();
+    this.#nackBucket = new TokenBucket({ ratePerSecond: NACK_RATE, burst: NACK_RATE }, now);
+    this.#resendBucket = new TokenBucket({ ratePerSecond: RESEND_RATE, burst: RESEND_RATE }, now);
+  }
+
+  /** Whether this daemon is sync-ready (see {@linkcode SecureChannel.tick}). */
+  get syncReady(): boolean {
+    return this.#ready !== null;
+  }
+
+  /** Why it is sync-ready; null while it is not. */
+  get syncReadyReason(): SyncReadyReason | null {
+    return this.#ready;
+  }
+
+  /** The resend ring's use: envelopes and bytes held. */
+  get ring(): { readonly size: number; readonly bytes: number } {
+    return { size: this.#ring.size, bytes: this.#ring.bytes };
+  }
+
+  /**
+   * Sets how a resync is asked of the kernel (lib/start.ts: the daemon's coalesced advertise).
+   * Without one, every resync counts as unrecoverable.
+   *
+   * @param advertiser the request
+   */
+  setAdvertiser(advertiser: Advertiser): void {
+    this.#advertiser = advertiser;
+  }
+
+  /**
+   * The kernel said its advertise is done (Jool 4.1.13+, lib/kernel/channel.ts onAdvertiseDone):
+   * the pending bulk goes out once the sessions stop ({@linkcode BULK_QUIET_MS}).
+   */
+  advertiseDone(): void {
+    if (this.#bulkPending.size > 0) this.#bulkDoneAt = this.#now();
   }
 
   /** The keys in use: the first seals, all open. */
@@ -137,21 +292,20 @@ export class SecureChannel implements NetworkChannel {
     this.#handler = handler;
     const receive: DatagramHandler = (datagram, from) => this.#receive(datagram, from);
     this.#inner.onDatagram(receive);
+    if (this.#timers && this.#timer === undefined && !this.#closed) {
+      this.#timer = setInterval(() => this.tick(this.#now()), TICK_MS);
+    }
   }
 
   /**
-   * Seals `payload` with the first key and sends it.
+   * Seals `payload` with the first key, keeps it in the resend ring and sends it.
    *
    * @param payload a Jool session payload
-   * @throws {Error} when the plain channel's send fails
+   * @throws {Error} when the plain channel's send fails (it stays in the ring: a NACK resends it)
    */
   send(payload: Uint8Array): void {
-    const envelope = sealEnvelope(this.#keys[0], {
-      time: this.#now(),
-      sender: this.#senderBytes,
-      sequence: ++this.#sequence,
-    }, payload);
-    this.#inner.send(envelope);
+    this.#lastDataSent = this.#now();
+    this.#seal(Kind.data, payload);
   }
 
   /** The plain channel's destinations (the group, or each unicast peer). */
@@ -183,7 +337,259 @@ export class SecureChannel implements NetworkChannel {
   }
 
   close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
     this.#inner.close();
+  }
+
+  /**
+   * The control plane, due at `now` (every {@linkcode TICK_MS} with `timers`): the first run
+   * announces this daemon (a hello asking for the peers' tables), then a hello every {@linkcode
+   * HELLO_INTERVAL_MS} (which also shows the peers a lost last datagram); the NACKs of gaps whose
+   * reordering wait is over; the bulk-dones of a finished bulk; and sync-ready: after {@linkcode
+   * ANNOUNCE_WAIT_MS}, once every peer heard within {@linkcode PEER_LIVE_MS} sent this daemon a
+   * bulk-done (or none is live), or after the sync-ready timeout. Once ready, it stays ready.
+   *
+   * @param now the time, ms
+   */
+  tick(now: number): void {
+    if (this.#closed) return;
+    this.#startedAt ??= now;
+    try {
+      if (now - this.#lastHello >= HELLO_INTERVAL_MS) {
+        this.#lastHello = now;
+        const flags = this.#ready === null ? HELLO_WANT_BULK : HELLO_SYNC_READY;
+        this.#seal(Kind.hello, encodeHello(flags));
+      }
+      this.#sendNacks(now);
+      this.#finishBulk(now);
+    } catch (error) {
+      this.#warn.log("control-send", `secure sync: a control message failed: ${error}`);
+    }
+    if (this.#ready === null) this.#checkReady(now);
+  }
+
+  /**
+   * The peers heard within {@linkcode PEER_LIVE_MS} of `now`.
+   *
+   * @param now the time, ms
+   * @returns them, least recently heard first
+   */
+  livePeers(now: number): Peer[] {
+    return [...this.peers].filter((p) => now - p.lastHeard <= PEER_LIVE_MS);
+  }
+
+  /** Seals and sends one envelope of `kind`; every kind goes into the ring (its number is used). */
+  #seal(kind: Kind, payload: Uint8Array): void {
+    const time = this.#now();
+    const sequence = ++this.#sequence;
+    const envelope = sealEnvelope(this.#keys[0], {
+      kind,
+      time,
+      sender: this.#senderBytes,
+      sequence,
+    }, payload);
+    this.#ring.push({ sequence, bytes: envelope, time });
+    this.#inner.send(envelope);
+  }
+
+  #sendNacks(now: number): void {
+    const c = this.#counters;
+    let sent = 0;
+    for (const peer of this.peers) {
+      const { nacks, abandoned } = peer.gaps.due(now, peer.window.top);
+      if (abandoned > 0) {
+        c.netSecureAbandoned += abandoned;
+        this.#warn.log(
+          "abandoned",
+          `sender ${peer.sender}: gave up on ${abandoned} missing datagram${
+            abandoned === 1 ? "" : "s"
+          } (NACKed without an answer, or older than the replay window): asked it to resync`,
+        );
+      }
+      for (const request of nacks) {
+        if (sent >= MAX_NACKS_PER_TICK && !request.resync) continue;
+        const nack: Nack = {
+          target: peer.id,
+          first: request.first,
+          count: Math.min(request.count, 0xffffffff),
+          flags: request.resync ? NACK_RESYNC : 0,
+        };
+        this.#seal(Kind.nack, encodeNack(nack));
+        sent++;
+        c.netSecureNacksSent++;
+        if (request.resync) c.netSecureResyncNacksSent++;
+        else if (!request.retry) c.netSecureNackedDatagrams += request.count;
+      }
+    }
+  }
+
+  #finishBulk(now: number): void {
+    if (this.#bulkPending.size === 0 || this.#bulkDoneAt === null) return;
+    if (now < this.#bulkDoneAt) return;
+    const draining = now - this.#bulkDoneAt < BULK_MAX_DRAIN_MS;
+    if (draining && now - this.#lastDataSent < BULK_QUIET_MS) return;
+    for (const [hex, target] of this.#bulkPending) {
+      this.#sendBulkDone(hex, target, 0);
+    }
+    this.#bulkPending.clear();
+    this.#bulkDoneAt = null;
+  }
+
+  #sendBulkDone(hex: string, target: Uint8Array, flags: number): void {
+    this.#seal(Kind.bulkDone, encodeBulkDone({ target, flags }));
+    this.#counters.netSecureBulksSent++;
+    this.#bulkServed.add(hex);
+    if (this.#bulkServed.size > 256) {
+      this.#bulkServed.delete(this.#bulkServed.values().next().value!);
+    }
+  }
+
+  #checkReady(now: number): void {
+    const elapsed = now - this.#startedAt!;
+    if (elapsed < ANNOUNCE_WAIT_MS) return;
+    const live = this.livePeers(now);
+    const waiting = live.filter((p) => !p.bulkReceived);
+    let reason: SyncReadyReason | null = null;
+    if (waiting.length === 0) {
+      reason = live.length === 0 ? "no peer answered" : "bulk from every live peer";
+    } else if (elapsed >= this.#syncReadyTimeoutMs) reason = "timeout";
+    if (reason === null) return;
+    this.#ready = reason;
+    this.#onReady(reason, waiting.map((p) => p.sender));
+  }
+
+  #onReady: (reason: SyncReadyReason, waiting: string[]) => void = () => {};
+
+  /**
+   * Sets what is told once this daemon becomes sync-ready (lib/start.ts logs it).
+   *
+   * @param handler gets the reason and, after a timeout, the live peers that sent no bulk
+   */
+  onSyncReady(handler: (reason: SyncReadyReason, waiting: string[]) => void): void {
+    this.#onReady = handler;
+  }
+
+  /** An authenticated control message of `peer`. */
+  #control(kind: Kind, payload: Uint8Array, peer: Peer, who: string): void {
+    const c = this.#counters;
+    try {
+      if (kind === Kind.hello) {
+        const flags = decodeHello(payload);
+        peer.helloFlags = flags;
+        if (flags & HELLO_WANT_BULK) this.#announced(peer);
+      } else if (kind === Kind.bulkDone) {
+        const done = decodeBulkDone(payload);
+        if (senderHex(done.target) !== this.sender) return;
+        if (!peer.bulkReceived) c.netSecureBulksReceived++;
+        peer.bulkReceived = true;
+      } else if (kind === Kind.nack) {
+        const nack = decodeNack(payload);
+        if (senderHex(nack.target) !== this.sender) return;
+        this.#nacked(nack, peer, who);
+      }
+    } catch (error) {
+      c.netSecureBadControl++;
+      this.#warn.log(
+        "bad-control",
+        `dropped a control message${who}: ${(error as Error).message} (a broken peer)`,
+      );
+    }
+  }
+
+  /** A peer announced itself: make it a bulk (one advertise per announcer). */
+  #announced(peer: Peer): void {
+    const c = this.#counters;
+    if (this.#bulkPending.has(peer.sender)) return;
+    if (this.#bulkServed.has(peer.sender)) {
+      // It still asks: our bulk-done did not reach it. Say it again, without another advertise
+      // (what of the bulk it missed, its NACKs recover).
+      this.#sendBulkDone(peer.sender, peer.id, 0);
+      return;
+    }
+    c.netSecureAnnouncesReceived++;
+    const mode = this.#advertiser(`secure sync: peer ${peer.sender} announced itself`);
+    if (mode === "unavailable") {
+      this.#sendBulkDone(peer.sender, peer.id, BULK_NO_ADVERTISE);
+      return;
+    }
+    c.netSecureResyncsRequested++;
+    this.#bulkPending.set(peer.sender, peer.id);
+    this.#bulkDoneAt = mode === "no-report" ? this.#now() + BULK_FALLBACK_MS : null;
+  }
+
+  /** A NACK addressed to this daemon: resend from the ring, or resync, within the bounds. */
+  #nacked(nack: Nack, peer: Peer, who: string): void {
+    const c = this.#counters;
+    const now = this.#now();
+    if (!this.#nackBucket.take(now)) {
+      c.netSecureNacksRefused++;
+      this.#warn.log(
+        "nack-rate",
+        `refused a NACK${who}: more than ${NACK_RATE} NACKs a second (a broken or hostile peer)`,
+      );
+      return;
+    }
+    c.netSecureNacksReceived++;
+    const last = nack.first + nack.count - 1;
+    if (nack.first > this.#sequence) {
+      c.netSecureNacksRefused++;
+      this.#warn.log(
+        "nack-future",
+        `refused a NACK${who} for sequence ${nack.first}, beyond the last one sent (${this.#sequence})`,
+      );
+      return;
+    }
+    const end = Math.min(last, this.#sequence);
+    const count = end - nack.first + 1;
+    if ((nack.flags & NACK_RESYNC) !== 0) {
+      return this.#resync(`peer ${peer.sender} gave up on ${count} datagrams`, count);
+    }
+    if (count > MAX_RESEND_PER_NACK) {
+      return this.#resync(
+        `peer ${peer.sender} missed ${count} datagrams (more than ${MAX_RESEND_PER_NACK})`,
+        count,
+      );
+    }
+    let gone = 0;
+    for (let s = nack.first; s <= end; s++) {
+      const entry = this.#ring.get(s);
+      if (entry === undefined || now - entry.time > RESEND_MAX_AGE_MS) {
+        gone++;
+        continue;
+      }
+      // Over the budget: the rest wait for the peer's next NACK.
+      if (!this.#resendBucket.take(now)) break;
+      try {
+        this.#inner.send(entry.bytes);
+        c.netSecureRetransmitted++;
+      } catch {
+        break;
+      }
+    }
+    if (gone > 0) {
+      this.#resync(
+        `peer ${peer.sender} missed ${gone} datagrams older than the resend buffer`,
+        gone,
+      );
+    }
+  }
+
+  /** Asks the kernel for its table on a peer's behalf; unrecoverable where it cannot. */
+  #resync(why: string, datagrams: number): void {
+    const c = this.#counters;
+    const mode = this.#advertiser(`secure sync: ${why}`);
+    if (mode === "unavailable") {
+      c.netSecureUnrecoverable += datagrams;
+      this.#warn.log(
+        "unrecoverable",
+        `secure sync: ${why}: they cannot be resent, and this Jool cannot advertise (4.1.11+ can): ` +
+          `their sessions reach that peer only when they change`,
+      );
+      return;
+    }
+    c.netSecureResyncsRequested++;
   }
 
   #receive(datagram: Uint8Array, from: string | undefined): void {
@@ -209,6 +615,16 @@ export class SecureChannel implements NetworkChannel {
     }
     const sender = senderHex(header.sender);
     const who = `${at} (sender ${sender})`;
+    if (sender === this.sender) {
+      // Our own identity from the network: a reflection (or a replay) of what we sent.
+      c.netSecureReplays++;
+      this.#warn.log(
+        "reflected",
+        `dropped an envelope${at} that carries this daemon's own sender identity: a reflected ` +
+          `or replayed copy of what it sent`,
+      );
+      return;
+    }
     const key = this.#byId.get(header.keyId);
     if (key === undefined) {
       c.netSecureUnknownKey++;
@@ -255,19 +671,23 @@ export class SecureChannel implements NetworkChannel {
       );
       return;
     }
-    const heard = this.peers.heard(sender, now);
+    const heard = this.peers.heard(sender, now, header.sender);
+    const top = heard.window.top;
     const skipped = heard.window.commit(header.sequence);
-    if (skipped === LATE) c.netSecureLate++;
-    else if (skipped > 0) {
+    if (skipped === LATE) {
+      const verdict = heard.gaps.arrived(header.sequence);
+      if (verdict === "recovered") c.netSecureRecovered++;
+      else c.netSecureLate++;
+    } else if (skipped > 0) {
       c.netSecureGaps += skipped;
-      this.#warn.log(
-        "gap",
-        `sender ${sender}${at}: ${skipped} datagram${skipped === 1 ? "" : "s"} missing before ` +
-          `sequence ${header.sequence} (lost, or late if they still arrive): the sessions in ` +
-          `them come back with the sender's next advertise (SIGUSR1 on the sender)`,
-      );
+      heard.gaps.skipped(top + 1, header.sequence - 1, now);
     }
     if (from) heard.address = from;
+    const kind = header.kind ?? Kind.data;
+    if (kind !== Kind.data) {
+      c.netSecureControl++;
+      return this.#control(kind, payload, heard, who);
+    }
     c.netSecureAccepted++;
     this.#handler(payload);
   }

@@ -5,7 +5,7 @@
  * ```text
  * offset size field
  *  0      3   magic "JSS" (0x4a 0x53 0x53)
- *  3      1   version (1)
+ *  3      1   kind << 4 | version (1): kind 0 data, 1 NACK, 2 hello, 3 bulk done
  *  4      4   key id: which key of the key file sealed it (HKDF of the key, lib/secure/keyfile.ts)
  *  8      8   time: the sender's clock, ms since the Unix epoch
  * 16     16   sender: random, chosen by each daemon at start   \ together the 192-bit
@@ -26,8 +26,29 @@ import type { SyncKey } from "./keyfile.ts";
 
 /** "JSS": no Jool payload starts with it (its first attribute would be 21322 bytes of type 339). */
 export const MAGIC: Uint8Array = Uint8Array.of(0x4a, 0x53, 0x53);
-/** The envelope version this module speaks. */
+/** The envelope version this module speaks (the low 4 bits of byte 3). */
 export const VERSION = 1;
+
+/**
+ * What an envelope carries (the high 4 bits of byte 3, covered by the tag like every header byte):
+ * a session payload, or one of the control messages of lib/secure/control.ts. Every kind draws
+ * its sequence number from the sender's one counter, so the nonce rule holds for all of them.
+ */
+export const Kind = {
+  /** An unchanged Jool session payload (byte 3 is `01`, as before kinds existed). */
+  data: 0,
+  /** A receiver asks a sender to resend a range of sequence numbers (or to resync). */
+  nack: 1,
+  /** A daemon says it is alive (every second) and, when starting, asks for the peers' tables. */
+  hello: 2,
+  /** A sender says that the bulk resync it made for one announcer is complete. */
+  bulkDone: 3,
+} as const;
+
+/** One of {@linkcode Kind}'s values. */
+export type Kind = typeof Kind[keyof typeof Kind];
+
+const KINDS: ReadonlySet<number> = new Set(Object.values(Kind));
 /** Bytes before the payload. */
 export const HEADER_LENGTH = 40;
 /** Bytes of the Poly1305 tag after the payload. */
@@ -41,6 +62,8 @@ export const MAX_FIELD: number = Number.MAX_SAFE_INTEGER;
 
 /** The header of an envelope. */
 export interface EnvelopeHeader {
+  /** What it carries ({@linkcode Kind}; absent: data). */
+  readonly kind?: Kind;
   /** The key id of the key that sealed it. */
   readonly keyId: number;
   /** The sender's clock, ms since the Unix epoch. */
@@ -91,11 +114,12 @@ function getU64(view: DataView, offset: number): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeHeader, encodeHeader, HEADER_LENGTH } from "./envelope.ts";
+ * import { decodeHeader, encodeHeader, HEADER_LENGTH, Kind } from "./envelope.ts";
  *
- * const header = { keyId: 1, time: 2, sender: new Uint8Array(16).fill(3), sequence: 4 };
+ * const header = { kind: Kind.nack, keyId: 1, time: 2, sender: new Uint8Array(16), sequence: 4 };
  * const bytes = new Uint8Array(HEADER_LENGTH + 16); // a header, an empty payload, a tag
  * encodeHeader(header, bytes);
+ * assert.equal(bytes[3], 0x11); // kind 1, version 1
  * assert.deepEqual(decodeHeader(bytes), header);
  * ```
  */
@@ -112,9 +136,11 @@ export function encodeHeader(header: EnvelopeHeader, out: Uint8Array): void {
   if (header.sender.length !== SENDER_LENGTH) {
     throw new RangeError(`a sender is ${SENDER_LENGTH} bytes, got ${header.sender.length}`);
   }
+  const kind = header.kind ?? Kind.data;
+  if (!KINDS.has(kind)) throw new RangeError(`unknown envelope kind: ${kind}`);
   const view = new DataView(out.buffer, out.byteOffset, HEADER_LENGTH);
   out.set(MAGIC, 0);
-  out[3] = VERSION;
+  out[3] = (kind << 4) | VERSION;
   view.setUint32(4, header.keyId, false);
   setU64(view, 8, header.time);
   out.set(header.sender, 16);
@@ -126,8 +152,8 @@ export function encodeHeader(header: EnvelopeHeader, out: Uint8Array): void {
  *
  * @param datagram the datagram
  * @returns the header (`sender` is a view into `datagram`)
- * @throws {RangeError} when it is not an envelope of this version, is shorter than a header and
- *   a tag, or carries a time or sequence beyond 2^53
+ * @throws {RangeError} when it is not an envelope of this version, of a known kind, is shorter
+ *   than a header and a tag, or carries a time or sequence beyond 2^53
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -137,10 +163,16 @@ export function encodeHeader(header: EnvelopeHeader, out: Uint8Array): void {
  */
 export function decodeHeader(datagram: Uint8Array): EnvelopeHeader {
   if (!isEnvelope(datagram)) throw new RangeError("not a secure-sync envelope (no JSS magic)");
-  if (datagram.length < 4 || datagram[3] !== VERSION) {
+  if (datagram.length < 4 || (datagram[3] & 0x0f) !== VERSION) {
     throw new RangeError(
-      `envelope version ${datagram[3] ?? "(missing)"}: this joold speaks version ${VERSION}`,
+      `envelope version ${
+        datagram.length < 4 ? "(missing)" : datagram[3] & 0x0f
+      }: this joold speaks version ${VERSION}`,
     );
+  }
+  const kind = datagram[3] >> 4;
+  if (!KINDS.has(kind)) {
+    throw new RangeError(`envelope kind ${kind}: this joold knows kinds 0-${KINDS.size - 1}`);
   }
   if (datagram.length < OVERHEAD) {
     throw new RangeError(
@@ -152,6 +184,7 @@ export function decodeHeader(datagram: Uint8Array): EnvelopeHeader {
   const sequence = getU64(view, 32);
   if (time < 0 || sequence < 0) throw new RangeError("envelope time or sequence beyond 2^53");
   return {
+    kind: kind as Kind,
     keyId: view.getUint32(4, false),
     time,
     sender: datagram.subarray(16, 32),
@@ -163,7 +196,7 @@ export function decodeHeader(datagram: Uint8Array): EnvelopeHeader {
  * Seals a payload: header, encrypted payload, tag.
  *
  * @param key the key to seal with (its id goes into the header)
- * @param header the time, sender and sequence (`keyId` is taken from `key`)
+ * @param header the kind (default data), time, sender and sequence (`keyId` is taken from `key`)
  * @param payload the Jool session payload
  * @returns the envelope, {@linkcode OVERHEAD} bytes longer than `payload`
  * @throws {RangeError} for a header field out of range

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { GapTracker } from "./recovery.ts";
 import { ReplayWindow } from "./replay.ts";
 
 /** Most senders remembered (a restart is a new sender: old ones age out). */
@@ -16,12 +17,22 @@ export const MAX_PEERS = 256;
 export interface Peer {
   /** The sender identity, 32 hex digits. */
   readonly sender: string;
+  /** The same, its 16 bytes (what NACKs and bulk-dones name). */
+  readonly id: Uint8Array;
   /** Its replay window. */
   readonly window: ReplayWindow;
   /** When a datagram of it last verified (the caller's clock, ms). */
   lastHeard: number;
   /** Where its datagrams come from, when the network channel says. */
   address?: string;
+  /** Its sequence numbers skipped over and not arrived yet (loss recovery). */
+  readonly gaps: GapTracker;
+  /** When a datagram of it first verified (the caller's clock, ms). */
+  readonly firstHeard: number;
+  /** Whether it sent this daemon a bulk-done (the table it advertised for our announce is out). */
+  bulkReceived: boolean;
+  /** The flags of its last hello (lib/secure/control.ts), 0 before one. */
+  helloFlags: number;
 }
 
 /**
@@ -69,6 +80,7 @@ export class PeersTable {
    *
    * @param sender the sender, 32 hex digits
    * @param now the time, ms
+   * @param id the sender's 16 bytes (copied when the entry is new; default: from `sender`)
    * @returns its entry
    * @example
    * ```ts
@@ -80,11 +92,20 @@ export class PeersTable {
    * assert.equal(peers.get("00".repeat(16))?.window.check(1), "duplicate");
    * ```
    */
-  heard(sender: string, now: number): Peer {
+  heard(sender: string, now: number, id?: Uint8Array): Peer {
     let peer = this.#peers.get(sender);
     if (peer === undefined) {
       if (this.#peers.size >= MAX_PEERS) this.#peers.delete(this.#peers.keys().next().value!);
-      peer = { sender, window: new ReplayWindow(), lastHeard: now };
+      peer = {
+        sender,
+        id: id?.slice() ?? Uint8Array.from(sender.match(/../g)!, (h) => parseInt(h, 16)),
+        window: new ReplayWindow(),
+        lastHeard: now,
+        gaps: new GapTracker(),
+        firstHeard: now,
+        bulkReceived: false,
+        helloFlags: 0,
+      };
     } else this.#peers.delete(sender);
     peer.lastHeard = now;
     this.#peers.set(sender, peer);

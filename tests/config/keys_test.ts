@@ -55,6 +55,8 @@ Deno.test("each file key of a section is read from its file", () => {
           ? 0
           : k.type === "peer-list"
           ? [k.example]
+          : k.type === "bytes" || k.type === "seconds"
+          ? Number(k.example)
           : k.example,
       ]),
   );
@@ -72,7 +74,39 @@ Deno.test("each file key of a section is read from its file", () => {
     reuseAddress: false,
     translateSessions: false,
     peersAllowed: ["2001:db8:ff08::5"],
+    resendBuffer: 1048576,
+    syncReadyTimeout: 60,
   });
+});
+
+Deno.test("the secure-sync sizes are validated, naming the file, the key and the value", () => {
+  const resolve = (net: Record<string, unknown>, flags: string[] = []) =>
+    resolveConfig(parseCommandLine(["--net=n.json", ...flags]), () => JSON.stringify(net)).config
+      .net;
+  const group = { "multicast address": "ff08::db8:64:64" };
+  assert.equal(resolve(group)?.resendBuffer, undefined, "absent unless set: the C daemon's config");
+  assert.equal(resolve(group, ["--net.resend-buffer=0"])?.resendBuffer, 0);
+  assert.equal(resolve({ ...group, "resend buffer": 65536 })?.resendBuffer, 65536);
+  assert.equal(resolve({ ...group, "sync-ready timeout": 5 })?.syncReadyTimeout, 5);
+  for (
+    const [key, bad] of [
+      ["resend buffer", -1],
+      ["resend buffer", "1M"],
+      ["resend buffer", 2 ** 29],
+      ["sync-ready timeout", 0],
+      ["sync-ready timeout", 1.5],
+    ] as const
+  ) {
+    assert.throws(() => resolve({ ...group, [key]: bad }), (e: Error) => {
+      assert.match(e.message, new RegExp(`^n\\.json: ${key}: must be an integer`));
+      assert.ok(e.message.includes(String(bad)), e.message);
+      return true;
+    });
+  }
+  assert.throws(
+    () => resolve(group, ["--net.resend-buffer=lots"]),
+    /--net\.resend-buffer.*must be an integer 0-268435456, got "lots"/,
+  );
 });
 
 Deno.test("\"peers allowed\" takes the peers' addresses of the group's family, and nothing else", () => {

@@ -74,7 +74,10 @@ Deno.test({
       const wire: Uint8Array[] = [];
       const listener = b.enter(() => MulticastChannel.open(reactor, net));
       closers.push(() => listener.close());
-      listener.onDatagram((d) => wire.push(d.slice()));
+      // The data envelopes (byte 3 = kind 0, version 1): the daemons' hellos travel too.
+      listener.onDatagram((d) => {
+        if (d[3] === 0x01) wire.push(d.slice());
+      });
 
       const batches = ["1session", "4sessions"].map((n) => fixture("4.1.13", `d-udp-payload-${n}`));
       for (const p of batches) A.kernel.sendBatch(A.daemon.portId, p);

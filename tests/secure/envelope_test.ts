@@ -5,6 +5,7 @@ import {
   encodeHeader,
   HEADER_LENGTH,
   isEnvelope,
+  Kind,
   openEnvelope,
   OVERHEAD,
   sealEnvelope,
@@ -40,18 +41,25 @@ Deno.test("XChaCha20-Poly1305 answers draft-irtf-cfrg-xchacha-03 A.3.1's known a
 const HEADER_ROWS = [
   {
     name: "small fields",
-    header: { keyId: 0x01020304, time: 5, sender: new Uint8Array(16).fill(0xaa), sequence: 1 },
+    header: {
+      kind: Kind.data as Kind,
+      keyId: 0x01020304,
+      time: 5,
+      sender: new Uint8Array(16).fill(0xaa),
+      sequence: 1,
+    },
     bytes: "4a5353 01 01020304 0000000000000005" + "aa".repeat(16) + "0000000000000001",
   },
   {
     name: "fields above 2^32",
     header: {
+      kind: Kind.bulkDone as Kind,
       keyId: 0xffffffff,
       time: 1_764_580_000_123,
       sender: hex("00112233445566778899aabbccddeeff"),
       sequence: 2 ** 40 + 7,
     },
-    bytes: "4a5353 01 ffffffff 0000019ad92a017b 00112233445566778899aabbccddeeff 0000010000000007",
+    bytes: "4a5353 31 ffffffff 0000019ad92a017b 00112233445566778899aabbccddeeff 0000010000000007",
   },
 ];
 
@@ -69,6 +77,7 @@ const BAD_HEADERS: [string, string, RegExp][] = [
   ["a plain Jool payload", "2c000180" + "00".repeat(60), /no JSS magic/],
   ["another version", "4a535302" + "00".repeat(60), /version 2: this joold speaks version 1/],
   ["the magic alone", "4a5353", /version \(missing\)/],
+  ["an unknown kind", "4a535341" + "00".repeat(60), /envelope kind 4: this joold knows kinds 0-3/],
   ["shorter than header and tag", "4a535301" + "00".repeat(51), /55-byte envelope is shorter/],
   [
     "a sequence beyond 2^53",
