@@ -27,7 +27,8 @@ START_GAP=$(cmdline bench_start_gap)
 # what it compiles and how long each compilation took), ours-turbofan (V8's default compilers,
 # without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
 # ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
-# lower priority: what serving Prometheus costs the sync path).
+# lower priority: what serving Prometheus costs the sync path), ours-keyed (ours with secure sync:
+# a key file, envelopes, loss recovery; what secure sync costs).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
 # K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
@@ -140,6 +141,11 @@ start() { # kind ns
       in_ns "$2" nice -n 10 deno run --quiet --no-prompt "--allow-net=[::1]:9477" \
         "$PROJECT/lab/guest/scrape.ts" "http://[::1]:9477/metrics" 100 2>>"/tmp/scraper-$2.log" &
       echo $! >"/tmp/daemon-scraper-$2.pid"
+      ;;
+    ours-keyed)
+      # Secure sync: the same key file on both (written once per step, by J's start).
+      [ "$2" = K ] || secure_key || return 1
+      keyed "$2"
       ;;
     ours-linger[0-9]*) JOOLD_LINGER_MS=${1#ours-linger} OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
