@@ -743,9 +743,6 @@ three_multicast() { three multicast; }
 three_unicast() { three unicast; }
 three_c_daemon() { three c-daemon; }
 
-# demo.sh sources this file for its helpers only.
-[ -n "${LIB_ONLY:-}" ] && return 0
-
 kernel_stats() { # the kernel's JSTAT_JOOLD_* as the daemon reads them, against `jool stats display`
   setup 6
   # J serves metrics: the kernel's counters in them are judged below, the exposition by the host's
@@ -962,6 +959,10 @@ secure_forgery() { # replayed, tampered and forged envelopes on the sync link ad
   [ "${replays:-0}" -gt 0 ] && [ "${authfail:-0}" -gt 0 ] ||
     fail "K did not count the replays ($replays) and the forgeries ($authfail): $summary"
 }
+
+# demo.sh, bench.sh and upgrade.sh source this file for its functions only (the secure-sync
+# helpers above included: bench.sh's ours-keyed uses them).
+[ -n "${LIB_ONLY:-}" ] && return 0
 
 declare -A SCENARIOS=(
   [control-no-daemon]=control_no_daemon [c-baseline]=c_baseline [a-sync-ipv6]=sync_v6 [a-sync-ipv4]=sync_v4 [b-failover]=failover
