@@ -156,6 +156,7 @@ export {
   formatTimeout,
   type PayloadSummary,
   type Session,
+  SESSION_ENCODERS,
   sessionCsv,
 } from "./lib/jool/session.ts";
 export {

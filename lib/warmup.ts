@@ -28,7 +28,7 @@ import { concat } from "./netlink/attribute.ts";
 import { NLMSG_HDRLEN } from "./netlink/message.ts";
 import { dialTwin } from "./netlink/twin.ts";
 import type { Reactor } from "./reactor.ts";
-import { encodeCompact36, encodeCompact48, encodeNested, type Session } from "./jool/session.ts";
+import { type Session, SESSION_ENCODERS } from "./jool/session.ts";
 import type { SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import { silentLogger } from "./log.ts";
@@ -43,12 +43,6 @@ export const WARMUP_ROUNDS = 300;
 
 /** Sessions per synthetic datagram: a full batch of Jool's default ss-max-sessions-per-packet. */
 const SESSIONS = 36;
-
-const ENCODERS: Record<SessionFormat, (s: Session) => Uint8Array> = {
-  nested: encodeNested,
-  compact48: encodeCompact48,
-  compact36: encodeCompact36,
-};
 
 /**
  * A datagram of `count` established UDP sessions in `format`, as a kernel's batch holds them.
@@ -73,7 +67,7 @@ export function syntheticPayload(
   count: number,
   expirationMs: number,
 ): Uint8Array {
-  const encode = ENCODERS[format];
+  const encode = SESSION_ENCODERS[format];
   const parts: Uint8Array[] = [];
   for (let i = 0; i < count; i++) {
     // Documentation prefixes only (RFC 3849, RFC 5737, RFC 6052's well-known prefix).

@@ -313,6 +313,15 @@ export function encodeCompact48(s: Session): Uint8Array<ArrayBuffer> {
   return encodeCompact(s, COMPACT48);
 }
 
+/** The encoder of each session format: a session as one entry attribute of that format. */
+export const SESSION_ENCODERS: Readonly<
+  Record<SessionFormat, (s: Session) => Uint8Array<ArrayBuffer>>
+> = {
+  nested: encodeNested,
+  compact48: encodeCompact48,
+  compact36: encodeCompact36,
+};
+
 /** What a payload holds. */
 export interface PayloadSummary {
   /** The record format of every entry. */

@@ -28,13 +28,7 @@
 
 import { formatAddress } from "../../ffi/sockaddr.ts";
 import { concat, parseAttributes } from "../netlink/attribute.ts";
-import {
-  decodePayload,
-  encodeCompact36,
-  encodeCompact48,
-  encodeNested,
-  type Session,
-} from "./session.ts";
+import { decodePayload, type Session, SESSION_ENCODERS } from "./session.ts";
 import type { SessionFormat } from "./version.ts";
 
 /** An IPv6 prefix (Jool's pool6): 16 address bytes, network order, and a length. */
@@ -238,12 +232,6 @@ export function translateSession(
   }
 }
 
-const ENCODERS: Record<SessionFormat, (s: Session) => Uint8Array<ArrayBuffer>> = {
-  nested: encodeNested,
-  compact48: encodeCompact48,
-  compact36: encodeCompact36,
-};
-
 /**
  * Translates a datagram from the sync group into the local kernel's session format: every session
  * that can be translated is re-encoded (in the datagram's order); the others are counted by
@@ -285,7 +273,7 @@ export function translatePayload(
   for (const s of sessions) {
     const t = translateSession(s, to, pool6);
     if (t.ok) {
-      parts.push(ENCODERS[to](t.session));
+      parts.push(SESSION_ENCODERS[to](t.session));
     } else {
       refused.set(t.reason, (refused.get(t.reason) ?? 0) + 1);
       if (!details.has(t.reason)) details.set(t.reason, t.detail);
