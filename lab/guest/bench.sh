@@ -78,20 +78,39 @@ ack_latency() { # kind: ours logs its kernel->ACK latency when it stops; J's is 
   [ -n "$line" ] && echo " J_ack_latency_own=[$line]"
 }
 
+nlmon_up() { # ns: an nlmon device, which shows tcpdump the namespace's netlink traffic
+  in_ns "$1" ip link del nlmon0 2>/dev/null
+  in_ns "$1" ip link add nlmon0 type nlmon && in_ns "$1" ip link set nlmon0 up
+}
+
+tcpdump_start() { # name ns interface [filter...]: records into /tmp/NAME.pcap until tcpdump_stop
+  local name=$1 ns=$2 dev=$3; shift 3
+  rm -f "/tmp/$name.pcap" "/tmp/tcpdump-$name.log"
+  # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
+  # one that ignores SIGINT as every background job of a script does). A 16 MiB buffer: smaller
+  # ones lost messages under load.
+  ip netns exec "$ns" tcpdump -B 16384 -i "$dev" -s 64 -U -w "/tmp/$name.pcap" "$@" >"/tmp/tcpdump-$name.log" 2>&1 &
+  echo $! >"/tmp/tcpdump-$name.pid"
+  wait_for 30 "tcpdump $name in $ns" grep -q "listening on" "/tmp/tcpdump-$name.log"
+}
+
+tcpdump_stop() { # name: SIGINT (tcpdump writes what it has), SIGKILL after 10 s
+  local pid end=$((SECONDS + 10)); pid=$(cat "/tmp/tcpdump-$1.pid")
+  kill -INT "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
 capture_start() { # ns: records the namespace's netlink traffic (nlmon) until capture_stop
   CAPTURE_PID=
   [ "$FAMILY" -gt 0 ] || return 0
-  in_ns "$1" ip link add nlmon0 type nlmon 2>/dev/null && in_ns "$1" ip link set nlmon0 up || return 0
-  rm -f "/tmp/nl-$1.pcap"
-  in_ns "$1" tcpdump -i nlmon0 -s 64 -U -w "/tmp/nl-$1.pcap" >"/tmp/tcpdump-$1.log" 2>&1 &
-  CAPTURE_PID=$!
-  wait_for 30 "tcpdump on $1's nlmon0" grep -q "listening on" "/tmp/tcpdump-$1.log" || CAPTURE_PID=
+  nlmon_up "$1" 2>/dev/null || return 0
+  tcpdump_start "nl-$1" "$1" nlmon0 && CAPTURE_PID=$(cat "/tmp/tcpdump-nl-$1.pid")
 }
 
 capture_stop() { # ns name -> " J_nl_ack=[...]" (nothing when there is no capture)
   [ -n "$CAPTURE_PID" ] || return 0
-  kill -INT "$CAPTURE_PID" 2>/dev/null
-  wait "$CAPTURE_PID" 2>/dev/null
+  tcpdump_stop "nl-$1"
   mkdir -p /mnt/results/captures && cp "/tmp/nl-$1.pcap" "/mnt/results/captures/$2.pcap"
   local line
   line=$(deno run --quiet --no-prompt --allow-read "$PROJECT/lab/guest/acklat.ts" \
@@ -239,32 +258,14 @@ bulk_progress() { # kind -> sessions so far: K's kernel's received ones (J's sen
   if [ "$1" = ackonly ]; then jstat J JSTAT_JOOLD_SSS_SENT; else jstat K JSTAT_JOOLD_SSS_RCVD; fi
 }
 
-bulk_capture_start() { # ns: as capture_start, one capture per namespace
-  local ns=$1
-  in_ns "$ns" ip link del nlmon0 2>/dev/null
-  in_ns "$ns" ip link add nlmon0 type nlmon && in_ns "$ns" ip link set nlmon0 up ||
-    log "bulk: no nlmon0 in $ns: $(in_ns "$ns" ip -br link 2>&1 | tr '\n' ' ')"
-  rm -f "/tmp/nl-$ns.pcap" "/tmp/tcpdump-$ns.log"
-  # `ip netns exec` execs tcpdump, so $! is tcpdump itself (in_ns would put a subshell between,
-  # one that ignores SIGINT as every background job of a script does).
-  ip netns exec "$ns" tcpdump -B 16384 -i nlmon0 -s 64 -U -w "/tmp/nl-$ns.pcap" >"/tmp/tcpdump-$ns.log" 2>&1 &
-  echo $! >"/tmp/tcpdump-$ns.pid"
-  wait_for 30 "tcpdump on $ns's nlmon0" grep -q "listening on" "/tmp/tcpdump-$ns.log"
+bulk_capture_start() { # ns: its netlink traffic, into /tmp/nl-NS.pcap
+  nlmon_up "$1" || log "bulk: no nlmon0 in $1: $(in_ns "$1" ip -br link 2>&1 | tr '\n' ' ')"
+  tcpdump_start "nl-$1" "$1" nlmon0
 }
 
-bulk_udp_capture_start() { # K's side of the sync link: when J's datagrams arrive
-  rm -f /tmp/udp-K.pcap /tmp/tcpdump-udp-K.log
-  ip netns exec K tcpdump -B 16384 -i eth2 -s 64 -U -w /tmp/udp-K.pcap udp port 6464 >/tmp/tcpdump-udp-K.log 2>&1 &
-  echo $! >/tmp/tcpdump-udp-K.pid
-  wait_for 30 "tcpdump on K's eth2" grep -q "listening on" /tmp/tcpdump-udp-K.log
-}
-
-bulk_capture_stop() { # ns, or udp-K
-  local pid end=$((SECONDS + 10)); pid=$(cat "/tmp/tcpdump-$1.pid")
-  kill -INT "$pid" 2>/dev/null
-  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  [ "$1" = udp-K ] || in_ns "$1" ip link del nlmon0 2>/dev/null
+bulk_capture_stop() { # ns
+  tcpdump_stop "nl-$1"
+  in_ns "$1" ip link del nlmon0 2>/dev/null
 }
 
 udp_count() { # ns: UDP sessions in the table (one read; long under TCG for 100k)
@@ -302,7 +303,9 @@ bulk_step() { # kind count rep
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
   log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
-  bulk_capture_start J; [ "$kind" = ackonly ] || { bulk_capture_start K; bulk_udp_capture_start; }
+  # K's sync interface too: when J's datagrams arrive.
+  bulk_capture_start J
+  [ "$kind" = ackonly ] || { bulk_capture_start K; tcpdump_start udp-K K eth2 udp port 6464; }
   p0=$(bulk_progress "$kind"); p0=${p0:-0}
   local t0; t0=$(ms_now)
   in_ns J jool joold advertise 2>/dev/null || in_ns J jool session advertise
@@ -316,7 +319,7 @@ bulk_step() { # kind count rep
   done
   local polled_ms=$(( $(ms_now) - t0 ))
   log "bulk $kind: progress $p of $n after ${polled_ms} ms"
-  bulk_capture_stop J; [ "$kind" = ackonly ] || { bulk_capture_stop K; bulk_capture_stop udp-K; }
+  bulk_capture_stop J; [ "$kind" = ackonly ] || { bulk_capture_stop K; tcpdump_stop udp-K; }
   local keep="/mnt/results/captures/bulk-$kind-$n-$BULK_BATCH-$rep"
   mkdir -p /mnt/results/captures
   cp /tmp/nl-J.pcap "$keep.J.pcap"
@@ -331,10 +334,12 @@ bulk_step() { # kind count rep
     "$([ "$kind" = ackonly ] && echo - || echo /tmp/udp-K.pcap)" 2>&1 | grep -v "^    at " | tr '\n' ' ')
   echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep j_table=$BULK_J k_table=$k progress=$p" \
     "polled_ms=$polled_ms [$timeline] cpu_rss=[${cpu% }]"
-  for f in /tmp/daemon-*.pid; do
-    [ -e "$f" ] && { kill "$(cat "$f")" 2>/dev/null; sleep 0.2; kill -9 "$(cat "$f")" 2>/dev/null; rm -f "$f"; }
+  local f kind_ns
+  for f in /tmp/daemon-*.pid; do # daemon-KIND-NS.pid
+    [ -e "$f" ] || continue
+    kind_ns=${f#/tmp/daemon-}; kind_ns=${kind_ns%.pid}
+    stop_daemon "${kind_ns%-*}" "${kind_ns##*-}"
   done
-  pkill -f "$PROJECT/cli.ts" 2>/dev/null
 }
 
 if [ -n "$BULK" ]; then
