@@ -35,9 +35,11 @@ import { silentLogger } from "./log.ts";
 
 /**
  * Rounds of the warm-up: each one datagram from the "network" and one batch from the "kernel".
- * V8 compiles a function with Maglev after a few hundred calls of its loops' worth of feedback;
- * 300 rounds of 36 sessions took 11 ms on the development host (Deno 2.9.6), a few hundred ms
- * under the lab's emulation.
+ * V8 tiers a function up after enough calls and loop iterations; with 300 rounds the first 84 real
+ * datagrams through a daemon core took 1.9-3.3 ms on the development host instead of 4.5-8.9 ms
+ * cold (Deno 2.9.6, two runs each). The rounds
+ * took 35-50 ms there (the host busy with other work); the daemon logs their time at debug level
+ * (`warm-up: 300 rounds in N ms`); under the lab's emulation it was not measured.
  */
 export const WARMUP_ROUNDS = 300;
 
