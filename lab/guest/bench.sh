@@ -94,8 +94,17 @@ tcpdump_start() { # name ns interface [filter...]: records into /tmp/NAME.pcap u
   wait_for 30 "tcpdump $name in $ns" grep -q "listening on" "/tmp/tcpdump-$name.log"
 }
 
-tcpdump_stop() { # name: SIGINT (tcpdump writes what it has), SIGKILL after 10 s
-  local pid end=$((SECONDS + 10)); pid=$(cat "/tmp/tcpdump-$1.pid")
+tcpdump_stop() { # name: once its file stops growing, SIGINT; SIGKILL after 10 s more
+  local pid end=$((SECONDS + 10)) size=-1 now; pid=$(cat "/tmp/tcpdump-$1.pid")
+  # On SIGINT tcpdump drops what is still in its capture buffer ("60 packets received by filter",
+  # 3 captured, seen here): let it catch up first.
+  while [ $SECONDS -lt $end ]; do
+    now=$(stat -c %s "/tmp/$1.pcap" 2>/dev/null || echo 0)
+    [ "$now" = "$size" ] && break
+    size=$now
+    sleep 0.5
+  done
+  end=$((SECONDS + 10))
   kill -INT "$pid" 2>/dev/null
   while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
