@@ -1,11 +1,13 @@
 // The secure-sync AEAD, chosen by measurement (BENCHMARKS.md, "Secure sync"): WebCrypto
 // AES-256-GCM (native, but every call is a Promise) against @noble/ciphers' XChaCha20-Poly1305
-// and AES-256-GCM (pure JavaScript, synchronous), sealing and opening a one-session and a
+// and AES-256-GCM (pure JavaScript, synchronous) and the runtime's native ChaCha20-Poly1305
+// (`node:crypto`, synchronous; the envelope runs XChaCha's second half on it), sealing and opening a one-session and a
 // full-size (1452-byte, Jool's default ss-max-payload) payload; then the envelope as the secure
 // channel seals and opens it. Run: deno task bench (and with --v8-flags=--no-turbofan, as the
 // daemon runs).
 import { gcm } from "@noble/ciphers/aes.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { decodeHeader, openEnvelope, sealEnvelope } from "../lib/secure/envelope.ts";
 import { parseKeyFile } from "../lib/secure/keyfile.ts";
 import { fixture } from "../tests/_fixtures.ts";
@@ -30,6 +32,13 @@ for (const [size, payload] of [["1 session", small], ["1452 bytes", full]] as co
   Deno.bench(`noble AES-256-GCM (sync) seal ${size}`, { group }, () => {
     gcm(key, nonce12, aad).encrypt(payload);
   });
+  Deno.bench(`node:crypto ChaCha20-Poly1305 (sync, native) seal ${size}`, { group }, () => {
+    const cipher = createCipheriv("chacha20-poly1305", key, nonce12, { authTagLength: 16 });
+    cipher.setAAD(aad, { plaintextLength: payload.length });
+    cipher.update(payload);
+    cipher.final();
+    cipher.getAuthTag();
+  });
   const sealedGcm = new Uint8Array(await crypto.subtle.encrypt(gcmParams, webKey, payload));
   const sealedX = xchacha20poly1305(key, nonce24, aad).encrypt(payload);
   Deno.bench(`WebCrypto AES-256-GCM (async) open ${size}`, {
@@ -40,6 +49,20 @@ for (const [size, payload] of [["1 session", small], ["1452 bytes", full]] as co
   });
   Deno.bench(`noble XChaCha20-Poly1305 (sync) open ${size}`, { group: `open ${size}` }, () => {
     xchacha20poly1305(key, nonce24, aad).decrypt(sealedX);
+  });
+  const sealer = createCipheriv("chacha20-poly1305", key, nonce12, { authTagLength: 16 });
+  sealer.setAAD(aad, { plaintextLength: payload.length });
+  const sealedNative = sealer.update(payload);
+  sealer.final();
+  const nativeTag = sealer.getAuthTag();
+  Deno.bench(`node:crypto ChaCha20-Poly1305 (sync, native) open ${size}`, {
+    group: `open ${size}`,
+  }, () => {
+    const decipher = createDecipheriv("chacha20-poly1305", key, nonce12, { authTagLength: 16 });
+    decipher.setAAD(aad, { plaintextLength: payload.length });
+    decipher.setAuthTag(nativeTag);
+    decipher.update(sealedNative);
+    decipher.final();
   });
   Deno.bench(`noble AES-256-GCM (sync) open ${size}`, { group: `open ${size}` }, () => {
     gcm(key, nonce12, aad).decrypt(sealedGcm);
