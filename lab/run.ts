@@ -84,6 +84,7 @@ const { values } = parseArgs({
     "bench-bulk": { type: "string" },
     "bench-start-gap": { type: "string" },
     "bench-bulk-batches": { type: "string" },
+    "bench-flush-ms": { type: "string" },
   },
 });
 const demo = values.demo === true;
@@ -104,6 +105,7 @@ const benchArgs = [
   ["bench-bulk", "joold.bench_bulk"],
   ["bench-start-gap", "joold.bench_start_gap"],
   ["bench-bulk-batches", "joold.bench_bulk_batches"],
+  ["bench-flush-ms", "joold.bench_flush_ms"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];
   return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
