@@ -68,6 +68,8 @@ export {
   type HistogramSnapshot,
   kernelStatName,
   type MetricsSnapshot,
+  PEER_COUNTERS,
+  type PeerTrafficSnapshot,
   type SecurePeerSnapshot,
   type SecureSnapshot,
 } from "./lib/metrics/exposition.ts";

@@ -427,6 +427,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
           startup,
           parts.kernelStats ?? (() => kernel.readJooldStats()),
           secure,
+          plain,
           parts.now ?? Date.now,
         ),
         (error) => log.warn(`metrics: a scrape failed: ${errorLine(error)}`, { event: "metrics" }),
@@ -486,8 +487,9 @@ interface Running {
 
 /**
  * The metrics endpoint's collector: a snapshot of the live counters, the ACK latency, the build
- * facts and, when a source is given, the kernel's counters (absent when it fails, gives nothing
- * or takes longer than {@linkcode KERNEL_STATS_TIMEOUT_MS}).
+ * facts, each unicast peer's counters (none with a group) and, when a source is given, the
+ * kernel's counters (absent when it fails, gives nothing or takes longer than
+ * {@linkcode KERNEL_STATS_TIMEOUT_MS}).
  */
 function scraper(
   config: Config,
@@ -496,6 +498,7 @@ function scraper(
   startup: KernelStartup,
   kernelStats: StartParts["kernelStats"],
   secure: SecureChannel | null,
+  plain: MulticastChannel | null,
   now: () => number,
 ): () => Promise<string> {
   const info = {
@@ -528,6 +531,8 @@ function scraper(
       info,
       kernelStats: stats,
       secure: secure === null ? undefined : secureSnapshot(secure, now()),
+      // Copied in the same turn as the counters are read, so the peers add up to their totals.
+      peers: plain?.unicast ? plain.destinationStats().map((d) => ({ ...d })) : undefined,
     });
   };
 }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createCounters } from "../lib/counters.ts";
+import { PEER_COUNTERS } from "../lib/metrics/exposition.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import { Netns } from "./_netns.ts";
 import { notifySocket } from "./systemd/_notify_socket.ts";
@@ -644,14 +645,18 @@ const JSTAT_JOOLD = [
   "ACKS",
 ];
 
-/** The metric names of the exporter: lib/counters.ts's, the latency histogram's, the kernel's. */
+/**
+ * The metric names of the exporter: lib/counters.ts's, the latency histogram's, the unicast
+ * peers', the kernel's.
+ */
 function exportedMetrics(): Set<string> {
   const counters = Object.keys(createCounters()).map((name) =>
     `joold_${name.replaceAll(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`
   );
   const histogram = ["bucket", "sum", "count"].map((s) => `joold_kernel_ack_latency_seconds_${s}`);
   const kernel = JSTAT_JOOLD.map((name) => `jool_joold_${name.toLowerCase()}_total`);
-  return new Set([...counters, ...histogram, ...kernel, "up"]);
+  const peers = PEER_COUNTERS.map(([name]) => name);
+  return new Set([...counters, ...histogram, ...peers, ...kernel, "up"]);
 }
 
 /** The metric names a PromQL expression reads: its identifiers, less functions, keywords, labels. */
@@ -729,8 +734,18 @@ Deno.test("the alerting rules and the dashboard read only the exporter's metric 
       "joold_net_malformed_datagrams_total",
       "joold_net_foreign_format_datagrams_total",
       "joold_net_send_errors_total",
+      "joold_peer_datagrams_sent_total",
+      "joold_peer_send_errors_total",
     ]
   ) assert.ok(all.includes(name), `no panel reads ${name}`);
+  // The unicast peers' rates, one series per peer.
+  assert.ok(
+    panels.some((p) =>
+      p.title === "Per-peer datagrams" &&
+      p.expr.startsWith("rate(joold_peer_datagrams_sent_total{")
+    ),
+    "a per-peer datagrams panel",
+  );
   assert.match(all, /histogram_quantile\(0\.5, /);
   assert.match(all, /histogram_quantile\(0\.99, /);
   const dashboard = JSON.parse(Deno.readTextFileSync(DASHBOARD));

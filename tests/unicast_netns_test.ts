@@ -11,6 +11,7 @@ import { parseIPv4, parseIPv6 } from "../lib/config/address.ts";
 import type { NetConfig } from "../lib/config/types.ts";
 import { batchPayload } from "../lib/jool/message.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
+import { PEER_COUNTERS } from "../lib/metrics/exposition.ts";
 import { MulticastChannel } from "../lib/net/multicast.ts";
 import { Reactor } from "../lib/reactor.ts";
 import { isEnvelope } from "../lib/secure/envelope.ts";
@@ -23,9 +24,11 @@ type Node = Awaited<ReturnType<typeof node>>;
 import { fixture } from "./_fixtures.ts";
 import { ip, Netns, netnsUnavailable, sniff, Sniffer } from "./_netns.ts";
 import { waitFor } from "./_udp.ts";
+import { freePort, promtoolCheck, promtoolUnavailable, samples } from "./metrics/_promtool.ts";
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? ` (skipped: ${unavailable})` : "";
+const noPromtool = promtoolUnavailable();
 
 /** Each translator's address on the sync link; L listens on its own port (6465). */
 const ADDRESS = { J: "2001:db8:ff08::4", K: "2001:db8:ff08::5", L: "2001:db8:ff08::6" } as const;
@@ -107,24 +110,74 @@ const adds = (n: { kernel: FakeKernel }) =>
   n.kernel.requests(COMMANDS_4_1.JOOLD_ADD).map((r) => batchPayload(r.jool!));
 
 Deno.test({
-  name: `unicast peers: J's batches reach K and L byte-identical, each peer counted${skip}`,
+  name:
+    `unicast peers: J's batches reach K and L byte-identical, each peer counted, in the stop summary and in /metrics${skip}`,
   ignore: unavailable !== null,
   fn: () =>
     onBridge(async ({ ns, reactor, keep }) => {
       const lines: string[] = [];
       const log = createLogger("info", (line) => lines.push(line));
-      const J = await node(ns.J, reactor, unicastNet("J"), "4.1.13", log);
+      const port = freePort();
+      const J = await node(ns.J, reactor, unicastNet("J"), "4.1.13", log, {
+        config: { metrics: { hostname: "127.0.0.1", port, permission: `127.0.0.1:${port}` } },
+      });
       const K = keep(await node(ns.K, reactor, unicastNet("K"), "4.1.13"));
       const L = keep(await node(ns.L, reactor, unicastNet("L"), "4.1.13"));
+      let scrape: string;
       try {
         await threeWay(J, K, L);
+        scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       } finally {
         await J.close();
       }
       const text = lines.join("");
+      // The scrape (no traffic since) says what the stop summary says, peer by peer.
+      const summary = text.match(/^joold: info: peers: (.*)$/m)?.[1];
+      assert.ok(summary !== undefined, text);
+      const expected = new Map<string, number>();
+      for (const entry of summary.split("; ")) {
+        const m = entry.match(
+          /^(\S+) sent (\d+) \((\d+) bytes, (\d+) failed\), received (\d+) \((\d+) bytes\)$/,
+        );
+        assert.ok(m !== null, entry);
+        const [, peer, sent, bytesSent, failed, received, bytesReceived] = m;
+        for (
+          const [name, v] of [
+            ["joold_peer_datagrams_sent_total", sent],
+            ["joold_peer_bytes_sent_total", bytesSent],
+            ["joold_peer_send_errors_total", failed],
+            ["joold_peer_datagrams_received_total", received],
+            ["joold_peer_bytes_received_total", bytesReceived],
+          ]
+        ) expected.set(`${name}{peer="${peer}"}`, +v);
+      }
+      const got = samples(scrape);
+      const perPeer = peerSeries(got);
+      assert.deepEqual(perPeer, expected);
+      // The peers add up to the daemon's totals (the received ones: no datagram was dropped).
+      for (
+        const [total, name] of [
+          ["joold_net_datagrams_sent_total", "joold_peer_datagrams_sent_total"],
+          ["joold_net_bytes_sent_total", "joold_peer_bytes_sent_total"],
+          ["joold_net_send_errors_total", "joold_peer_send_errors_total"],
+          ["joold_net_datagrams_received_total", "joold_peer_datagrams_received_total"],
+          ["joold_net_bytes_received_total", "joold_peer_bytes_received_total"],
+        ]
+      ) {
+        const sum = [...perPeer].filter(([s]) => s.startsWith(`${name}{`))
+          .reduce((a, [, v]) => a + v, 0);
+        assert.equal(sum, got.get(total), name);
+      }
+      if (noPromtool === null) {
+        assert.deepEqual(await promtoolCheck(scrape), { code: 0, output: "" });
+      }
       assert.match(
         text,
-        /^joold: info: joold \S+ starting: instance "default", unicast sync peers 2001:db8:ff08::5, \[2001:db8:ff08::6\]:6465, port 6464$/m,
+        new RegExp(
+          String
+            .raw`^joold: info: joold \S+ starting: instance "default", unicast sync peers 2001:db8:ff08::5, \[2001:db8:ff08::6\]:6465, port 6464, metrics on http://127\.0\.0\.1:${port}/metrics$`,
+          "m",
+        ),
       );
       const [one, four] = ["1session", "4sessions"].map((n) =>
         fixture("4.1.13", `d-udp-payload-${n}`).length
@@ -139,6 +192,18 @@ Deno.test({
       );
     }),
 });
+
+/** The joold_peer_* series of a scrape's samples (every one of PEER_COUNTERS). */
+function peerSeries(got: Map<string, number>): Map<string, number> {
+  const names = new Set(PEER_COUNTERS.map(([name]) => name));
+  const out = new Map<string, number>();
+  for (const [series, v] of got) {
+    if (!series.startsWith("joold_peer_")) continue;
+    assert.ok(names.has(series.slice(0, series.indexOf("{"))), series);
+    out.set(series, v);
+  }
+  return out;
+}
 
 /** J sends two batches, which K and L get byte for byte; then K sends one to J and L. */
 async function threeWay(J: Node, K: Node, L: Node): Promise<void> {
@@ -269,8 +334,18 @@ Deno.test({
     onBridge(async ({ ns, reactor, keep }) => {
       // No out interface: J's sends follow its routes (an egress pinned to sync0 would not see
       // the unreachable route below).
+      const port = freePort();
       const J = keep(
-        await node(ns.J, reactor, unicastNet("J", { outInterface: undefined }), "4.1.13"),
+        await node(
+          ns.J,
+          reactor,
+          unicastNet("J", { outInterface: undefined }),
+          "4.1.13",
+          undefined,
+          {
+            config: { metrics: { hostname: "127.0.0.1", port, permission: `127.0.0.1:${port}` } },
+          },
+        ),
       );
       const K = keep(await node(ns.K, reactor, unicastNet("K"), "4.1.13"));
       const L = keep(await node(ns.L, reactor, unicastNet("L"), "4.1.13"));
@@ -284,6 +359,18 @@ Deno.test({
       assert.equal(J.counters.netSendRetries, 0, "no route is not worth a retry");
       assert.equal(J.counters.netDatagramsSent, 3, "only K's copies went out");
       assert.equal(adds(L).length, 0);
+      // /metrics names the peer that fails: every send to L failed, none to K.
+      const scrape = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const toK = `{peer="[${ADDRESS.K}]:6464"}`;
+      const toL = `{peer="[${ADDRESS.L}]:6465"}`;
+      const perPeer = peerSeries(samples(scrape));
+      assert.equal(perPeer.get(`joold_peer_datagrams_sent_total${toK}`), 3);
+      assert.equal(perPeer.get(`joold_peer_bytes_sent_total${toK}`), 3 * batch.length);
+      assert.equal(perPeer.get(`joold_peer_send_errors_total${toK}`), 0);
+      assert.equal(perPeer.get(`joold_peer_datagrams_sent_total${toL}`), 0);
+      assert.equal(perPeer.get(`joold_peer_bytes_sent_total${toL}`), 0);
+      assert.equal(perPeer.get(`joold_peer_send_errors_total${toL}`), 3);
+      assert.equal(perPeer.size, 2 * PEER_COUNTERS.length);
       ns.J.exec("-6", "route", "del", "unreachable", `${ADDRESS.L}/128`);
       J.kernel.sendBatch(J.daemon.portId, batch);
       await waitFor(() => adds(L).length === 1 && adds(K).length === 4, "the next reaches both");

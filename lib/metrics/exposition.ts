@@ -1,8 +1,9 @@
 /**
  * The Prometheus text exposition format (version 0.0.4) of a daemon's state, written by hand from
  * a snapshot taken at scrape time: every counter of lib/counters.ts as `joold_*_total`, the
- * kernel->ACK latency as a histogram, build and runtime info as an info gauge, and the kernel's
- * own JSTAT_JOOLD_* counters when a source gives them. Pure: no sockets, no clock.
+ * kernel->ACK latency as a histogram, build and runtime info as an info gauge, each unicast peer's
+ * traffic as `joold_peer_*_total{peer="..."}`, and the kernel's own JSTAT_JOOLD_* counters when a
+ * source gives them. Pure: no sockets, no clock.
  *
  * Collect-on-scrape: the daemon's counters stay plain fields incremented in place; nothing on the
  * hot path knows metrics exist (docs/DESIGN.md, "Metrics").
@@ -190,6 +191,56 @@ export interface SecureSnapshot {
   readonly peers: readonly SecurePeerSnapshot[];
 }
 
+/**
+ * One unicast peer's traffic, as a scrape shows it: a copy of the channel's per-destination
+ * counters (lib/net/multicast.ts, `DestinationStats`), taken at scrape time.
+ */
+export interface PeerTrafficSnapshot {
+  /** The peer, as the stop summary names it (`[2001:db8::5]:6464`, `192.0.2.5:6464`). */
+  readonly destination: string;
+  /** Datagrams sent to it. */
+  readonly datagramsSent: number;
+  /** Their bytes. */
+  readonly bytesSent: number;
+  /** Sends to it that failed (each attempt). */
+  readonly sendErrors: number;
+  /** Datagrams accepted from its address (past the source checks). */
+  readonly datagramsReceived: number;
+  /** Their bytes. */
+  readonly bytesReceived: number;
+}
+
+/**
+ * The per-peer counters: metric name, HELP text, and the field of a
+ * {@linkcode PeerTrafficSnapshot}. Each name is its field's, as {@linkcode counterName} writes it
+ * with `peer` for `net`: the peers' `joold_peer_datagrams_sent_total` add up to
+ * `joold_net_datagrams_sent_total` (and so the bytes and send errors); the received ones count only
+ * what passed the source checks, which `joold_net_datagrams_received_total` counts before them.
+ */
+export const PEER_COUNTERS: readonly (readonly [
+  string,
+  string,
+  Exclude<keyof PeerTrafficSnapshot, "destination">,
+])[] = [
+  ["joold_peer_datagrams_sent_total", "Datagrams sent to the unicast peer.", "datagramsSent"],
+  ["joold_peer_bytes_sent_total", "Bytes of datagrams sent to the unicast peer.", "bytesSent"],
+  [
+    "joold_peer_send_errors_total",
+    "Sends to the unicast peer that failed (each attempt, retried or not).",
+    "sendErrors",
+  ],
+  [
+    "joold_peer_datagrams_received_total",
+    "Datagrams from the unicast peer's address accepted by the source checks.",
+    "datagramsReceived",
+  ],
+  [
+    "joold_peer_bytes_received_total",
+    "Bytes of datagrams from the unicast peer's address accepted by the source checks.",
+    "bytesReceived",
+  ],
+];
+
 /** Everything one scrape shows. */
 export interface MetricsSnapshot {
   /** The daemon's counters (read once, as they are). */
@@ -202,6 +253,8 @@ export interface MetricsSnapshot {
   readonly kernelStats?: ReadonlyMap<string, bigint | number>;
   /** Secure sync's state; absent without a key file. */
   readonly secure?: SecureSnapshot;
+  /** Each unicast peer's traffic, in the configuration's order; absent with a multicast group. */
+  readonly peers?: readonly PeerTrafficSnapshot[];
 }
 
 /** A label value, escaped as the format says (backslash, double quote, newline). */
@@ -287,6 +340,13 @@ export function formatMetrics(s: MetricsSnapshot): string {
       `session_format=${label(i.sessionFormat)},instance=${label(i.instance)},` +
       `mode=${label(i.mode)}} 1`,
   );
+
+  if (s.peers !== undefined) {
+    for (const [name, text, field] of PEER_COUNTERS) {
+      family(name, "counter", text);
+      for (const p of s.peers) out.push(`${name}{peer=${label(p.destination)}} ${value(p[field])}`);
+    }
+  }
 
   if (s.secure !== undefined) {
     const sec = s.secure;

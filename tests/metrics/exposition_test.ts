@@ -7,6 +7,7 @@ import {
   formatMetrics,
   kernelStatName,
   type MetricsSnapshot,
+  PEER_COUNTERS,
 } from "../../lib/metrics/exposition.ts";
 import { promtoolCheck, promtoolUnavailable, samples } from "./_promtool.ts";
 
@@ -74,6 +75,60 @@ Deno.test("the kernel's counters appear as jool_joold_*_total, bigints exactly",
   assert.match(text, /^jool_joold_sss_queued_total 18446744073709551615$/m);
   assert.match(text, /^# TYPE jool_joold_acks_total counter$/m);
   assert.match(text, /^jool_joold_acks_total 4$/m);
+});
+
+Deno.test({
+  name: `each unicast peer's counters as joold_peer_*_total{peer}, absent with a group${
+    unavailable ? ` (promtool skipped: ${unavailable})` : ""
+  }`,
+  async fn() {
+    const peers = [
+      {
+        destination: "[2001:db8::5]:6464",
+        datagramsSent: 3,
+        bytesSent: 300,
+        sendErrors: 1,
+        datagramsReceived: 2,
+        bytesReceived: 90,
+      },
+      // Not a name a channel gives, but label values are escaped whatever they hold.
+      {
+        destination: 'we"ird\\peer\n',
+        datagramsSent: 0,
+        bytesSent: 0,
+        sendErrors: 0,
+        datagramsReceived: 0,
+        bytesReceived: 0,
+      },
+    ];
+    const text = formatMetrics({ ...snapshot(), peers });
+    const got = samples(text);
+    const v6 = '{peer="[2001:db8::5]:6464"}';
+    assert.equal(got.get(`joold_peer_datagrams_sent_total${v6}`), 3);
+    assert.equal(got.get(`joold_peer_bytes_sent_total${v6}`), 300);
+    assert.equal(got.get(`joold_peer_send_errors_total${v6}`), 1);
+    assert.equal(got.get(`joold_peer_datagrams_received_total${v6}`), 2);
+    assert.equal(got.get(`joold_peer_bytes_received_total${v6}`), 90);
+    assert.match(text, /^joold_peer_bytes_received_total\{peer="we\\"ird\\\\peer\\n"\} 0$/m);
+    for (const [name, help] of PEER_COUNTERS) {
+      assert.ok(
+        text.includes(`# HELP ${name} ${help}\n# TYPE ${name} counter\n${name}${v6} `),
+        name,
+      );
+      // One family: its samples follow its HELP and TYPE, in the peers' order.
+      const lines = text.split("\n").filter((l) => l.startsWith(`${name}{`));
+      assert.deepEqual(lines.map((l) => l.slice(0, l.indexOf("}") + 1)), [
+        `${name}${v6}`,
+        `${name}{peer="we\\"ird\\\\peer\\n"}`,
+      ]);
+    }
+    if (unavailable === null) {
+      const { code, output } = await promtoolCheck(text);
+      assert.deepEqual({ code, output }, { code: 0, output: "" });
+    }
+    // A group (no peers): no series, not zeros, and no HELP either.
+    assert.doesNotMatch(formatMetrics(snapshot()), /joold_peer_/);
+  },
 });
 
 Deno.test({

@@ -39,7 +39,7 @@ async function statsReply(ns: Netns, port: number): Promise<Map<string, number>>
 
 Deno.test({
   name:
-    `/metrics after real traffic: promtool accepts it, its values are the stats reply's and the counters'${skip}`,
+    `/metrics after real traffic: promtool accepts it, its values are the stats reply's and the counters', no per-peer series with a group${skip}`,
   ignore: unavailable !== null,
   async fn() {
     const a = new Netns("a");
@@ -130,6 +130,8 @@ Deno.test({
         ),
         1,
       );
+      // A group has no per-peer series (not zeros: none, and no HELP or TYPE either).
+      assert.doesNotMatch(text, /joold_peer_/);
       assert.equal(got.get("jool_joold_sss_sent_total"), 7);
       assert.equal(got.get("jool_joold_acks_total"), 2);
       if (noPromtool === null) {
