@@ -85,6 +85,7 @@ const { values } = parseArgs({
     "bench-start-gap": { type: "string" },
     "bench-bulk-batches": { type: "string" },
     "bench-flush-ms": { type: "string" },
+    "bench-micro": { type: "string" },
   },
 });
 const demo = values.demo === true;
@@ -106,6 +107,7 @@ const benchArgs = [
   ["bench-start-gap", "joold.bench_start_gap"],
   ["bench-bulk-batches", "joold.bench_bulk_batches"],
   ["bench-flush-ms", "joold.bench_flush_ms"],
+  ["bench-micro", "joold.bench_micro"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];
   return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
