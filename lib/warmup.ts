@@ -28,7 +28,7 @@ import { concat } from "./netlink/attribute.ts";
 import { NLMSG_HDRLEN } from "./netlink/message.ts";
 import { dialTwin } from "./netlink/twin.ts";
 import type { Reactor } from "./reactor.ts";
-import { type Session, SESSION_ENCODERS } from "./jool/session.ts";
+import { SESSION_ENCODERS } from "./jool/session.ts";
 import type { SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import { silentLogger } from "./log.ts";
