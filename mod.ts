@@ -88,6 +88,7 @@ export {
   type WatchOptions,
 } from "./lib/reactor.ts";
 export { type ChannelParts, NetlinkKernelChannel } from "./lib/kernel/channel.ts";
+export { ChannelControl, type ControlParts } from "./lib/kernel/control.ts";
 export { type KernelOptions, openKernel } from "./lib/kernel/open.ts";
 export {
   NetlinkConn,

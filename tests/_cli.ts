@@ -1,8 +1,12 @@
 /**
- * Test helper: runs the real CLI as an operator would, with the production permission flags.
+ * Test helper: runs the real CLI as an operator would, with the production permission flags: a
+ * one-shot run whose output is collected at its exit ({@linkcode runCli}), or the daemon against
+ * an in-process fake Jool kernel, its output collected as it comes ({@linkcode spawnDaemon}).
  *
  * @module
  */
+
+import { libcPath } from "../ffi/libc.ts";
 
 /** Result of one CLI run. */
 export interface CliRun {
@@ -53,6 +57,86 @@ export async function runCli(
   const { code, stdout, stderr } = await command.output();
   const dec = new TextDecoder();
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+}
+
+/** How {@linkcode daemonCommand} runs the daemon. */
+export interface DaemonOptions {
+  /** The fake kernel it talks to: JOOLD_TEST_NETLINK_PEER (the test seam) is its port id. */
+  readonly kernel: { readonly portId: number };
+  /** What `--allow-read` lists (the daemon's files, or their directory); none: no such flag. */
+  readonly read?: readonly string[];
+  /** Variables `--allow-env` lists besides JOOLD_TEST_NETLINK_PEER. */
+  readonly allowEnv?: readonly string[];
+  /** Its environment besides JOOLD_TEST_NETLINK_PEER and NO_COLOR. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Permission flags beyond production's (`--allow-net=HOST:PORT`). */
+  readonly permissions?: readonly string[];
+  /** Run it inside this network namespace (`ip netns exec NAME deno run ...`). */
+  readonly netns?: string;
+  /** Where its stdout goes (default: piped). */
+  readonly stdout?: "piped" | "null";
+}
+
+/**
+ * The daemon's command: `deno run` of cli.ts with the production permission flags (libc by FFI,
+ * the reads given, JOOLD_TEST_NETLINK_PEER) and V8 flags, stdin closed, stderr piped.
+ *
+ * @param args CLI arguments
+ * @param options the fake kernel, permissions, environment, namespace and stdout
+ * @returns the command, not spawned
+ */
+export function daemonCommand(args: readonly string[], options: DaemonOptions): Deno.Command {
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "--no-prompt",
+    `--allow-ffi=${libcPath()}`,
+    ...(options.read === undefined ? [] : [`--allow-read=${options.read.join(",")}`]),
+    `--allow-env=${["JOOLD_TEST_NETLINK_PEER", ...options.allowEnv ?? []].join(",")}`,
+    ...options.permissions ?? [],
+    `--v8-flags=${V8_FLAGS}`,
+    entry("cli.ts"),
+    ...args,
+  ];
+  const [command, ...rest] = options.netns === undefined
+    ? deno
+    : ["ip", "netns", "exec", options.netns, ...deno];
+  return new Deno.Command(command, {
+    args: rest,
+    env: { JOOLD_TEST_NETLINK_PEER: String(options.kernel.portId), NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: options.stdout ?? "piped",
+    stderr: "piped",
+  });
+}
+
+/** A running daemon: the child, what it wrote so far, and the pumps, settled once its output ends. */
+export interface SpawnedDaemon {
+  readonly child: Deno.ChildProcess;
+  readonly out: { stdout: string; stderr: string };
+  readonly pumps: Promise<unknown>;
+}
+
+/**
+ * Spawns {@linkcode daemonCommand} and collects its stdout (when piped) and stderr as they come.
+ *
+ * @param args CLI arguments
+ * @param options as {@linkcode daemonCommand} takes them
+ * @returns the child, its output so far, and the pumps
+ */
+export function spawnDaemon(args: readonly string[], options: DaemonOptions): SpawnedDaemon {
+  const child = daemonCommand(args, options).spawn();
+  const out = { stdout: "", stderr: "" };
+  const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) out[key] += chunk;
+  };
+  const piped = options.stdout !== "null";
+  const pumps = Promise.all([
+    piped ? pump(child.stdout, "stdout") : undefined,
+    pump(child.stderr, "stderr"),
+  ]);
+  return { child, out, pumps };
 }
 
 const tempDirs: string[] = [];

@@ -4,42 +4,14 @@
  */
 import { ADVERTISE_INTERVAL_MS } from "../lib/start.ts";
 import assert from "node:assert/strict";
-import { libcPath } from "../ffi/libc.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
-import { entry, tempFiles, V8_FLAGS } from "./_cli.ts";
+import { daemonCommand, spawnDaemon, tempFiles } from "./_cli.ts";
 import { fixture } from "./_fixtures.ts";
 import { waitFor } from "./_udp.ts";
 
 const isRoot = Deno.uid() === 0;
 const skip = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
-
-/** Spawns the CLI and collects its output as it comes. */
-function spawn(args: string[], kernel: FakeKernel, files: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      `--allow-ffi=${libcPath()}`,
-      `--allow-read=${files.join(",")}`,
-      "--allow-env=JOOLD_TEST_NETLINK_PEER",
-      `--v8-flags=${V8_FLAGS}`,
-      entry("cli.ts"),
-      ...args,
-    ],
-    env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const out = { stdout: "", stderr: "" };
-  const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) out[key] += chunk;
-  };
-  const pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
-  return { child, out, pumps };
-}
 
 Deno.test({
   name:
@@ -49,7 +21,10 @@ Deno.test({
     const kernel = new FakeKernel("4.1.13");
     const server = kernel.start();
     const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-    const { child, out, pumps } = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+    const { child, out, pumps } = spawnDaemon([`--mod=${dir}/mod.json`], {
+      kernel,
+      read: [`${dir}/mod.json`],
+    });
     try {
       await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
       assert.match(out.stderr, /sync network disabled \(printing the kernel's sessions\)/);
@@ -104,11 +79,10 @@ Deno.test({
       kernel.state.ssEnabled = false;
       const server = kernel.start();
       const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-      const { child, out, pumps } = spawn(
-        [`--mod=${dir}/mod.json`, ...flag],
+      const { child, out, pumps } = spawnDaemon([`--mod=${dir}/mod.json`, ...flag], {
         kernel,
-        [`${dir}/mod.json`],
-      );
+        read: [`${dir}/mod.json`],
+      });
       try {
         await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
         if (flag.length === 0) {
@@ -141,7 +115,10 @@ Deno.test({
     kernel.state.instanceAlive = false;
     const server = kernel.start();
     const dir = tempFiles({ "mod.json": `{ "instance": "blue" }` });
-    const { child, out, pumps } = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+    const { child, out, pumps } = spawnDaemon([`--mod=${dir}/mod.json`], {
+      kernel,
+      read: [`${dir}/mod.json`],
+    });
     try {
       await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
       assert.match(
@@ -163,7 +140,7 @@ async function printDaemon(mod = `{ "instance": "default" }`) {
   const kernel = new FakeKernel("4.1.13");
   const server = kernel.start();
   const dir = tempFiles({ "mod.json": mod });
-  const run = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+  const run = spawnDaemon([`--mod=${dir}/mod.json`], { kernel, read: [`${dir}/mod.json`] });
   await waitFor(() => run.out.stderr.includes("joold: info: ready"), "ready", 20_000);
   const end = async () => {
     try {
@@ -324,23 +301,8 @@ Deno.test({
     const kernel = new FakeKernel("4.1.13");
     const server = kernel.start();
     const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-prompt",
-        `--allow-ffi=${libcPath()}`,
-        `--allow-read=${dir}`,
-        "--allow-env=JOOLD_TEST_NETLINK_PEER",
-        `--v8-flags=${V8_FLAGS}`,
-        entry("cli.ts"),
-        `--mod=${dir}/mod.json`,
-      ],
-      env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    const child = daemonCommand([`--mod=${dir}/mod.json`], { kernel, read: [dir], stdout: "null" })
+      .spawn();
     try {
       const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
       for (let text = ""; !text.includes("joold: info: ready");) {
@@ -377,7 +339,10 @@ Deno.test({
   async fn() {
     const kernel = new FakeKernel("4.1.13");
     const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-    const { child, out, pumps } = spawn([`--mod=${dir}/mod.json`], kernel, [`${dir}/mod.json`]);
+    const { child, out, pumps } = spawnDaemon([`--mod=${dir}/mod.json`], {
+      kernel,
+      read: [`${dir}/mod.json`],
+    });
     let server = { stop() {} };
     try {
       // The kernel does not answer yet: the daemon waits for its family.
@@ -454,33 +419,12 @@ Deno.test({
       );
       const heard: Uint8Array[] = [];
       peer.onDatagram((p) => heard.push(p.slice()));
-      child = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          a.name,
-          Deno.execPath(),
-          "run",
-          "--quiet",
-          "--no-prompt",
-          `--allow-ffi=${libcPath()}`,
-          `--allow-read=${dir}`,
-          "--allow-env=JOOLD_TEST_NETLINK_PEER",
-          `--v8-flags=${V8_FLAGS}`,
-          entry("cli.ts"),
-          `${dir}/netsocket.json`,
-          `${dir}/modsocket.json`,
-          "6401",
-        ],
-        env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const out = { stderr: "" };
-      const pump = (async () => {
-        for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) out.stderr += c;
-      })();
+      const daemon = spawnDaemon(
+        [`${dir}/netsocket.json`, `${dir}/modsocket.json`, "6401"],
+        { kernel, read: [dir], netns: a.name },
+      );
+      child = daemon.child;
+      const out = daemon.out;
       await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
       const pid = kernel.received[0].message.pid;
       const batch = fixture("4.1.9", "d-udp-payload-4sessions");
@@ -505,7 +449,7 @@ Deno.test({
       child.kill("SIGTERM");
       assert.equal((await child.status).code, 0, out.stderr);
       child = null;
-      await pump;
+      await daemon.pumps;
       peer.close();
     } finally {
       if (child) {

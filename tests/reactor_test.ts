@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { close, libc, libcPath, POLLIN, recv, sendto } from "../ffi/libc.ts";
+import { close, libc, POLLIN, recv, sendto } from "../ffi/libc.ts";
 import { ERRNO } from "../ffi/errno.ts";
 import { decodePayload, encodeCompact36 } from "../lib/jool/session.ts";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { concat } from "../lib/netlink/attribute.ts";
 import { Reactor, ROUND_BUDGET } from "../lib/reactor.ts";
-import { entry, V8_FLAGS } from "./_cli.ts";
+import { spawnDaemon } from "./_cli.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
 import { fixture } from "./_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "./_netns.ts";
@@ -310,38 +310,17 @@ Deno.test({
     const floods: Deno.ChildProcess[] = [];
     try {
       veth(a, "sync0", ["198.51.100.1/24"], b, "sync0", ["198.51.100.2/24"]);
-      const stderr: string[] = [];
-      child = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          a.name,
-          Deno.execPath(),
-          "run",
-          "--quiet",
-          "--no-prompt",
-          `--allow-ffi=${libcPath()}`,
-          "--allow-env=JOOLD_TEST_NETLINK_PEER",
-          `--v8-flags=${V8_FLAGS}`,
-          entry("cli.ts"),
-          "--net.mcast.addr=233.252.0.64",
-          "--net.mcast.port=6464",
-          "--net.dev.in=198.51.100.1",
-          "--net.dev.out=198.51.100.1",
-          "--stats.addr=127.0.0.1",
-          "--stats.port=6401",
-        ],
-        env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      (async () => {
-        for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-          stderr.push(chunk);
-        }
-      })();
-      await waitFor(() => stderr.join("").includes("joold: info: ready"), "ready", 20_000);
+      const daemon = spawnDaemon([
+        "--net.mcast.addr=233.252.0.64",
+        "--net.mcast.port=6464",
+        "--net.dev.in=198.51.100.1",
+        "--net.dev.out=198.51.100.1",
+        "--stats.addr=127.0.0.1",
+        "--stats.port=6401",
+      ], { kernel, netns: a.name, stdout: "null" });
+      child = daemon.child;
+      const out = daemon.out;
+      await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
       server.stop();
       server = { stop() {} };
       const pid = kernel.received.find((r) => r.jool !== undefined)!.message.pid;
@@ -453,7 +432,7 @@ Deno.test({
         )
       ).join("; ") + `; SIGTERM ${stopMs.toFixed(0)} ms`;
       console.log(summary);
-      assert.equal(status.code, 0, stderr.join(""));
+      assert.equal(status.code, 0, out.stderr);
       for (const [name, rs] of Object.entries(results)) {
         const r = rs[rs.length - 1];
         assert.ok(

@@ -19,17 +19,12 @@
 
 import { GENL_HDRLEN } from "../genetlink/controller.ts";
 import { align4, NLA_HDRLEN, NLA_TYPE_MASK } from "../netlink/attribute.ts";
-import { NLMSG_HDRLEN } from "../netlink/message.ts";
+import { NLMSG_HDRLEN, NLMSG_LEN, NLMSG_SEQ, NLMSG_TYPE } from "../netlink/message.ts";
 import { INAME_MAX_SIZE, JOOLNL_HDRLEN, JOOLNLHDR_FLAGS_ERROR } from "./header.ts";
 import { JNLAR_SESSION_ENTRIES } from "./message.ts";
 
-// struct nlmsghdr (linux/netlink.h), host order (little endian on every Jool platform we run).
-/** nlmsg_len: u32, the message length including the header. */
-const NLMSG_LEN = 0;
-/** nlmsg_type: u16, the Generic Netlink family id. */
-const NLMSG_TYPE = 4;
-/** nlmsg_seq: u32, 0 on what the kernel multicasts. */
-const NLMSG_SEQ = 8;
+// struct nlmsghdr (linux/netlink.h) starts the message: NLMSG_LEN, NLMSG_TYPE and NLMSG_SEQ
+// (lib/netlink/message.ts) are its fields' offsets.
 
 // struct genlmsghdr (linux/genetlink.h), right after the nlmsghdr.
 /** The genlmsghdr. */

@@ -5,6 +5,7 @@
  */
 
 import { ERRNO, errnoName, SystemError } from "../../ffi/errno.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 
 /**
  * How an operator hears what the kernel side did on its own (a module reload, ss-enabled
@@ -177,5 +178,26 @@ export class KernelSendError extends SystemError {
     super(`sendto(${op})`, errno);
     this.name = "KernelSendError";
     this.op = op;
+  }
+}
+
+/**
+ * Sends a request on the channel's connection; a failed send is a {@linkcode KernelSendError}.
+ *
+ * @param conn the connection
+ * @param message the request
+ * @param op its name
+ * @returns the sequence number it went with
+ * @throws {KernelSendError} when the send fails
+ */
+export function kernelSend(
+  conn: Pick<NetlinkConn, "send">,
+  message: Uint8Array<ArrayBuffer>,
+  op: string,
+): number {
+  try {
+    return conn.send(message, op);
+  } catch (error) {
+    throw error instanceof SystemError ? new KernelSendError(op, error.errno) : error;
   }
 }

@@ -9,6 +9,7 @@
 import { JNLAR_SESSION_ENTRIES, joolRequest } from "../jool/message.ts";
 import { type Commands, commandsFor, type JoolVersion, packVersion } from "../jool/version.ts";
 import { align4, NLA_F_NESTED, NLA_HDRLEN } from "../netlink/attribute.ts";
+import { NLMSG_LEN } from "../netlink/message.ts";
 
 /** Who the requests are from and for. */
 export interface RequestTarget {
@@ -22,8 +23,6 @@ export interface RequestTarget {
   readonly version: JoolVersion;
 }
 
-/** Where nlmsg_len sits (host order). */
-const NLMSG_LEN = 0;
 /** The largest JOOLD_ADD: a 64 KiB datagram plus headers. */
 const ADD_BUFFER = 65536 + 128;
 

@@ -219,6 +219,22 @@ interface Destination {
   readonly stats: DestinationStats;
 }
 
+/** A socket set up for the group or for the unicast peers, which the channel is built around. */
+interface OpenedSocket {
+  readonly fd: number;
+  readonly family: 4 | 6;
+  readonly destinations: Destination[];
+  /** Unicast peers, not a group. */
+  readonly unicast: boolean;
+  /** What the source checks compare a sender with, and the set-up's warnings for the log. */
+  readonly checks: {
+    local: Set<string>;
+    inIndex: number;
+    peers: Set<string> | null;
+    warnings: string[];
+  };
+}
+
 /** `ADDR:PORT`, IPv6 in brackets. */
 function destinationName(family: 4 | 6, address: Uint8Array, port: number): string {
   const text = formatAddress(address);
@@ -349,15 +365,12 @@ export class MulticastChannel implements NetworkChannel {
   #closed = false;
 
   private constructor(
-    fd: number,
-    family: 4 | 6,
-    destinations: Destination[],
-    unicast: boolean,
+    opened: OpenedSocket,
     reactor: Reactor,
     counters: Counters,
-    checks: { local: Set<string>; inIndex: number; peers: Set<string> | null; warnings: string[] },
     options: ChannelOptions,
   ) {
+    const { fd, family, destinations, unicast, checks } = opened;
     this.counters = counters;
     this.#fd = fd;
     this.family = family;
@@ -414,9 +427,16 @@ export class MulticastChannel implements NetworkChannel {
     counters: Counters = createCounters(),
     options: ChannelOptions = {},
   ): MulticastChannel {
-    if (config.peers !== undefined) {
-      return MulticastChannel.#openPeers(reactor, config, config.peers, counters, options);
-    }
+    const opened = config.peers === undefined
+      ? MulticastChannel.#openGroup(config, options)
+      : MulticastChannel.#openPeers(config, config.peers, options);
+    const channel = new MulticastChannel(opened, reactor, counters, options);
+    reactor.add(opened.fd, (budget) => channel.#drain(budget));
+    return channel;
+  }
+
+  /** The group's socket: bound to the group, sending to it (see the module's comment). */
+  static #openGroup(config: NetConfig, options: ChannelOptions): OpenedSocket {
     if (config.multicastAddress === undefined) {
       throw new NetworkConfigError(ADDR, `neither a multicast address nor peers are set`);
     }
@@ -486,28 +506,15 @@ export class MulticastChannel implements NetworkChannel {
       sockaddr: candidate.address,
       stats: newStats(name),
     };
-    const channel = new MulticastChannel(
-      fd,
-      family,
-      [destination],
-      false,
-      reactor,
-      counters,
-      checks,
-      options,
-    );
-    reactor.add(fd, (budget) => channel.#drain(budget));
-    return channel;
+    return { fd, family, destinations: [destination], unicast: false, checks };
   }
 
   /** The unicast socket: bound to the port, sending to each peer (see the module's comment). */
   static #openPeers(
-    reactor: Reactor,
     config: NetConfig,
     list: readonly string[],
-    counters: Counters,
     options: ChannelOptions,
-  ): MulticastChannel {
+  ): OpenedSocket {
     const parsed = list.map((text) => {
       const peer = parsePeer(text);
       if (peer === null) {
@@ -623,18 +630,7 @@ export class MulticastChannel implements NetworkChannel {
       close(fd);
       throw error;
     }
-    const channel = new MulticastChannel(
-      fd,
-      family,
-      destinations,
-      true,
-      reactor,
-      counters,
-      checks,
-      options,
-    );
-    reactor.add(fd, (budget) => channel.#drain(budget));
-    return channel;
+    return { fd, family, destinations, unicast: true, checks };
   }
 
   /** SO_REUSEADDR as configured, and a receive buffer that holds a burst. */

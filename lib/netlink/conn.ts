@@ -30,6 +30,7 @@ import {
   type Message,
   NLMSG_DONE,
   NLMSG_ERROR,
+  NLMSG_SEQ,
   parseErrorMessage,
   parseMessages,
 } from "./message.ts";
@@ -46,8 +47,6 @@ const NETLINK_ADD_MEMBERSHIP = 1;
 const NETLINK_EXT_ACK = 11;
 /** How many recent requests are remembered by name (a power of two). */
 const OPS_RING = 1024;
-/** Where the sequence number sits in a nlmsghdr (host order). */
-const NLMSG_SEQ = 8;
 
 /** The datagram level under a {@linkcode NetlinkConn}: a real socket or the in-memory twin. */
 export interface NetlinkSocket {

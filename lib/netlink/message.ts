@@ -22,6 +22,19 @@ export const NLMSGERR_ATTR_MSG = 1;
 /** Size of `struct nlmsghdr`. */
 export const NLMSG_HDRLEN = 16;
 
+// The fields of struct nlmsghdr (linux/netlink.h), in host order (little endian on every Jool
+// platform we run): their offsets from the start of the message.
+/** nlmsg_len: u32, the message length including the header. */
+export const NLMSG_LEN = 0;
+/** nlmsg_type: u16, the message type (a Generic Netlink family id). */
+export const NLMSG_TYPE = 4;
+/** nlmsg_flags: u16, NLM_F_*. */
+export const NLMSG_FLAGS = 6;
+/** nlmsg_seq: u32, the sequence number (0 on what the kernel multicasts). */
+export const NLMSG_SEQ = 8;
+/** nlmsg_pid: u32, the sender's port id. */
+export const NLMSG_PID = 12;
+
 /** A netlink message header. */
 export interface MessageHeader {
   /** Length of the whole message, header included (filled in by the encoder). */
@@ -57,11 +70,11 @@ export function encodeMessage(header: MessageHeader, body: Uint8Array): Uint8Arr
   const length = NLMSG_HDRLEN + body.length;
   const out = new Uint8Array(align4(length));
   const view = new DataView(out.buffer);
-  view.setUint32(0, length, true);
-  view.setUint16(4, header.type, true);
-  view.setUint16(6, header.flags, true);
-  view.setUint32(8, header.seq >>> 0, true);
-  view.setUint32(12, header.pid >>> 0, true);
+  view.setUint32(NLMSG_LEN, length, true);
+  view.setUint16(NLMSG_TYPE, header.type, true);
+  view.setUint16(NLMSG_FLAGS, header.flags, true);
+  view.setUint32(NLMSG_SEQ, header.seq >>> 0, true);
+  view.setUint32(NLMSG_PID, header.pid >>> 0, true);
   out.set(body, NLMSG_HDRLEN);
   return out;
 }
@@ -85,7 +98,7 @@ export function parseMessages(bytes: Uint8Array): Message[] {
     if (bytes.length - offset < NLMSG_HDRLEN) {
       throw new RangeError(`truncated netlink header: ${bytes.length - offset} bytes`);
     }
-    const length = view.getUint32(offset, true);
+    const length = view.getUint32(offset + NLMSG_LEN, true);
     if (length < NLMSG_HDRLEN || offset + length > bytes.length) {
       throw new RangeError(
         `netlink message length ${length} does not fit the ${bytes.length - offset} bytes received`,
@@ -93,10 +106,10 @@ export function parseMessages(bytes: Uint8Array): Message[] {
     }
     out.push({
       length,
-      type: view.getUint16(offset + 4, true),
-      flags: view.getUint16(offset + 6, true),
-      seq: view.getUint32(offset + 8, true),
-      pid: view.getUint32(offset + 12, true),
+      type: view.getUint16(offset + NLMSG_TYPE, true),
+      flags: view.getUint16(offset + NLMSG_FLAGS, true),
+      seq: view.getUint32(offset + NLMSG_SEQ, true),
+      pid: view.getUint32(offset + NLMSG_PID, true),
       body: bytes.subarray(offset + NLMSG_HDRLEN, offset + length),
     });
     offset += align4(length);
@@ -128,13 +141,14 @@ export function parseErrorMessage(message: Message): ErrorMessage {
   }
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const error = view.getInt32(0, true);
-  const requestLength = view.getUint32(4, true);
+  const echo = 4; // the request's header follows the error code
+  const requestLength = view.getUint32(echo + NLMSG_LEN, true);
   const request: MessageHeader = {
     length: requestLength,
-    type: view.getUint16(8, true),
-    flags: view.getUint16(10, true),
-    seq: view.getUint32(12, true),
-    pid: view.getUint32(16, true),
+    type: view.getUint16(echo + NLMSG_TYPE, true),
+    flags: view.getUint16(echo + NLMSG_FLAGS, true),
+    seq: view.getUint32(echo + NLMSG_SEQ, true),
+    pid: view.getUint32(echo + NLMSG_PID, true),
   };
   let extAckMessage: string | undefined;
   if (message.flags & NLM_F_ACK_TLVS) {

@@ -5,9 +5,8 @@
  * production (250 ms), so a scrape during load shows what the event loop's turns cost.
  */
 import assert from "node:assert/strict";
-import { libcPath } from "../../ffi/libc.ts";
 import { LINGER_MS } from "../../lib/reactor.ts";
-import { entry, tempFiles, V8_FLAGS } from "../_cli.ts";
+import { spawnDaemon, tempFiles } from "../_cli.ts";
 import { FakeKernel } from "../_fake_kernel.ts";
 import { fixture } from "../_fixtures.ts";
 import { waitFor } from "../_udp.ts";
@@ -16,33 +15,6 @@ import { freePort, promtoolCheck, promtoolUnavailable, samples } from "./_promto
 const isRoot = Deno.uid() === 0;
 const skip = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
 const noPromtool = promtoolUnavailable();
-
-function spawn(args: string[], kernel: FakeKernel, files: string[], extra: string[] = []) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      `--allow-ffi=${libcPath()}`,
-      `--allow-read=${files.join(",")}`,
-      "--allow-env=JOOLD_TEST_NETLINK_PEER",
-      ...extra,
-      `--v8-flags=${V8_FLAGS}`,
-      entry("cli.ts"),
-      ...args,
-    ],
-    env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const out = { stdout: "", stderr: "" };
-  const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) out[key] += chunk;
-  };
-  const pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
-  return { child, out, pumps };
-}
 
 for (const format of ["text", "json"] as const) {
   Deno.test({
@@ -54,10 +26,9 @@ for (const format of ["text", "json"] as const) {
       const server = kernel.start();
       const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
       try {
-        const { child, out, pumps } = spawn(
+        const { child, out, pumps } = spawnDaemon(
           [`--mod=${dir}/mod.json`, "--metrics=[::1]:9477", `--log-format=${format}`],
-          kernel,
-          [`${dir}/mod.json`],
+          { kernel, read: [`${dir}/mod.json`] },
         );
         const status = await child.status;
         await pumps;
@@ -107,11 +78,9 @@ Deno.test({
     const server = kernel.start();
     const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
     const port = freePort();
-    const { child, out, pumps } = spawn(
+    const { child, out, pumps } = spawnDaemon(
       [`--mod=${dir}/mod.json`, `--metrics=127.0.0.1:${port}`, "--log-format=json"],
-      kernel,
-      [`${dir}/mod.json`],
-      [`--allow-net=127.0.0.1:${port}`],
+      { kernel, read: [`${dir}/mod.json`], permissions: [`--allow-net=127.0.0.1:${port}`] },
     );
     try {
       await waitFor(() => out.stderr.includes('"event":"ready"'), "ready", 20_000);

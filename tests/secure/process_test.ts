@@ -15,7 +15,7 @@ import { MulticastChannel } from "../../lib/net/multicast.ts";
 import { Reactor } from "../../lib/reactor.ts";
 import { SecureChannel } from "../../lib/secure/channel.ts";
 import { parseKeyFile } from "../../lib/secure/keyfile.ts";
-import { entry, runCli, tempFiles, V8_FLAGS } from "../_cli.ts";
+import { runCli, spawnDaemon, tempFiles, V8_FLAGS } from "../_cli.ts";
 import { FakeKernel } from "../_fake_kernel.ts";
 import { fixture } from "../_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "../_netns.ts";
@@ -134,32 +134,12 @@ Deno.test({
       });
       const heard: Uint8Array[] = [];
       peer.onDatagram((p) => heard.push(p.slice()));
-      child = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          a.name,
-          Deno.execPath(),
-          "run",
-          "--quiet",
-          "--no-prompt",
-          `--allow-ffi=${libcPath()}`,
-          `--allow-read=${dir}`,
-          "--allow-env=JOOLD_TEST_NETLINK_PEER",
-          `--v8-flags=${V8_FLAGS}`,
-          entry("cli.ts"),
-          `--net=${dir}/netsocket.json`,
-          `--mod=${dir}/modsocket.json`,
-        ],
-        env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const out = { stderr: "" };
-      const pump = (async () => {
-        for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) out.stderr += c;
-      })();
+      const daemon = spawnDaemon(
+        [`--net=${dir}/netsocket.json`, `--mod=${dir}/modsocket.json`],
+        { kernel, read: [dir], netns: a.name },
+      );
+      child = daemon.child;
+      const out = daemon.out;
       await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
       const [k1, k2] = parseKeyFile(`${K1}\n${K2}`, "k");
       assert.match(
@@ -219,7 +199,7 @@ Deno.test({
       child.kill("SIGTERM");
       assert.equal((await child.status).code, 0, out.stderr);
       child = null;
-      await pump;
+      await daemon.pumps;
       assert.match(
         out.stderr,
         /joold: info: secure sync: 2 envelopes accepted, 1 dropped \(0 did not verify, 0 replayed, 0 stale, 1 under an unknown key, 0 malformed, 0 plain\), 0 skipped over \(0 arrived late, 0 recovered by 0 NACKs, 0 given up\), 0 resent for peers \(0 NACKs served, 0 refused, 0 resyncs asked, 0 unrecoverable\), 0 bulks sent, 0 received\n/,

@@ -4,7 +4,6 @@
  * against the fake kernel.
  */
 import assert from "node:assert/strict";
-import { libcPath } from "../../ffi/libc.ts";
 import { createCounters } from "../../lib/counters.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { Reactor } from "../../lib/reactor.ts";
@@ -17,7 +16,7 @@ import {
   unixAddress,
 } from "../../lib/systemd/notify.ts";
 import { FakeKernel } from "../_fake_kernel.ts";
-import { entry, tempFiles, V8_FLAGS } from "../_cli.ts";
+import { spawnDaemon, tempFiles } from "../_cli.ts";
 import { fixture } from "../_fixtures.ts";
 import { waitFor } from "../_udp.ts";
 import { notifySocket } from "./_notify_socket.ts";
@@ -146,29 +145,13 @@ Deno.test("SystemdNotifier: without NOTIFY_SOCKET, or with an unusable one, it s
 /** The CLI in print mode against a fake kernel, with systemd's variables and permissions. */
 function spawn(kernel: FakeKernel, env: Record<string, string>, allowEnv: string[]) {
   const dir = tempFiles({ "mod.json": `{ "instance": "blue" }` });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      `--allow-ffi=${libcPath()}`,
-      `--allow-read=${dir}/mod.json`,
-      `--allow-env=${["JOOLD_TEST_NETLINK_PEER", ...allowEnv].join(",")}`,
-      `--v8-flags=${V8_FLAGS}`,
-      entry("cli.ts"),
-      `--mod=${dir}/mod.json`,
-      "--log-level=debug",
-    ],
-    env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1", ...env },
-    stdin: "null",
+  return spawnDaemon([`--mod=${dir}/mod.json`, "--log-level=debug"], {
+    kernel,
+    read: [`${dir}/mod.json`],
+    allowEnv,
+    env,
     stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const out = { stderr: "" };
-  const pump = (async () => {
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) out.stderr += c;
-  })();
-  return { child, out, pump };
+  });
 }
 
 Deno.test({
@@ -212,7 +195,7 @@ Deno.test({
       );
       run.child.kill("SIGTERM");
       assert.equal((await run.child.status).code, 0, run.out.stderr);
-      await run.pump;
+      await run.pumps;
       assert.equal(systemd.drain().at(-1), "STOPPING=1\nSTATUS=stopping");
     } finally {
       try {
@@ -250,7 +233,7 @@ Deno.test({
       await sleep(500);
       run.child.kill("SIGTERM");
       assert.equal((await run.child.status).code, 0, run.out.stderr);
-      await run.pump;
+      await run.pumps;
       assert.deepEqual(systemd.drain(), []);
     } finally {
       try {
