@@ -297,11 +297,13 @@ interface Subkey {
 
 const subkeys = new WeakMap<SyncKey, Subkey[]>();
 
+/** The one IETF nonce buffer: the cipher copies it when it is created. */
+const NONCE = new Uint8Array(12);
+
 /** The IETF nonce of an envelope: four zero bytes and the sequence (header bytes 32-39). */
 function ietfNonce(envelope: Uint8Array): Uint8Array {
-  const nonce = new Uint8Array(12);
-  nonce.set(envelope.subarray(32, HEADER_LENGTH), 4);
-  return nonce;
+  for (let i = 0; i < 8; i++) NONCE[4 + i] = envelope[32 + i];
+  return NONCE;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
