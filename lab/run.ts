@@ -163,20 +163,20 @@ for (const f of flavours) {
  * the same 6.12 kernel, the same 36-byte session format): what it has to prove is that Jool's
  * own daemons and counters (its C daemon, `session proxy`, JSTAT_JOOLD_*) and the basic sync and
  * failover work with ours. The daemon's fault handling is the daemon's, proven on 4.1.9 and
- * 4.1.13; running it a third time would cost ~6 minutes of CI's budget for no new fact.
+ * 4.1.13; running it a third time would cost ~6 minutes of CI's budget for no new fact. Not
+ * here either: a-sync-ipv4 (the sync link's address family is the daemon's, not Jool's) and
+ * e-stats (the daemon's own UDP stats reply): the last CI run took 47.5 min of its ~45.
  */
 const SUBSETS: Partial<Record<Flavour, readonly string[]>> = {
   "trixie-sid": [
     "control-no-daemon",
     "a-sync-ipv6",
-    "a-sync-ipv4",
     "b-failover",
     "c-interop-ours-to-c",
     "c-interop-c-to-ours",
     "c-interop-proxy",
     "c-proxy-syntax",
     "d-advertise",
-    "e-stats",
     "e-kernel-stats",
     "j-forged-sessions",
   ],
