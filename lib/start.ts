@@ -386,13 +386,19 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       // The hot path compiled before the first batch: a restarted standby gets its peers' whole
       // table at once (lib/warmup.ts). Runs before READY, touches nothing outside itself.
       const began = performance.now();
-      await warmUp({
-        ...startup,
-        instance: config.mod.instance,
-        timeouts: startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
-        reactor,
-      });
-      log.debug(`warm-up: ${WARMUP_ROUNDS} rounds in ${Math.round(performance.now() - began)} ms`);
+      const warm = await inNamespace(() =>
+        warmUp({
+          ...startup,
+          instance: config.mod.instance,
+          timeouts: startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
+          reactor,
+          family: plain?.family,
+        })
+      );
+      log.debug(
+        `warm-up: ${WARMUP_ROUNDS} rounds in ${Math.round(performance.now() - began)} ms ` +
+          `(network: ${warm.network})`,
+      );
     }
     const daemon = new Daemon({
       kernel,

@@ -1,7 +1,8 @@
 /**
  * The start-up warm-up: before the daemon says it is ready, its own code runs on synthetic
  * sessions in the local kernel's format, through a throwaway kernel channel over an in-memory
- * netlink twin and a throwaway {@linkcode Daemon} whose network goes nowhere, so that V8 has
+ * netlink twin and a throwaway {@linkcode Daemon} whose network is a socket on loopback that sends
+ * to itself (or, where loopback is down, one in memory that goes nowhere), so that V8 has
  * compiled the hot path (receive, recognize, ACK, forward; check, add) before the first real batch.
  *
  * Why: a standby that (re)starts gets the whole table at once (the peers advertise), and a freshly
@@ -9,10 +10,11 @@
  * Measured in the lab's bulk benchmark (BENCHMARKS.md, "Bulk resync"): K's first JOOLD_ADD came
  * 190 ms after J's first datagram reached it, and K needed ~7 ms per 36-session datagram after.
  *
- * Without side effects: nothing is sent anywhere, the real counters are not touched (the throwaway
- * daemon counts into its own), nothing is logged. The same classes run as in service; only the
- * innermost socket calls differ (the twin's), which makes those call sites polymorphic, which
- * V8's compilers handle. The data has the shape the kernel sends.
+ * Without side effects: nothing leaves the host's loopback (a socket bound to 127.0.0.1 or ::1,
+ * port chosen by the kernel, sends only to itself, closed at the end), the real counters are not
+ * touched (the throwaway daemon counts into its own), nothing is logged. The same classes run as
+ * in service; only the netlink socket calls differ (the twin's), which makes those call sites
+ * polymorphic, which V8's compilers handle. The data has the shape the kernel sends.
  *
  * @module
  */
@@ -20,6 +22,7 @@
 import type { NetworkChannel } from "./channel.ts";
 import { createCounters } from "./counters.ts";
 import { Daemon } from "./daemon.ts";
+import { MulticastChannel } from "./net/multicast.ts";
 import { NetlinkKernelChannel } from "./kernel/channel.ts";
 import type { KernelStartup } from "./kernel/startup.ts";
 import { joolRequest, sessionEntriesAttribute } from "./jool/message.ts";
@@ -100,6 +103,12 @@ export interface WarmUpOptions
   readonly timeouts: SessionTimeouts;
   /** The daemon's reactor (the throwaway channel's connection is a twin: it never watches it). */
   readonly reactor: Reactor;
+  /**
+   * The sync socket's family: the throwaway daemon's network is then a real UDP socket on
+   * loopback that sends to itself (the send and receive paths as in service). Absent, or
+   * loopback unusable: an in-memory network (everything but the socket calls).
+   */
+  readonly family?: 4 | 6;
 }
 
 /** What the throwaway pipeline handed on: all `rounds` when the paths ran as in service. */
@@ -109,14 +118,18 @@ export interface WarmUpResult {
   /** JOOLD_ACKs and JOOLD_ADDs the throwaway channel sent to the twin kernel. */
   readonly acks: number;
   readonly adds: number;
+  /** Where the throwaway daemon's datagrams went: a loopback socket, or nowhere (memory). */
+  readonly network: "loopback" | "memory";
 }
 
 /**
  * Runs the daemon's paths on synthetic sessions, with no effect outside this call: a throwaway
  * kernel channel of the real class over the in-memory twin of a netlink socket
- * (lib/netlink/twin.ts), and a throwaway daemon between it and a network that goes nowhere. Each
- * round the twin kernel multicasts one full batch (recognized, ACKed and forwarded as in service)
- * and the network hands one datagram back (checked and added).
+ * (lib/netlink/twin.ts), and a throwaway daemon between it and a network: given the sync socket's
+ * family, a UDP socket on loopback that sends to itself (lib/net/multicast.ts `loopback`), else
+ * one in memory that goes nowhere. Each round the twin kernel multicasts one full batch
+ * (recognized, ACKed and forwarded as in service) and the network hands one datagram back (checked
+ * and added).
  *
  * @param options what startup resolved, the instance, its timeouts and the reactor
  * @param rounds how many batches and datagrams
@@ -137,7 +150,7 @@ export interface WarmUpResult {
  *   timeouts: JOOL_DEFAULT_TIMEOUTS,
  *   reactor: new Reactor(),
  * }, 5);
- * assert.deepEqual(done, { sent: 5, acks: 5, adds: 5 });
+ * assert.deepEqual(done, { sent: 5, acks: 5, adds: 5, network: "memory" });
  * ```
  */
 export async function warmUp(
@@ -164,7 +177,16 @@ export async function warmUp(
     instance: options.instance,
   });
   let fromNetwork: (payload: Uint8Array, from?: string) => void = () => {};
-  const network: NetworkChannel = {
+  const loopCounters = createCounters();
+  let loopback: MulticastChannel | null = null;
+  if (options.family !== undefined) {
+    try {
+      loopback = MulticastChannel.loopback(options.family, options.reactor, loopCounters);
+    } catch {
+      // Loopback down (or no ::1): the in-memory network below warms all but the socket calls.
+    }
+  }
+  const network: NetworkChannel = loopback ?? {
     onDatagram: (handler) => (fromNetwork = handler),
     send: () => void counts.sent++,
     close() {},
@@ -195,11 +217,23 @@ export async function warmUp(
     for (let i = 0; i < rounds; i++) {
       twin.multicast(options.groupId, batch);
       await Promise.resolve(); // the twin hands the batch to the channel in a microtask
-      fromNetwork(payload, "warm-up");
+      if (loopback === null) fromNetwork(payload, "warm-up");
+      else loopback.receiveNow(); // the datagram the daemon just sent to itself, if it is there
+    }
+    // Loopback delivers within the send, or at the latest in the next softirq: a few more reads.
+    for (
+      let i = 0;
+      loopback !== null && i < 10 && counts.adds < loopCounters.netDatagramsSent;
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      loopback.receiveNow();
     }
   } finally {
     daemon.stop();
     kernel.close();
+    loopback?.close();
   }
-  return counts;
+  if (loopback !== null) counts.sent = loopCounters.netDatagramsSent;
+  return { ...counts, network: loopback === null ? "memory" : "loopback" };
 }

@@ -46,9 +46,38 @@ Deno.test("warmUp: every round's batch is recognized, ACKed and forwarded, and i
       reactor,
     };
     const format = sessionFormatFor(version);
-    assert.deepEqual(await warmUp(options, 7), { sent: 7, acks: 7, adds: 7 }, format);
+    assert.deepEqual(
+      await warmUp(options, 7),
+      { sent: 7, acks: 7, adds: 7, network: "memory" },
+      format,
+    );
     // A UDP timeout below the sessions' 60 s: clamped, still added.
     const short = { ...options, timeouts: { ...JOOL_DEFAULT_TIMEOUTS, udp: 30_000 } };
-    assert.deepEqual(await warmUp(short, 3), { sent: 3, acks: 3, adds: 3 }, format);
+    assert.deepEqual(
+      await warmUp(short, 3),
+      { sent: 3, acks: 3, adds: 3, network: "memory" },
+      format,
+    );
+  }
+});
+
+Deno.test("warmUp over loopback: every batch goes out of a real UDP socket and comes back as a datagram to add; the socket is closed after", async () => {
+  const reactor = new Reactor();
+  const hasV6 = Deno.networkInterfaces().some((i) => i.name === "lo" && i.address === "::1");
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  for (const family of hasV6 ? [4, 6] as const : [4] as const) {
+    const before = fds();
+    const done = await warmUp({
+      familyId: 0x23,
+      groupId: 7,
+      version: VERSIONS[2],
+      versionSource: "sysfs",
+      instance: "default",
+      timeouts: JOOL_DEFAULT_TIMEOUTS,
+      reactor,
+      family,
+    }, 50);
+    assert.deepEqual(done, { sent: 50, acks: 50, adds: 50, network: "loopback" }, `IPv${family}`);
+    assert.equal(fds(), before, `IPv${family}: the loopback socket is closed`);
   }
 });

@@ -37,6 +37,7 @@ import {
   AF_INET6,
   bind,
   close,
+  getsockname,
   ifNameToIndex,
   IP_ADD_MEMBERSHIP,
   IP_MULTICAST_ALL,
@@ -433,6 +434,87 @@ export class MulticastChannel implements NetworkChannel {
     const channel = new MulticastChannel(opened, reactor, counters, options);
     reactor.add(opened.fd, (budget) => channel.#drain(budget));
     return channel;
+  }
+
+  /**
+   * A throwaway channel over loopback, for the start-up warm-up (lib/warmup.ts): a socket of
+   * `family` bound to 127.0.0.1 or ::1 (the kernel picks the port) that sends to itself, with the
+   * sync socket's receive path (recvmsg with the arrival interface, the interface check, the
+   * rate limit; no local-source check, so that its own datagrams come back as a peer's would).
+   * Not watched by the reactor: the warm-up reads it with {@linkcode MulticastChannel.receiveNow}.
+   *
+   * @param family the real sync socket's family (the same code paths)
+   * @param reactor the daemon's reactor (only for close and a send's wait for buffer space)
+   * @param counters where it counts (the warm-up's own, never the daemon's)
+   * @returns the channel
+   * @throws {SystemError} when loopback is not usable (down, or no ::1)
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createCounters } from "../counters.ts";
+   * import { Reactor } from "../reactor.ts";
+   * import { MulticastChannel } from "./multicast.ts";
+   *
+   * const counters = createCounters();
+   * const channel = MulticastChannel.loopback(4, new Reactor(), counters);
+   * const got: number[][] = [];
+   * channel.onDatagram((payload) => got.push([...payload]));
+   * channel.send(Uint8Array.of(1, 2, 3));
+   * while (got.length === 0) channel.receiveNow();
+   * assert.deepEqual(got, [[1, 2, 3]]);
+   * assert.equal(counters.netDatagramsSent, 1);
+   * channel.close();
+   * ```
+   */
+  static loopback(family: 4 | 6, reactor: Reactor, counters: Counters): MulticastChannel {
+    const [{ address }] = getAddrInfo(family === 4 ? "127.0.0.1" : "::1", "0");
+    const fd = socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM, 0);
+    let self;
+    try {
+      bind(fd, address);
+      setsockoptInt(
+        fd,
+        family === 4 ? IPPROTO_IP : IPPROTO_IPV6,
+        family === 4 ? IP_PKTINFO : IPV6_RECVPKTINFO,
+        1,
+        "PKTINFO",
+      );
+      self = getsockname(fd);
+    } catch (error) {
+      close(fd);
+      throw error;
+    }
+    const name = destinationName(family, decodeSockaddr(self)!.address, portOf(self));
+    const destination: Destination = {
+      name,
+      what: "loopback (warm-up)",
+      call: "sendto(loopback)",
+      sockaddr: self,
+      stats: newStats(name),
+    };
+    const checks = {
+      local: new Set<string>(),
+      inIndex: ifNameToIndex("lo"),
+      peers: null,
+      warnings: [],
+    };
+    return new MulticastChannel(
+      { fd, family, destinations: [destination], unicast: false, checks },
+      reactor,
+      counters,
+      {},
+    );
+  }
+
+  /**
+   * Reads what waits on the socket now, as the reactor would when it is readable (for a channel
+   * the reactor does not watch: {@linkcode MulticastChannel.loopback}'s).
+   *
+   * @param budget at most this many datagrams
+   * @returns true when it stopped for the budget
+   */
+  receiveNow(budget = Infinity): boolean {
+    return this.#drain(budget);
   }
 
   /** The group's socket: bound to the group, sending to it (see the module's comment). */
