@@ -30,7 +30,8 @@ START_GAP=$(cmdline bench_start_gap)
 # without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
 # ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
 # lower priority: what serving Prometheus costs the sync path), ours-keyed (ours with secure sync:
-# a key file, envelopes, loss recovery; what secure sync costs).
+# a key file, envelopes, loss recovery; what secure sync costs), ours-prof (V8's CPU profile of
+# each daemon, written when it stops: where its time goes under the emulation).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
 # K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
@@ -164,6 +165,8 @@ start() { # kind ns
     ours-st) OURS_V8_FLAGS=--no-turbofan,--single-threaded ours "$2" ;;
     ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
     ours-turbofan) OURS_V8_FLAGS="" ours "$2" ;;
+    # V8's sampling profiler: one .cpuprofile per daemon in the run's results (last-FLAVOUR/prof-NS).
+    ours-prof) OURS_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/mnt/results/prof-$2" ours "$2" ;;
     ours-nolinger) JOOLD_LINGER_MS=0 OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     ours-scraped)
       OURS_DENO_FLAGS="--allow-net=[::1]:9477" ours "$2" --metrics=[::1]:9477 || return 1
