@@ -363,7 +363,7 @@ if [ -n "$MICRO" ]; then
   for file in $MICRO; do
     log "micro-benchmark bench/$file (deno bench, --v8-flags=--no-turbofan as the daemon runs)"
     # --no-check: no type-checking in the guest (its Deno cache is read-only), as the daemon runs.
-    deno bench --quiet --no-check --no-prompt --allow-read --v8-flags=--no-turbofan \
+    deno bench --quiet --no-check --no-prompt --config "$PROJECT/deno.json" --allow-read --v8-flags=--no-turbofan \
       "$PROJECT/bench/$file" >/tmp/micro.out 2>&1 || log "deno bench failed: $(tail -5 /tmp/micro.out)"
     sed 's/\x1b\[[0-9;]*m//g' /tmp/micro.out | grep '^| [^-]' | sed 's/^/BENCH micro /'
   done
