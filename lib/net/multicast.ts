@@ -362,6 +362,10 @@ export class MulticastChannel implements NetworkChannel {
   #onDatagram: PayloadHandler = () => {};
   /** The sender's address of the datagram just received (the secure channel names it). */
   #source = "";
+  /** The previous datagram's sockaddr (up to a sockaddr_in6), its length (-1: none) and text. */
+  readonly #lastFrom = new Uint8Array(28);
+  #lastFromLength = -1;
+  #lastKey = "";
   #onError: ErrorHandler = () => {};
   #closed = false;
 
@@ -1007,10 +1011,38 @@ export class MulticastChannel implements NetworkChannel {
     return true;
   }
 
+  /**
+   * The sender's address as text, for the checks below. A sync socket hears one to a few peers,
+   * so the previous datagram's sockaddr and text are kept: the same bytes give the same text
+   * without decoding and formatting them again (an IPv6 address's text per datagram was a tenth
+   * of a receiving daemon's CPU in the lab's bulk).
+   */
+  #sourceKey(): string {
+    const from = this.#receiver.from;
+    const last = this.#lastFrom;
+    if (from.length === this.#lastFromLength) {
+      let same = true;
+      for (let i = 0; i < from.length; i++) {
+        if (from[i] !== last[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.#lastKey;
+    }
+    const source = decodeSockaddr(from);
+    const key = source === null ? "" : formatAddress(source.address);
+    if (from.length <= last.length) {
+      last.set(from);
+      this.#lastFromLength = from.length;
+      this.#lastKey = key;
+    }
+    return key;
+  }
+
   /** The source checks of the datagram just received (`length` bytes); counts what they drop. */
   #accepts(length: number): boolean {
-    const source = decodeSockaddr(this.#receiver.from);
-    const key = source === null ? "" : formatAddress(source.address);
+    const key = this.#sourceKey();
     this.#source = key;
     if (this.#local.has(key)) {
       this.drops.netLocalSourceDrops++;
