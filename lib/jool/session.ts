@@ -9,10 +9,13 @@
 
 import { formatAddress } from "../../ffi/sockaddr.ts";
 import {
+  align4,
   type Attribute,
   concat,
   encodeAttribute,
   NLA_F_NESTED,
+  NLA_HDRLEN,
+  NLA_TYPE_MASK,
   parseAttributes,
 } from "../netlink/attribute.ts";
 import type { SessionFormat } from "./version.ts";
@@ -71,30 +74,116 @@ export interface Session {
   readonly timer: number;
 }
 
-function taddr(a: Attribute, length: number, what: string): [Uint8Array, number] {
-  if (!a.nested) throw new RangeError(`${what} is not a nested attribute`);
-  let address: Uint8Array | undefined;
-  let port: number | undefined;
-  for (const c of parseAttributes(a.payload)) {
-    if (c.type === JNLATA_ADDR) {
-      if (c.payload.length !== length) {
-        throw new RangeError(`${what} address has ${c.payload.length} bytes, expected ${length}`);
-      }
-      address = c.payload;
-    } else if (c.type === JNLATA_PORT) {
-      if (c.payload.length < 2) throw new RangeError(`${what} port is truncated`);
-      port = new DataView(c.payload.buffer, c.payload.byteOffset, 2).getUint16(0, true);
+// decodeNested walks the entry in place: every received 4.1.9 session goes through it, and an
+// array of attribute objects, a Map and a tuple per session cost more than the walk under the
+// lab's emulation. These scratch arrays hold, per top-level type (1-8), where the LAST attribute
+// of that type starts (its payload; -1: none), its payload's length and its NESTED flag, as a
+// Map filled in order would. Synchronous use only.
+const FOUND_START = new Int32Array(JNLASE_EXPIRATION + 1);
+const FOUND_LENGTH = new Int32Array(JNLASE_EXPIRATION + 1);
+const FOUND_NESTED = new Uint8Array(JNLASE_EXPIRATION + 1);
+/** taddr's results (no tuple per call). */
+let taddrAddress: Uint8Array = new Uint8Array(0);
+let taddrPort = 0;
+
+/**
+ * Walks a run of attributes as parseAttributes does (the same checks, the same messages, offsets
+ * relative to `from`), calling `each(type, payloadStart, payloadLength, nested)` per attribute.
+ */
+function walkAttributes(
+  b: Uint8Array,
+  from: number,
+  to: number,
+  each: (type: number, start: number, length: number, nested: boolean) => void,
+): void {
+  let offset = from;
+  while (offset < to) {
+    if (to - offset < NLA_HDRLEN) {
+      throw new RangeError(
+        `truncated attribute header at offset ${offset - from}: ${to - offset} bytes left`,
+      );
     }
+    const length = b[offset] | (b[offset + 1] << 8);
+    const rawType = b[offset + 2] | (b[offset + 3] << 8);
+    if (length < NLA_HDRLEN) {
+      throw new RangeError(
+        `attribute at offset ${offset - from} has an impossible length ${length}`,
+      );
+    }
+    if (offset + length > to) {
+      throw new RangeError(
+        `attribute at offset ${offset - from} (length ${length}) overflows its parent (${
+          to - from
+        } bytes)`,
+      );
+    }
+    each(
+      rawType & NLA_TYPE_MASK,
+      offset + NLA_HDRLEN,
+      length - NLA_HDRLEN,
+      (rawType & NLA_F_NESTED) !== 0,
+    );
+    offset += align4(length);
   }
-  if (address === undefined || port === undefined) {
-    throw new RangeError(`${what} lacks its address or port`);
-  }
-  return [address, port];
 }
 
-function u8(a: Attribute, what: string): number {
-  if (a.payload.length < 1) throw new RangeError(`${what} is empty`);
-  return a.payload[0];
+function ignoreAttribute(): void {}
+
+function recordTopLevel(type: number, start: number, length: number, nested: boolean): void {
+  if (type < 1 || type > JNLASE_EXPIRATION) return;
+  FOUND_START[type] = start;
+  FOUND_LENGTH[type] = length;
+  FOUND_NESTED[type] = nested ? 1 : 0;
+}
+
+let taddrLength = 0;
+let taddrWhat = "";
+let taddrBytes: Uint8Array = new Uint8Array(0);
+let taddrHasAddress = false;
+let taddrHasPort = false;
+
+function recordTaddr(type: number, start: number, length: number): void {
+  if (type === JNLATA_ADDR) {
+    if (length !== taddrLength) {
+      throw new RangeError(`${taddrWhat} address has ${length} bytes, expected ${taddrLength}`);
+    }
+    taddrAddress = taddrBytes.subarray(start, start + length);
+    taddrHasAddress = true;
+  } else if (type === JNLATA_PORT) {
+    if (length < 2) throw new RangeError(`${taddrWhat} port is truncated`);
+    taddrPort = taddrBytes[start] | (taddrBytes[start + 1] << 8); // host order (little endian)
+    taddrHasPort = true;
+  }
+}
+
+/** The entry's attribute of `type`: its payload's start (throws when there is none). */
+function need(type: number, what: string): number {
+  const start = FOUND_START[type];
+  if (start < 0) throw new RangeError(`session entry lacks ${what}`);
+  return start;
+}
+
+/** A nested transport address of the entry: sets taddrAddress and taddrPort. */
+function taddr(b: Uint8Array, type: number, length: number, what: string): void {
+  const start = need(type, what);
+  if (FOUND_NESTED[type] === 0) throw new RangeError(`${what} is not a nested attribute`);
+  taddrLength = length;
+  taddrWhat = what;
+  taddrBytes = b;
+  taddrHasAddress = false;
+  taddrHasPort = false;
+  // Structure first, then the values, in that order as a parsed list would report them.
+  walkAttributes(b, start, start + FOUND_LENGTH[type], ignoreAttribute);
+  walkAttributes(b, start, start + FOUND_LENGTH[type], recordTaddr);
+  if (!taddrHasAddress || !taddrHasPort) {
+    throw new RangeError(`${what} lacks its address or port`);
+  }
+}
+
+function u8(b: Uint8Array, type: number, what: string): number {
+  const start = need(type, what);
+  if (FOUND_LENGTH[type] < 1) throw new RangeError(`${what} is empty`);
+  return b[start];
 }
 
 /**
@@ -105,21 +194,25 @@ function u8(a: Attribute, what: string): number {
  * @throws {RangeError} when an attribute is missing, truncated or of the wrong size
  */
 export function decodeNested(payload: Uint8Array): Session {
-  const found = new Map<number, Attribute>();
-  for (const a of parseAttributes(payload)) found.set(a.type, a);
-  const need = (type: number, what: string): Attribute => {
-    const a = found.get(type);
-    if (a === undefined) throw new RangeError(`session entry lacks ${what}`);
-    return a;
-  };
-  const [src6, src6Port] = taddr(need(JNLASE_SRC6, "SRC6"), 16, "SRC6");
-  const [dst6, dst6Port] = taddr(need(JNLASE_DST6, "DST6"), 16, "DST6");
-  const [src4, src4Port] = taddr(need(JNLASE_SRC4, "SRC4"), 4, "SRC4");
-  const [dst4, dst4Port] = taddr(need(JNLASE_DST4, "DST4"), 4, "DST4");
-  const proto = u8(need(JNLASE_PROTO, "PROTO"), "PROTO");
+  const b = payload;
+  FOUND_START.fill(-1);
+  walkAttributes(b, 0, b.length, recordTopLevel);
+  taddr(b, JNLASE_SRC6, 16, "SRC6");
+  const src6 = taddrAddress;
+  const src6Port = taddrPort;
+  taddr(b, JNLASE_DST6, 16, "DST6");
+  const dst6 = taddrAddress;
+  const dst6Port = taddrPort;
+  taddr(b, JNLASE_SRC4, 4, "SRC4");
+  const src4 = taddrAddress;
+  const src4Port = taddrPort;
+  taddr(b, JNLASE_DST4, 4, "DST4");
+  const dst4 = taddrAddress;
+  const dst4Port = taddrPort;
+  const proto = u8(b, JNLASE_PROTO, "PROTO");
   if (proto > 2) throw new RangeError(`session entry has an unknown protocol ${proto}`);
   const exp = need(JNLASE_EXPIRATION, "EXPIRATION");
-  if (exp.payload.length < 4) throw new RangeError("EXPIRATION is truncated");
+  if (FOUND_LENGTH[JNLASE_EXPIRATION] < 4) throw new RangeError("EXPIRATION is truncated");
   return {
     proto,
     src6,
@@ -130,9 +223,10 @@ export function decodeNested(payload: Uint8Array): Session {
     src4Port,
     dst4,
     dst4Port,
-    state: u8(need(JNLASE_STATE, "STATE"), "STATE"),
-    timer: u8(need(JNLASE_TIMER, "TIMER"), "TIMER"),
-    expirationMs: new DataView(exp.payload.buffer, exp.payload.byteOffset, 4).getUint32(0, true),
+    state: u8(b, JNLASE_STATE, "STATE"),
+    timer: u8(b, JNLASE_TIMER, "TIMER"),
+    // Host order (little endian), as the kernel writes it.
+    expirationMs: (b[exp] | (b[exp + 1] << 8) | (b[exp + 2] << 16)) + b[exp + 3] * 0x1000000,
   };
 }
 
