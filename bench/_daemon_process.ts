@@ -12,6 +12,7 @@ import { libcPath } from "../ffi/libc.ts";
  * @param configDir the directory of its configuration files (its --allow-read)
  * @param v8 V8 flags ("" for V8's defaults)
  * @param args the daemon's arguments
+ * @param denoFlags more flags for `deno run` (e.g. the `--allow-net` of `--metrics`)
  * @returns the running daemon
  */
 export async function spawnDaemon(
@@ -19,6 +20,7 @@ export async function spawnDaemon(
   configDir: string,
   v8: string,
   args: string[],
+  denoFlags: string[] = [],
 ): Promise<Deno.ChildProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -28,6 +30,7 @@ export async function spawnDaemon(
       `--allow-read=${configDir}`,
       "--allow-env=JOOLD_TEST_NETLINK_PEER",
       ...(v8 ? [`--v8-flags=${v8}`] : []),
+      ...denoFlags,
       new URL("../cli.ts", import.meta.url).pathname,
       ...args,
     ],

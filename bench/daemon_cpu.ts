@@ -5,8 +5,12 @@
 // the previous one, as Jool does; the daemon also receives its own datagrams (multicast loopback)
 // and hands them back as JOOLD_ADD, so its CPU is both translators' work. Prints the daemon's CPU
 // (user + system, /proc/PID/stat, 10 ms ticks) per batch and the ACK wait's p50, p99 and max.
-//   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=--no-turbofan]
-// (V8_FLAGS "" runs with V8's defaults.)
+//   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=--no-turbofan] [SCRAPE_MS=0]
+// (V8_FLAGS "" runs with V8's defaults. SCRAPE_MS > 0: the daemon serves --metrics and another
+// process, lab/guest/scrape.ts, scrapes it every SCRAPE_MS meanwhile, as Prometheus would: what
+// a scrape costs the sync path, outside the lab's emulation. KEYED "key": secure sync, a key file
+// in net.json; the daemon then drops its own looped-back envelopes as reflections, so this
+// measures the sending side's cost of secure sync, not the receiving side's.)
 import { FakeKernel } from "../tests/_fake_kernel.ts";
 import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
@@ -16,6 +20,9 @@ import { commandsFor, parseVersion } from "../lib/jool/version.ts";
 const rate = Number(Deno.args[0] ?? 2000);
 const count = Number(Deno.args[1] ?? 20000);
 const v8 = Deno.args[2] ?? V8_FLAGS;
+const scrapeMs = Number(Deno.args[3] ?? 0);
+const keyed = Deno.args[4] === "key";
+const METRICS = "127.0.0.1:9477";
 
 function ip(...args: string[]): void {
   const r = new Deno.Command("ip", { args, stderr: "piped" }).outputSync();
@@ -57,13 +64,44 @@ async function measure(): Promise<void> {
   const dir = tempFiles({
     "mod.json": `{ "instance": "default" }`,
     "net.json": `{ "multicast address": "239.1.2.3", "multicast port": "6464",
-      "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1 }`,
+      "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1${
+      keyed ? `, "key file": "KEYFILE"` : ""
+    } }`,
   });
+  if (keyed) {
+    const key = Array.from(
+      crypto.getRandomValues(new Uint8Array(32)),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+    Deno.writeTextFileSync(`${dir}/sync.key`, `${key}\n`, { mode: 0o600 });
+    Deno.chmodSync(`${dir}/sync.key`, 0o600);
+    const net = Deno.readTextFileSync(`${dir}/net.json`).replace("KEYFILE", `${dir}/sync.key`);
+    Deno.writeTextFileSync(`${dir}/net.json`, net);
+  }
   const server = kernel.start(); // answers the start-up requests
-  const child = await spawnDaemon(kernel, dir, v8, [`${dir}/net.json`, `${dir}/mod.json`]);
+  const child = await spawnDaemon(
+    kernel,
+    dir,
+    v8,
+    [`${dir}/net.json`, `${dir}/mod.json`, ...(scrapeMs > 0 ? [`--metrics=${METRICS}`] : [])],
+    scrapeMs > 0 ? [`--allow-net=${METRICS}`] : [],
+  );
   await new Promise((r) => setTimeout(r, 1000)); // start-up over
   server.stop();
   kernel.serve();
+  // The scraper: its own process (this one spins on the schedule below), its failures counted.
+  const scraper = scrapeMs > 0
+    ? new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-net=${METRICS}`,
+        new URL("../lab/guest/scrape.ts", import.meta.url).pathname,
+        `http://${METRICS}/metrics`,
+        String(scrapeMs),
+      ],
+      stderr: "piped",
+    }).spawn()
+    : null;
   const pid = kernel.received[0].message.pid; // the daemon's netlink port id
   const ticks = () => cpuMs(child.pid);
   let scanned = kernel.received.length;
@@ -88,16 +126,27 @@ async function measure(): Promise<void> {
     }
     waits.push((performance.now() - sent) * 1000);
   }
+  const elapsedS = (performance.now() - t0) / 1000; // above RATE: the daemon's own ceiling
   await new Promise((r) => setTimeout(r, 300)); // the last datagrams' JOOLD_ADD
   const used = ticks() - cpu0;
+  scraper?.kill("SIGTERM");
+  const failed = scraper
+    ? new TextDecoder().decode((await scraper.output()).stderr).split("\n").filter((l) =>
+      l.includes("scrape failed")
+    ).length
+    : 0;
   child.kill("SIGTERM");
   await child.status;
   kernel.close();
   waits.sort((a, b) => a - b);
   const at = (p: number) => waits[Math.min(count - 1, Math.ceil(p * count) - 1)].toFixed(0);
   console.log(
-    `V8 flags "${v8}": ${count} batches at ${rate}/s: daemon CPU ${used} ms = ${
-      (used * 1000 / count).toFixed(1)
-    } us per batch; ACK wait p50 ${at(0.5)} us, p99 ${at(0.99)} us, max ${at(1)} us`,
+    `V8 flags "${v8}"${
+      scrapeMs > 0 ? `, scraped every ${scrapeMs} ms (${failed} scrapes failed)` : ""
+    }${keyed ? ", secure sync" : ""}: ${count} batches at ${rate}/s (reached ${
+      Math.round(count / elapsedS)
+    }/s): daemon CPU ${used} ms = ${(used * 1000 / count).toFixed(1)} us per batch; ACK wait p50 ${
+      at(0.5)
+    } us, p99 ${at(0.99)} us, max ${at(1)} us`,
   );
 }
