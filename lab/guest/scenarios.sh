@@ -154,7 +154,9 @@ ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon
   ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} ${OURS_DENO_FLAGS:-} \
     "$PROJECT/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
   echo $! >"/tmp/daemon-ours-$ns.pid"
-  wait_for 90 "our daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
+  local began; began=$(date +%s%N)
+  wait_for 90 "our daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies" || return 1
+  log "our daemon in $ns ready after $((($(date +%s%N) - began) / 1000000)) ms"
 }
 
 proxy() { # ns [args...]: Jool 4.1.12+'s own daemon, `jool session proxy`, with net-$ns.json's settings
@@ -177,8 +179,14 @@ stop_daemon() { # kind ns
   [ -e "$f" ] || return 0
   kill "$(cat "$f")" 2>/dev/null
   local pid; pid=$(cat "$f"); rm -f "$f"
-  local end=$((SECONDS + 10))
+  local end=$((SECONDS + 10)) began=$SECONDS
   while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  # A daemon that needs seconds to stop costs every scenario that time: say so.
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stop_daemon: $1 in $2 (pid $pid) still ran 10 s after SIGTERM: SIGKILL"
+  elif [ $((SECONDS - began)) -ge 2 ]; then
+    log "stop_daemon: $1 in $2 took $((SECONDS - began)) s to stop"
+  fi
   kill -9 "$pid" 2>/dev/null
   return 0
 }
