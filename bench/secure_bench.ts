@@ -8,7 +8,12 @@
 import { gcm } from "@noble/ciphers/aes.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { createCipheriv, createDecipheriv } from "node:crypto";
-import { decodeHeader, openEnvelope, sealEnvelope } from "../lib/secure/envelope.ts";
+import {
+  decodeHeader,
+  loadNativeCipher,
+  openEnvelope,
+  sealEnvelope,
+} from "../lib/secure/envelope.ts";
 import { parseKeyFile } from "../lib/secure/keyfile.ts";
 import { fixture } from "../tests/_fixtures.ts";
 import type { NetworkChannel } from "../lib/channel.ts";
@@ -73,6 +78,8 @@ for (const [size, payload] of [["1 session", small], ["1452 bytes", full]] as co
   });
 }
 
+// The envelope and the channel as a keyed daemon runs them: with the native cipher loaded.
+await loadNativeCipher();
 const [syncKey] = parseKeyFile("42".repeat(32), "sync.key");
 const sender = crypto.getRandomValues(new Uint8Array(16));
 let sequence = 0;

@@ -30,6 +30,7 @@ import { StatsServer } from "./stats/server.ts";
 import { formatMetrics, type SecureSnapshot } from "./metrics/exposition.ts";
 import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
+import { loadNativeCipher } from "./secure/envelope.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
@@ -339,6 +340,8 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       )
       : null;
     if (plain) closers.push(() => plain.close());
+    // node:crypto's native cipher, loaded only by a keyed daemon (seconds under emulation).
+    if (plain && keys) await loadNativeCipher();
     const secure = plain && keys
       ? new SecureChannel({
         inner: plain,

@@ -25,14 +25,15 @@
  * sender) and kept (a few senders per key; a sender is kept only once one of its envelopes
  * verified), and the per-envelope work is the runtime's native ChaCha20-Poly1305 (`node:crypto`),
  * synchronous: 3x faster than the whole XChaCha20-Poly1305 in JavaScript (BENCHMARKS.md, "Secure
- * sync"). The bytes are the same; tests/secure/envelope_test.ts checks them against the
- * known-answer vectors and against `@noble/ciphers`' xchacha20poly1305.
+ * sync"). `node:crypto` is loaded only by a daemon with a key file ({@linkcode loadNativeCipher}:
+ * it costs 30-60 ms on a host and seconds under the lab's emulation, at every start); until then
+ * the whole XChaCha20-Poly1305 runs in JavaScript (`@noble/ciphers`). The bytes are the same;
+ * tests/secure/envelope_test.ts checks them against the known-answer vectors and noble's.
  *
  * @module
  */
 
-import { hchacha } from "@noble/ciphers/chacha.js";
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { hchacha, xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import type { SyncKey } from "./keyfile.ts";
 
 /** "JSS": no Jool payload starts with it (its first attribute would be 21322 bytes of type 339). */
@@ -232,7 +233,20 @@ export function sealEnvelope(
 ): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(OVERHEAD + payload.length);
   encodeHeader({ ...header, keyId: key.id }, out);
-  const cipher = createCipheriv(CIPHER, subkey(key, header.sender), ietfNonce(out), AUTH_TAG);
+  if (native === null) {
+    const aad = out.subarray(0, HEADER_LENGTH);
+    out.set(
+      xchacha20poly1305(key.aeadKey(), out.subarray(16, HEADER_LENGTH), aad).encrypt(payload),
+      HEADER_LENGTH,
+    );
+    return out;
+  }
+  const cipher = native.createCipheriv(
+    CIPHER,
+    subkey(key, header.sender),
+    ietfNonce(out),
+    AUTH_TAG,
+  );
   cipher.setAAD(out.subarray(0, HEADER_LENGTH), { plaintextLength: payload.length });
   out.set(cipher.update(payload), HEADER_LENGTH);
   cipher.final();
@@ -259,12 +273,23 @@ export function sealEnvelope(
  */
 export function openEnvelope(key: SyncKey, datagram: Uint8Array): Uint8Array | null {
   if (datagram.length < OVERHEAD) return null;
+  if (native === null) {
+    try {
+      return xchacha20poly1305(
+        key.aeadKey(),
+        datagram.subarray(16, HEADER_LENGTH),
+        datagram.subarray(0, HEADER_LENGTH),
+      ).decrypt(datagram.subarray(HEADER_LENGTH));
+    } catch {
+      return null;
+    }
+  }
   const sender = datagram.subarray(16, 32);
   const known = cachedSubkey(key, sender);
   const derived = known ?? deriveSubkey(key, sender);
   const tagAt = datagram.length - TAG_LENGTH;
   try {
-    const decipher = createDecipheriv(
+    const decipher = native.createDecipheriv(
       CIPHER,
       derived,
       ietfNonce(datagram),
@@ -281,6 +306,32 @@ export function openEnvelope(key: SyncKey, datagram: Uint8Array): Uint8Array | n
   } catch {
     return null;
   }
+}
+
+/** The runtime's cipher functions, once {@linkcode loadNativeCipher} loaded them. */
+let native: Pick<typeof import("node:crypto"), "createCipheriv" | "createDecipheriv"> | null = null;
+
+/**
+ * Loads the runtime's native ChaCha20-Poly1305 (`node:crypto`) for {@linkcode sealEnvelope} and
+ * {@linkcode openEnvelope}; a daemon with a key file calls it once at start (lib/start.ts). Before,
+ * both compute the same bytes in JavaScript, 3-5x slower.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadNativeCipher, openEnvelope, sealEnvelope } from "./envelope.ts";
+ * import { parseKeyFile } from "./keyfile.ts";
+ *
+ * const [key] = parseKeyFile("42".repeat(32), "sync.key");
+ * const header = { time: 1, sender: new Uint8Array(16), sequence: 1 };
+ * const before = sealEnvelope(key, header, Uint8Array.of(1, 2, 3));
+ * await loadNativeCipher();
+ * assert.deepEqual(sealEnvelope(key, header, Uint8Array.of(1, 2, 3)), before);
+ * assert.deepEqual(openEnvelope(key, before), Uint8Array.of(1, 2, 3));
+ * ```
+ */
+export async function loadNativeCipher(): Promise<void> {
+  native ??= await import("node:crypto");
 }
 
 const CIPHER = "chacha20-poly1305";

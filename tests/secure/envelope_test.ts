@@ -6,6 +6,7 @@ import {
   HEADER_LENGTH,
   isEnvelope,
   Kind,
+  loadNativeCipher,
   openEnvelope,
   OVERHEAD,
   sealEnvelope,
@@ -180,7 +181,8 @@ Deno.test("isEnvelope tells envelopes from every captured Jool payload", () => {
   }
 });
 
-Deno.test("the envelope's native ChaCha20-Poly1305 under a kept subkey is noble's XChaCha20-Poly1305", () => {
+Deno.test("the envelope's native ChaCha20-Poly1305 under a kept subkey is noble's XChaCha20-Poly1305", async () => {
+  await loadNativeCipher();
   // Random keys, senders (more than the 16 subkeys kept per key), payload sizes (0 to a full
   // Jool payload), interleaved: every envelope equals noble's sealing of the same header, opens
   // with noble, and noble's sealing opens with openEnvelope.
