@@ -9,14 +9,12 @@
 
 import { formatAddress } from "../../ffi/sockaddr.ts";
 import {
-  align4,
   type Attribute,
   concat,
   encodeAttribute,
   NLA_F_NESTED,
-  NLA_HDRLEN,
-  NLA_TYPE_MASK,
   parseAttributes,
+  walkAttributes,
 } from "../netlink/attribute.ts";
 import type { SessionFormat } from "./version.ts";
 
@@ -85,47 +83,6 @@ const FOUND_NESTED = new Uint8Array(JNLASE_EXPIRATION + 1);
 /** taddr's results (no tuple per call). */
 let taddrAddress: Uint8Array = new Uint8Array(0);
 let taddrPort = 0;
-
-/**
- * Walks a run of attributes as parseAttributes does (the same checks, the same messages, offsets
- * relative to `from`), calling `each(type, payloadStart, payloadLength, nested)` per attribute.
- */
-function walkAttributes(
-  b: Uint8Array,
-  from: number,
-  to: number,
-  each: (type: number, start: number, length: number, nested: boolean) => void,
-): void {
-  let offset = from;
-  while (offset < to) {
-    if (to - offset < NLA_HDRLEN) {
-      throw new RangeError(
-        `truncated attribute header at offset ${offset - from}: ${to - offset} bytes left`,
-      );
-    }
-    const length = b[offset] | (b[offset + 1] << 8);
-    const rawType = b[offset + 2] | (b[offset + 3] << 8);
-    if (length < NLA_HDRLEN) {
-      throw new RangeError(
-        `attribute at offset ${offset - from} has an impossible length ${length}`,
-      );
-    }
-    if (offset + length > to) {
-      throw new RangeError(
-        `attribute at offset ${offset - from} (length ${length}) overflows its parent (${
-          to - from
-        } bytes)`,
-      );
-    }
-    each(
-      rawType & NLA_TYPE_MASK,
-      offset + NLA_HDRLEN,
-      length - NLA_HDRLEN,
-      (rawType & NLA_F_NESTED) !== 0,
-    );
-    offset += align4(length);
-  }
-}
 
 function ignoreAttribute(): void {}
 

@@ -30,6 +30,64 @@ export interface Attribute {
 }
 
 /**
+ * Walks a run of attributes in `b[from, to)` without making an object per attribute (the
+ * receive path's session decoders), with the checks and messages of {@linkcode parseAttributes}
+ * (offsets relative to `from`): `each(type, payloadStart, payloadLength, nested)` per attribute,
+ * the type without its flags, the payload's start an index into `b`.
+ *
+ * @param b the buffer
+ * @param from where the run starts
+ * @param to where it ends
+ * @param each called per attribute, in order
+ * @throws {RangeError} when a header is truncated or a length points outside the run
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAttribute, walkAttributes } from "./attribute.ts";
+ *
+ * const seen: number[][] = [];
+ * walkAttributes(encodeAttribute(2, Uint8Array.of(1)), 0, 8, (t, s, l) => seen.push([t, s, l]));
+ * assert.deepEqual(seen, [[2, 4, 1]]);
+ * ```
+ */
+export function walkAttributes(
+  b: Uint8Array,
+  from: number,
+  to: number,
+  each: (type: number, start: number, length: number, nested: boolean) => void,
+): void {
+  let offset = from;
+  while (offset < to) {
+    if (to - offset < NLA_HDRLEN) {
+      throw new RangeError(
+        `truncated attribute header at offset ${offset - from}: ${to - offset} bytes left`,
+      );
+    }
+    const length = b[offset] | (b[offset + 1] << 8); // host order (little endian)
+    const rawType = b[offset + 2] | (b[offset + 3] << 8);
+    if (length < NLA_HDRLEN) {
+      throw new RangeError(
+        `attribute at offset ${offset - from} has an impossible length ${length}`,
+      );
+    }
+    if (offset + length > to) {
+      throw new RangeError(
+        `attribute at offset ${offset - from} (length ${length}) overflows its parent (${
+          to - from
+        } bytes)`,
+      );
+    }
+    each(
+      rawType & NLA_TYPE_MASK,
+      offset + NLA_HDRLEN,
+      length - NLA_HDRLEN,
+      (rawType & NLA_F_NESTED) !== 0,
+    );
+    offset += align4(length);
+  }
+}
+
+/**
  * Decodes a run of attributes.
  *
  * @param bytes the attributes, back to back
@@ -41,32 +99,10 @@ export interface Attribute {
  * ```
  */
 export function parseAttributes(bytes: Uint8Array): Attribute[] {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: Attribute[] = [];
-  let offset = 0;
-  while (offset < bytes.length) {
-    if (bytes.length - offset < NLA_HDRLEN) {
-      throw new RangeError(
-        `truncated attribute header at offset ${offset}: ${bytes.length - offset} bytes left`,
-      );
-    }
-    const length = view.getUint16(offset, true);
-    const rawType = view.getUint16(offset + 2, true);
-    if (length < NLA_HDRLEN) {
-      throw new RangeError(`attribute at offset ${offset} has an impossible length ${length}`);
-    }
-    if (offset + length > bytes.length) {
-      throw new RangeError(
-        `attribute at offset ${offset} (length ${length}) overflows its parent (${bytes.length} bytes)`,
-      );
-    }
-    out.push({
-      type: rawType & NLA_TYPE_MASK,
-      nested: (rawType & NLA_F_NESTED) !== 0,
-      payload: bytes.subarray(offset + NLA_HDRLEN, offset + length),
-    });
-    offset += align4(length);
-  }
+  walkAttributes(bytes, 0, bytes.length, (type, start, length, nested) => {
+    out.push({ type, nested, payload: bytes.subarray(start, start + length) });
+  });
   return out;
 }
 
