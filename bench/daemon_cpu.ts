@@ -16,6 +16,7 @@ import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
 import { cpuMs, spawnDaemon } from "./_daemon_process.ts";
 import { commandsFor, parseVersion } from "../lib/jool/version.ts";
+import { generateKeyLine } from "../lib/secure/keyfile.ts";
 
 const rate = Number(Deno.args[0] ?? 2000);
 const count = Number(Deno.args[1] ?? 20000);
@@ -61,23 +62,20 @@ async function measure(): Promise<void> {
   const kernel = new FakeKernel("4.1.13");
   const ack = commandsFor(parseVersion("4.1.13")).JOOLD_ACK;
   const payload = fixture("4.1.13", "d-udp-payload-1session");
-  const dir = tempFiles({
-    "mod.json": `{ "instance": "default" }`,
-    "net.json": `{ "multicast address": "239.1.2.3", "multicast port": "6464",
-      "in interface": "127.0.0.1", "out interface": "127.0.0.1", "reuseaddr": 1, "ttl": 1${
-      keyed ? `, "key file": "KEYFILE"` : ""
-    } }`,
-  });
-  if (keyed) {
-    const key = Array.from(
-      crypto.getRandomValues(new Uint8Array(32)),
-      (b) => b.toString(16).padStart(2, "0"),
-    ).join("");
-    Deno.writeTextFileSync(`${dir}/sync.key`, `${key}\n`, { mode: 0o600 });
-    Deno.chmodSync(`${dir}/sync.key`, 0o600);
-    const net = Deno.readTextFileSync(`${dir}/net.json`).replace("KEYFILE", `${dir}/sync.key`);
-    Deno.writeTextFileSync(`${dir}/net.json`, net);
-  }
+  const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
+  if (keyed) Deno.writeTextFileSync(`${dir}/sync.key`, `${generateKeyLine()}\n`, { mode: 0o600 });
+  Deno.writeTextFileSync(
+    `${dir}/net.json`,
+    JSON.stringify({
+      "multicast address": "239.1.2.3",
+      "multicast port": "6464",
+      "in interface": "127.0.0.1",
+      "out interface": "127.0.0.1",
+      "reuseaddr": 1,
+      "ttl": 1,
+      ...(keyed ? { "key file": `${dir}/sync.key` } : {}),
+    }),
+  );
   const server = kernel.start(); // answers the start-up requests
   const child = await spawnDaemon(
     kernel,
