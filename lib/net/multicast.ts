@@ -476,13 +476,7 @@ export class MulticastChannel implements NetworkChannel {
     let self;
     try {
       bind(fd, address);
-      setsockoptInt(
-        fd,
-        family === 4 ? IPPROTO_IP : IPPROTO_IPV6,
-        family === 4 ? IP_PKTINFO : IPV6_RECVPKTINFO,
-        1,
-        "PKTINFO",
-      );
+      MulticastChannel.#pktinfo(fd, family);
       self = getsockname(fd);
     } catch (error) {
       close(fd);
@@ -749,6 +743,12 @@ export class MulticastChannel implements NetworkChannel {
     }));
   }
 
+  /** Each datagram's arrival interface, for the receive checks (IP_PKTINFO / IPV6_RECVPKTINFO). */
+  static #pktinfo(fd: number, family: 4 | 6): void {
+    if (family === 4) setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
+    else setsockoptInt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
+  }
+
   /**
    * Turns on what the receive checks need (the arrival interface of each datagram; only the
    * groups of this socket) and gathers what they compare with: this host's addresses and the in
@@ -761,11 +761,10 @@ export class MulticastChannel implements NetworkChannel {
     unicast: boolean,
   ): { local: Set<string>; inIndex: number; warnings: string[] } {
     const warnings: string[] = [];
+    MulticastChannel.#pktinfo(fd, family);
     if (family === 4) {
-      setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
       setsockoptInt(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
     } else {
-      setsockoptInt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
       try {
         setsockoptInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL");
       } catch (error) {
