@@ -4,7 +4,7 @@
 # Prints one line per scenario: "RESULT <name> PASS|FAIL|SKIP <detail>".
 set -u
 export LC_ALL=C # one collation for sort and comm
-PROJECT=/mnt/project
+PROJECT=${JOOLD_LAB_PROJECT:-/mnt/project} # init.sh copies the share to tmpfs
 LIBC=$(for p in /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc.so.6; do [ -e "$p" ] && echo "$p" && break; done)
 CFG=/tmp/cfg
 JOOL_VERSION=$(cat /sys/module/jool/version 2>/dev/null)
