@@ -306,76 +306,46 @@ function value(v: number | bigint): string {
  * ```
  */
 export function formatMetrics(s: MetricsSnapshot): string {
-  const out: string[] = [];
-  const family = (name: string, type: string, text: string) => {
-    out.push(`# HELP ${name} ${help(text)}`, `# TYPE ${name} ${type}`);
-  };
-  for (const field of Object.keys(COUNTER_HELP) as (keyof Counters)[]) {
-    const name = counterName(field);
-    family(name, "counter", COUNTER_HELP[field]);
-    out.push(`${name} ${value(s.counters[field])}`);
-  }
+  // The HELP and TYPE lines and the sample names are the same every scrape: written once
+  // (COUNTER_LINES, familyHeader's cache), so that a scrape only formats numbers.
+  let out = "";
+  for (const [field, head] of COUNTER_LINES) out += `${head}${value(s.counters[field])}\n`;
 
   const h = s.ackLatencyUs;
-  const latency = "joold_kernel_ack_latency_seconds";
-  family(
-    latency,
-    "histogram",
-    "Time from reading a session batch off the kernel socket to sending its JOOLD_ACK.",
-  );
+  out += LATENCY_HEADER;
   let cumulative = 0;
-  h.bounds.forEach((bound, i) => {
+  for (let i = 0; i < h.bounds.length; i++) {
     cumulative += h.counts[i] ?? 0;
-    out.push(`${latency}_bucket{le="${value(bound / 1e6)}"} ${cumulative}`);
-  });
-  const count = h.counts.reduce((a, b) => a + b, 0);
-  out.push(`${latency}_bucket{le="+Inf"} ${count}`);
-  out.push(`${latency}_sum ${value(h.sum / 1e6)}`);
-  out.push(`${latency}_count ${count}`);
+    out += `${bucketPrefix(h.bounds[i])}${cumulative}\n`;
+  }
+  let count = 0;
+  for (const n of h.counts) count += n;
+  out += `${LATENCY}_bucket{le="+Inf"} ${count}\n${LATENCY}_sum ${value(h.sum / 1e6)}\n` +
+    `${LATENCY}_count ${count}\n`;
 
   const i = s.info;
-  family("joold_build_info", "gauge", "joold's build and runtime facts, as labels; always 1.");
-  out.push(
+  out += familyHeader("joold_build_info", "gauge", BUILD_INFO_HELP) +
     `joold_build_info{version=${label(i.version)},jool_version=${label(i.joolVersion)},` +
-      `session_format=${label(i.sessionFormat)},instance=${label(i.instance)},` +
-      `mode=${label(i.mode)}} 1`,
-  );
+    `session_format=${label(i.sessionFormat)},instance=${label(i.instance)},` +
+    `mode=${label(i.mode)}} 1\n`;
 
   if (s.peers !== undefined) {
     for (const [name, text, field] of PEER_COUNTERS) {
-      family(name, "counter", text);
-      for (const p of s.peers) out.push(`${name}{peer=${label(p.destination)}} ${value(p[field])}`);
+      out += familyHeader(name, "counter", text);
+      for (const p of s.peers) out += `${name}{peer=${label(p.destination)}} ${value(p[field])}\n`;
     }
   }
 
   if (s.secure !== undefined) {
     const sec = s.secure;
-    family("joold_secure_sync_ready", "gauge", "1 once this daemon is sync-ready, else 0.");
-    out.push(`joold_secure_sync_ready ${sec.syncReady ? 1 : 0}`);
-    family("joold_secure_resend_buffer_bytes", "gauge", "Bytes held by the resend ring.");
-    out.push(`joold_secure_resend_buffer_bytes ${sec.resendBufferBytes}`);
-    const perPeer: [string, string, (p: SecurePeerSnapshot) => number][] = [
-      [
-        "joold_secure_peer_last_seen_seconds",
-        "Seconds since a datagram of the peer verified.",
-        (p) => p.lastSeenSeconds,
-      ],
-      [
-        "joold_secure_peer_sequence",
-        "The peer's highest sequence number accepted.",
-        (p) => p.sequence,
-      ],
-      ["joold_secure_peer_missing", "The peer's sequence numbers still missing.", (p) => p.missing],
-      [
-        "joold_secure_peer_bulk_received",
-        "1 once the peer sent this daemon its bulk.",
-        (p) => p.bulkReceived ? 1 : 0,
-      ],
-    ];
-    for (const [name, text, get] of perPeer) {
-      family(name, "gauge", text);
+    out += familyHeader("joold_secure_sync_ready", "gauge", SYNC_READY_HELP) +
+      `joold_secure_sync_ready ${sec.syncReady ? 1 : 0}\n` +
+      familyHeader("joold_secure_resend_buffer_bytes", "gauge", RESEND_BYTES_HELP) +
+      `joold_secure_resend_buffer_bytes ${sec.resendBufferBytes}\n`;
+    for (const [name, text, get] of SECURE_PEER_GAUGES) {
+      out += familyHeader(name, "gauge", text);
       for (const p of sec.peers) {
-        out.push(`${name}{sender=${label(p.sender)},address=${label(p.address)}} ${value(get(p))}`);
+        out += `${name}{sender=${label(p.sender)},address=${label(p.address)}} ${value(get(p))}\n`;
       }
     }
   }
@@ -386,9 +356,78 @@ export function formatMetrics(s: MetricsSnapshot): string {
       const name = kernelStatName(stat);
       if (seen.has(name)) continue; // two spellings of one counter: the first one
       seen.add(name);
-      family(name, "counter", `The Jool kernel's ${stat} counter (jool stats display).`);
-      out.push(`${name} ${value(v)}`);
+      out += familyHeader(
+        name,
+        "counter",
+        `The Jool kernel's ${stat} counter (jool stats display).`,
+      );
+      out += `${name} ${value(v)}\n`;
     }
   }
-  return out.join("\n") + "\n";
+  return out;
+}
+
+/** Each family's HELP and TYPE lines once written, by name, type and text. */
+const HEADERS = new Map<string, string>();
+
+/** The histogram of the kernel->ACK latency: its name, and its HELP and TYPE lines. */
+const LATENCY = "joold_kernel_ack_latency_seconds";
+const LATENCY_HEADER = familyHeader(
+  LATENCY,
+  "histogram",
+  "Time from reading a session batch off the kernel socket to sending its JOOLD_ACK.",
+);
+const BUILD_INFO_HELP = "joold's build and runtime facts, as labels; always 1.";
+const SYNC_READY_HELP = "1 once this daemon is sync-ready, else 0.";
+const RESEND_BYTES_HELP = "Bytes held by the resend ring.";
+
+/** The per-peer gauges of secure sync: name, HELP text, and the value of a peer. */
+const SECURE_PEER_GAUGES: readonly (readonly [
+  string,
+  string,
+  (p: SecurePeerSnapshot) => number,
+])[] = [
+  [
+    "joold_secure_peer_last_seen_seconds",
+    "Seconds since a datagram of the peer verified.",
+    (p) => p.lastSeenSeconds,
+  ],
+  ["joold_secure_peer_sequence", "The peer's highest sequence number accepted.", (p) => p.sequence],
+  ["joold_secure_peer_missing", "The peer's sequence numbers still missing.", (p) => p.missing],
+  [
+    "joold_secure_peer_bulk_received",
+    "1 once the peer sent this daemon its bulk.",
+    (p) => p.bulkReceived ? 1 : 0,
+  ],
+];
+
+/** Each counter of lib/counters.ts with its HELP and TYPE lines and its sample's name and space. */
+const COUNTER_LINES: readonly (readonly [keyof Counters, string])[] = (
+  Object.keys(COUNTER_HELP) as (keyof Counters)[]
+).map((field) => {
+  const name = counterName(field);
+  return [field, `${familyHeader(name, "counter", COUNTER_HELP[field])}${name} `] as const;
+});
+
+/** The HELP and TYPE lines of a metric family, by name, type and text (written once each). */
+function familyHeader(name: string, type: string, text: string): string {
+  const key = `${name} ${type} ${text}`;
+  let header = HEADERS.get(key);
+  if (header === undefined) {
+    header = `# HELP ${name} ${help(text)}\n# TYPE ${name} ${type}\n`;
+    // The kernel's names come from the kernel: a bound keeps a strange one from growing this.
+    if (HEADERS.size < 1024) HEADERS.set(key, header);
+  }
+  return header;
+}
+
+/** The start of a latency bucket's sample (`..._bucket{le="0.0001"} `), by bound in µs. */
+const BUCKETS = new Map<number, string>();
+function bucketPrefix(boundUs: number): string {
+  let prefix = BUCKETS.get(boundUs);
+  if (prefix === undefined) {
+    prefix = `${LATENCY}_bucket{le="${value(boundUs / 1e6)}"} `;
+    if (BUCKETS.size < 256) BUCKETS.set(boundUs, prefix);
+  }
+  return prefix;
 }
