@@ -36,11 +36,26 @@ export interface RingEntry {
 /**
  * The sender's resend ring: the last envelopes it sealed, in sequence order, at most `maxBytes`
  * of them (the oldest go first). An envelope larger than the whole ring is not kept.
+ *
+ * The bytes live in one buffer allocated with the ring, written round (an envelope that does not
+ * fit before the buffer's end starts again at its beginning), and each envelope's offset, length
+ * and time in typed arrays: a push copies the envelope in and retains no object, so the ~10 000
+ * envelopes a default ring holds cost the garbage collector nothing (an array of them, each its
+ * own ArrayBuffer, cost the keyed sending path ~9 µs per batch on the host: BENCHMARKS.md).
  */
 export class ResendRing {
   readonly #max: number;
-  #entries: RingEntry[] = [];
-  #head = 0;
+  #buffer: Uint8Array | null = null;
+  /** Per slot (a power-of-two circle, grown when full): the envelope's offset, length, time. */
+  #offset = new Uint32Array(16);
+  #length = new Uint32Array(16);
+  #time = new Float64Array(16);
+  /** The oldest envelope's slot, how many are held, and the oldest's sequence number. */
+  #first = 0;
+  #count = 0;
+  #firstSequence = 0;
+  /** Where the next envelope goes in the buffer. */
+  #write = 0;
   #bytes = 0;
 
   /**
@@ -63,11 +78,12 @@ export class ResendRing {
 
   /** Envelopes held. */
   get size(): number {
-    return this.#entries.length - this.#head;
+    return this.#count;
   }
 
   /**
-   * Keeps an envelope just sent (sequence numbers must follow each other: a jump empties the ring).
+   * Keeps (a copy of) an envelope just sent (sequence numbers must follow each other: a jump
+   * empties the ring).
    *
    * @param entry the envelope
    * @example
@@ -82,37 +98,81 @@ export class ResendRing {
    * ```
    */
   push(entry: RingEntry): void {
-    const last = this.#entries[this.#entries.length - 1];
-    if (this.size > 0 && last.sequence + 1 !== entry.sequence) this.#clear();
-    if (entry.bytes.length > this.#max) return this.#clear();
-    this.#entries.push(entry);
-    this.#bytes += entry.bytes.length;
-    while (this.#bytes > this.#max) this.#bytes -= this.#entries[this.#head++].bytes.length;
-    // Compact now and then: the array's dead head is at most as long as its live tail.
-    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
-      this.#entries = this.#entries.slice(this.#head);
-      this.#head = 0;
+    const length = entry.bytes.length;
+    if (this.#count > 0 && this.#firstSequence + this.#count !== entry.sequence) this.#clear();
+    if (length > this.#max) return this.#clear();
+    this.#buffer ??= new Uint8Array(this.#max);
+    const mask = this.#offset.length - 1;
+    // Room for `length` bytes at the write position, the oldest envelopes going first.
+    for (;;) {
+      if (this.#count === 0) {
+        this.#write = 0;
+        break;
+      }
+      const oldest = this.#offset[this.#first];
+      if (this.#write > oldest) { // held: [oldest, write); free: [write, max) and [0, oldest)
+        if (this.#max - this.#write >= length) break;
+        if (oldest >= length) {
+          this.#write = 0;
+          break;
+        }
+      } else if (oldest - this.#write >= length) break; // held wraps: free is [write, oldest)
+      this.#bytes -= this.#length[this.#first];
+      this.#first = (this.#first + 1) & mask;
+      this.#count--;
+      this.#firstSequence++;
     }
+    if (this.#count === 0) this.#firstSequence = entry.sequence;
+    if (this.#count === this.#offset.length) this.#grow();
+    const slot = (this.#first + this.#count) & (this.#offset.length - 1);
+    this.#buffer.set(entry.bytes, this.#write);
+    this.#offset[slot] = this.#write;
+    this.#length[slot] = length;
+    this.#time[slot] = entry.time;
+    this.#write += length;
+    this.#count++;
+    this.#bytes += length;
   }
 
   /**
-   * The envelope of a sequence number, if still held.
+   * The envelope of a sequence number, if still held: a copy of its bytes.
    *
    * @param sequence the sequence number
    * @returns the entry, or undefined
    */
   get(sequence: number): RingEntry | undefined {
-    if (this.size === 0) return undefined;
-    const index = this.#head + sequence - this.#entries[this.#head].sequence;
-    if (!Number.isInteger(index) || index < this.#head || index >= this.#entries.length) {
-      return undefined;
+    const index = sequence - this.#firstSequence;
+    if (!Number.isInteger(index) || index < 0 || index >= this.#count) return undefined;
+    const slot = (this.#first + index) & (this.#offset.length - 1);
+    const offset = this.#offset[slot];
+    return {
+      sequence,
+      bytes: this.#buffer!.slice(offset, offset + this.#length[slot]),
+      time: this.#time[slot],
+    };
+  }
+
+  /** Twice the slots, the held ones moved to the start in order. */
+  #grow(): void {
+    const n = this.#offset.length;
+    const offset = new Uint32Array(n * 2), length = new Uint32Array(n * 2);
+    const time = new Float64Array(n * 2);
+    for (let i = 0; i < this.#count; i++) {
+      const slot = (this.#first + i) & (n - 1);
+      offset[i] = this.#offset[slot];
+      length[i] = this.#length[slot];
+      time[i] = this.#time[slot];
     }
-    return this.#entries[index];
+    this.#offset = offset;
+    this.#length = length;
+    this.#time = time;
+    this.#first = 0;
   }
 
   #clear(): void {
-    this.#entries = [];
-    this.#head = 0;
+    this.#first = 0;
+    this.#count = 0;
+    this.#write = 0;
     this.#bytes = 0;
   }
 }

@@ -110,6 +110,39 @@ function side(options: { ring?: number; mode?: AdvertiseMode; readyTimeoutMs?: n
 const payload = (n: number) => new Uint8Array(100).fill(n & 0xff);
 const kinds = (wire: Wire) => wire.sent.map((d) => decodeHeader(d).kind);
 
+Deno.test("ResendRing: 20 000 envelopes of random sizes round a small buffer, each read back as pushed while held", () => {
+  let seed = 17;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const max = 4096, longest = 300;
+  const ring = new ResendRing(max);
+  const pushed: Uint8Array[] = [];
+  let total = 0;
+  for (let s = 1; s <= 20_000; s++) {
+    const bytes = new Uint8Array(1 + Math.floor(random() * longest)).map(() => random() * 256);
+    pushed[s] = bytes;
+    total += bytes.length;
+    ring.push({ sequence: s, bytes, time: s * 2 });
+    assert.ok(ring.bytes <= max, `held ${ring.bytes} bytes of ${max}`);
+    assert.ok(
+      ring.bytes >= Math.min(total, max - 2 * longest),
+      `after ${s}: only ${ring.bytes} bytes held`,
+    );
+    if (s % 37 !== 0) continue;
+    const oldest = s - ring.size + 1;
+    assert.equal(ring.get(oldest - 1), undefined, "the envelope before the oldest is gone");
+    assert.equal(ring.get(s + 1), undefined);
+    let held = 0;
+    for (let q = oldest; q <= s; q++) {
+      const entry = ring.get(q);
+      assert.ok(entry !== undefined, `${q} of ${oldest}..${s} is held`);
+      assert.equal(entry.time, q * 2);
+      assert.deepEqual(entry.bytes, pushed[q], `${q}'s bytes`);
+      held += entry.bytes.length;
+    }
+    assert.equal(held, ring.bytes, "the held envelopes add up to the bytes reported");
+  }
+});
+
 Deno.test("ResendRing: bounded in bytes, oldest out first, exact lookups", () => {
   const ring = new ResendRing(1000);
   for (let s = 1; s <= 30; s++) ring.push({ sequence: s, bytes: new Uint8Array(90), time: s });
