@@ -171,8 +171,9 @@ start() { # kind ns
     ours-scraped)
       OURS_DENO_FLAGS="--allow-net=[::1]:9477" ours "$2" --metrics=[::1]:9477 || return 1
       # teardown kills every /tmp/daemon-*.pid: the scraper goes with the daemons.
-      in_ns "$2" nice -n 10 deno run --quiet --no-prompt "--allow-net=[::1]:9477" \
-        "$PROJECT/lab/guest/scrape.ts" "http://[::1]:9477/metrics" 100 2>>"/tmp/scraper-$2.log" &
+      echo 0 >"/tmp/scrapes-$2"
+      in_ns "$2" nice -n 10 deno run --quiet --no-prompt "--allow-net=[::1]:9477" "--allow-write=/tmp/scrapes-$2" \
+        "$PROJECT/lab/guest/scrape.ts" "http://[::1]:9477/metrics" 100 "/tmp/scrapes-$2" 2>>"/tmp/scraper-$2.log" &
       echo $! >"/tmp/daemon-scraper-$2.pid"
       ;;
     ours-keyed)
@@ -189,7 +190,7 @@ step() { # kindJ kindK rate rep
   local kindJ=$1 kindK=$2 rate=$3 rep=$4 kind=$1
   [ "$kindJ" = "$kindK" ] || kind="$kindJ-to-$kindK"
   setup 6
-  rm -f /tmp/ours-J.log /tmp/ours-K.log
+  rm -f /tmp/ours-J.log /tmp/ours-K.log /tmp/scrapes-J /tmp/scrapes-K
   if [ "$REV" -ge 12 ]; then
     for ns in J K; do in_ns "$ns" jool global update ss-max-sessions-per-packet 1; done
   fi
@@ -213,16 +214,19 @@ step() { # kindJ kindK rate rep
     warm=" warmup=$WARMUP warmup_synced=$k0/$j0"
   fi
   capture_start J
-  local gen ticks0
+  local gen ticks0 scrapes0 t0 scraped=
   ticks0=$(cpu_ticks "$pidJ")
+  scrapes0=$(cat /tmp/scrapes-J 2>/dev/null); t0=$(date +%s%N)
   gen=$(load 10000 "$COUNT" "$rate")
   settle
+  # ours-scraped: how many scrapes J's endpoint answered meanwhile (the scraper runs at nice 10).
+  [ -n "$scrapes0" ] && scraped=" J_scrapes=$(( $(cat /tmp/scrapes-J) - scrapes0 ))/$(( ($(date +%s%N) - t0) / 1000000 ))ms"
   local step_ms j k nl
   step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / HZ ))
   nl=$(capture_stop J "$kind-$rate-$rep")
   j=$(( $(table J udp | grep -c .) - j0 )); k=$(( $(table K udp | grep -c .) - k0 ))
   echo "BENCH kind=$kind rate=$rate rep=$rep created=$j synced=$k loss=$(( (j - k) * 1000 / (j > 0 ? j : 1) ))permille$warm" \
-    "J_step_cpu_ms=$step_ms J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
+    "J_step_cpu_ms=$step_ms$scraped J_cpu_rss=$(proc_stat "$pidJ" | tr ' ' ,) K_cpu_rss=$(proc_stat "$pidK" | tr ' ' ,)" \
     "sss_sent=$(jstat J JSTAT_JOOLD_SSS_SENT) sss_rcvd=$(jstat K JSTAT_JOOLD_SSS_RCVD)" \
     "enospc=$(jstat J JSTAT_JOOLD_SSS_ENOSPC) acks=$(jstat J JSTAT_JOOLD_ACKS)" \
     "loadgen=[$gen]$nl$(ack_latency "$kindJ")"
