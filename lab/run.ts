@@ -455,6 +455,10 @@ async function boot(
   progress(
     `${flavour}: booting QEMU (${accel()[1]}), ${scenarios.length} scenarios, limit ${limitS}s`,
   );
+  // ours-hostscraped: J's and K's endpoints reachable from here, scraped by this process.
+  const scraped = bench && (values["bench-kinds"] ?? "").split(/[, ]+/).includes("ours-hostscraped")
+    ? scrapeTargets()
+    : [];
   const qemu = spawnQemu(
     image,
     results,
@@ -463,11 +467,13 @@ async function boot(
     `joold.scenarios=${scenarios.join(",")}${demo ? " joold.demo=1" : ""}${
       bench ? ` joold.bench=1 ${benchArgs.join(" ")}` : ""
     }`,
+    scraped.flatMap(scrapeNic),
   );
   const stderrText = new Response(qemu.stderr).text();
   // Stream the scenario results while the guest runs.
   const seen = new Set<string>();
   let done = false;
+  const scraping = scraped.length > 0 ? hostScraper(results, scraped, () => done) : null;
   const watch = (async () => {
     const bootBy = Date.now() + BOOT_DEADLINE_S * 1000;
     while (!done) {
@@ -500,6 +506,7 @@ async function boot(
   const status = await qemu.status;
   done = true;
   await watch;
+  await scraping;
   const qemuErr = (await stderrText).trim();
   const log = readLines(`${results}/scenarios.log`);
   const booted = readLines(`${results}/guest.log`).length > 0;
@@ -615,6 +622,71 @@ function syncNic(mac: string, local: number, remote: number): string[] {
       `remote.type=inet,remote.host=127.0.0.1,remote.port=${remote}`
     : `socket,id=sync,udp=127.0.0.1:${remote},localaddr=127.0.0.1:${local}`;
   return ["-netdev", netdev, "-device", `virtio-net-pci,netdev=sync,mac=${mac}`];
+}
+
+/** One translator whose metrics endpoint the host scrapes (bench kind ours-hostscraped). */
+interface ScrapeTarget {
+  /** J or K. */
+  readonly ns: "J" | "K";
+  /** The guest NIC's MAC (guest/bench.sh moves the card with it into the namespace). */
+  readonly mac: string;
+  /** The host port QEMU forwards to the namespace's 10.0.2.15:9477. */
+  readonly port: number;
+}
+
+function scrapeTargets(): ScrapeTarget[] {
+  return (["J", "K"] as const).map((ns, i) => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = listener.addr.port;
+    listener.close();
+    return { ns, mac: `52:54:00:6a:01:0${i + 1}`, port };
+  });
+}
+
+/**
+ * A user-mode network card whose only use is the host's scrapes: `restrict=on` (the guest reaches
+ * nothing outside), one forwarded port from the host's loopback to the daemon's endpoint.
+ */
+function scrapeNic(t: ScrapeTarget): string[] {
+  const id = `scrape${t.ns}`;
+  return [
+    "-netdev",
+    `user,id=${id},restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${t.port}-10.0.2.15:9477`,
+    "-device",
+    `virtio-net-pci,netdev=${id},mac=${t.mac}`,
+  ];
+}
+
+/**
+ * Scrapes each target's /metrics every 100 ms, as a Prometheus outside the translator would,
+ * until `stop()`; after each good scrape (HTTP 200, the exposition's first counter in it) writes
+ * the target's count so far to `results/host-scrapes-NS`, where the guest reads it (whole: a dot
+ * file, then a rename). Between steps nothing listens: those scrapes fail and are not counted.
+ */
+async function hostScraper(
+  results: string,
+  targets: ScrapeTarget[],
+  stop: () => boolean,
+): Promise<void> {
+  const good = targets.map(() => 0);
+  const once = async (t: ScrapeTarget, i: number) => {
+    try {
+      const response = await fetch(`http://127.0.0.1:${t.port}/metrics`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      const body = await response.text();
+      if (!response.ok || !body.includes("joold_kernel_batches_received_total")) return;
+      good[i]++;
+      Deno.writeTextFileSync(`${results}/.host-scrapes-${t.ns}`, `${good[i]}\n`);
+      Deno.renameSync(`${results}/.host-scrapes-${t.ns}`, `${results}/host-scrapes-${t.ns}`);
+    } catch {
+      // nothing listening yet (or any more): not a scrape
+    }
+  };
+  for (let next = Date.now(); !stop(); next += 100) {
+    await Promise.all(targets.map(once));
+    await new Promise((r) => setTimeout(r, Math.max(0, next + 100 - Date.now())));
+  }
 }
 
 /**

@@ -29,7 +29,9 @@ START_GAP=$(cmdline bench_start_gap)
 # what it compiles and how long each compilation took), ours-turbofan (V8's default compilers,
 # without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
 # ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
-# lower priority: what serving Prometheus costs the sync path), ours-keyed (ours with secure sync:
+# lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
+# from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
+# ours-keyed (ours with secure sync:
 # a key file, envelopes, loss recovery; what secure sync costs), ours-prof (V8's CPU profile of
 # each daemon, written when it stops: where its time goes under the emulation).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
@@ -157,6 +159,31 @@ load() { # base_port count rate: new UDP sessions through J from the client; pri
     "$PROJECT/lab/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
 }
 
+scrape_nic() { # ns: the host scraper's network card (run.ts gives J ...:01, K ...:02) into ns
+  local mac nic="" end=$((SECONDS + 30))
+  case $1 in J) mac=52:54:00:6a:01:01 ;; K) mac=52:54:00:6a:01:02 ;; *) return 1 ;; esac
+  modprobe virtio_net
+  # A namespace's teardown hands the card back to the root namespace, not at once.
+  while [ -z "$nic" ]; do
+    for d in /sys/class/net/*; do
+      [ "$(cat "$d/address" 2>/dev/null)" = "$mac" ] && nic=${d##*/}
+    done
+    [ -n "$nic" ] && break
+    [ $SECONDS -ge $end ] && { log "no network card with the scraper's MAC $mac"; return 1; }
+    sleep 0.2
+  done
+  ip link set "$nic" down
+  [ "$nic" = "scrape$1" ] || ip link set "$nic" name "scrape$1"
+  ip link set "scrape$1" netns "$1" &&
+    ip -n "$1" addr add 10.0.2.15/24 dev "scrape$1" && ip -n "$1" link set "scrape$1" up
+}
+
+scrapes_of() { # ns: the scrapes of its endpoint so far (ours-scraped, ours-hostscraped), or nothing
+  if [ -e "/tmp/scrapes-$1" ]; then cat "/tmp/scrapes-$1"
+  elif [ -e "/tmp/hostscraped-$1" ]; then cat "/mnt/results/host-scrapes-$1" 2>/dev/null || echo 0
+  fi
+}
+
 start() { # kind ns
   case $1 in
     c) c_daemon "$2" ;;
@@ -176,6 +203,13 @@ start() { # kind ns
         "$PROJECT/lab/guest/scrape.ts" "http://[::1]:9477/metrics" 100 "/tmp/scrapes-$2" 2>>"/tmp/scraper-$2.log" &
       echo $! >"/tmp/daemon-scraper-$2.pid"
       ;;
+    ours-hostscraped)
+      # The same, scraped from outside the guest (run.ts, every 100 ms over a user-mode NIC of the
+      # namespace's own): the scraper's CPU is not the guest's, as with a real Prometheus.
+      scrape_nic "$2" || return 1
+      touch "/tmp/hostscraped-$2"
+      OURS_DENO_FLAGS="--allow-net=10.0.2.15:9477" ours "$2" --metrics=10.0.2.15:9477
+      ;;
     ours-keyed)
       # Secure sync: the same key file on both (written once per step, by J's start).
       [ "$2" = K ] || secure_key || return 1
@@ -190,7 +224,7 @@ step() { # kindJ kindK rate rep
   local kindJ=$1 kindK=$2 rate=$3 rep=$4 kind=$1
   [ "$kindJ" = "$kindK" ] || kind="$kindJ-to-$kindK"
   setup 6
-  rm -f /tmp/ours-J.log /tmp/ours-K.log /tmp/scrapes-J /tmp/scrapes-K
+  rm -f /tmp/ours-J.log /tmp/ours-K.log /tmp/scrapes-[JK] /tmp/hostscraped-[JK]
   if [ "$REV" -ge 12 ]; then
     for ns in J K; do in_ns "$ns" jool global update ss-max-sessions-per-packet 1; done
   fi
@@ -214,13 +248,14 @@ step() { # kindJ kindK rate rep
     warm=" warmup=$WARMUP warmup_synced=$k0/$j0"
   fi
   capture_start J
-  local gen ticks0 scrapes0 t0 scraped=
+  local gen ticks0 scrapes0 scrapesK0 t0 scraped=
   ticks0=$(cpu_ticks "$pidJ")
-  scrapes0=$(cat /tmp/scrapes-J 2>/dev/null); t0=$(date +%s%N)
+  scrapes0=$(scrapes_of J); scrapesK0=$(scrapes_of K); t0=$(date +%s%N)
   gen=$(load 10000 "$COUNT" "$rate")
   settle
-  # ours-scraped: how many scrapes J's endpoint answered meanwhile (the scraper runs at nice 10).
-  [ -n "$scrapes0" ] && scraped=" J_scrapes=$(( $(cat /tmp/scrapes-J) - scrapes0 ))/$(( ($(date +%s%N) - t0) / 1000000 ))ms"
+  # ours-scraped, ours-hostscraped: how many scrapes J's endpoint answered meanwhile (the in-guest
+  # scraper runs at nice 10, and may starve).
+  [ -n "$scrapes0" ] && scraped=" J_scrapes=$(( $(scrapes_of J) - scrapes0 ))/$(( ($(date +%s%N) - t0) / 1000000 ))ms K_scrapes=$(( $(scrapes_of K) - ${scrapesK0:-0} ))"
   local step_ms j k nl
   step_ms=$(( ($(cpu_ticks "$pidJ") - ticks0) * 1000 / HZ ))
   nl=$(capture_stop J "$kind-$rate-$rep")
