@@ -67,8 +67,10 @@ rss_kib() { # pid
   awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-proc_stat() { # pid -> "cpu_seconds rss_kib"
-  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1")"
+proc_stat() { # pid -> "cpu_seconds rss_kib anon_kib" (anon: RssAnon, the heap's own pages; the
+  # rest of the RSS is Deno's binary and libraries, shared and reclaimable)
+  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1")" \
+    "$(awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)"
 }
 
 jstat() { # ns name
