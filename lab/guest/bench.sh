@@ -31,9 +31,9 @@ START_GAP=$(cmdline bench_start_gap)
 # ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
-# ours-keyed (ours with secure sync:
-# a key file, envelopes, loss recovery; what secure sync costs), ours-prof (V8's CPU profile of
-# each daemon, written when it stops: where its time goes under the emulation).
+# ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
+# ours-keyed-prof (ours-keyed under V8's profiler), ours-prof (V8's CPU profile of each daemon,
+# written when it stops: where its time goes under the emulation).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
 # K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
@@ -216,6 +216,11 @@ start() { # kind ns
       # Secure sync: the same key file on both (written once per step, by J's start).
       [ "$2" = K ] || secure_key || return 1
       keyed "$2"
+      ;;
+    ours-keyed-prof)
+      # ours-keyed under V8's sampling profiler (last-FLAVOUR/prof-keyed-NS).
+      [ "$2" = K ] || secure_key || return 1
+      OURS_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/mnt/results/prof-keyed-$2" keyed "$2"
       ;;
     ours-linger[0-9]*) JOOLD_LINGER_MS=${1#ours-linger} OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
