@@ -658,10 +658,12 @@ function scrapeNic(t: ScrapeTarget): string[] {
 }
 
 /**
- * Scrapes each target's /metrics every 100 ms, as a Prometheus outside the translator would,
- * until `stop()`; after each good scrape (HTTP 200, the exposition's first counter in it) writes
- * the target's count so far to `results/host-scrapes-NS`, where the guest reads it (whole: a dot
- * file, then a rename). Between steps nothing listens: those scrapes fail and are not counted.
+ * Scrapes each target's /metrics every 100 ms, as Prometheus servers outside the translator would:
+ * a new request every 100 ms whether the last one was answered or not (at most 10 in flight per
+ * target; the daemon answers between its reactor's turns, up to 250 ms late under load). After
+ * each good scrape (HTTP 200, the exposition's first counter in it) writes the target's count so
+ * far to `results/host-scrapes-NS`, where the guest reads it (whole: a dot file, then a rename).
+ * Between steps nothing listens: those scrapes fail and are not counted.
  */
 async function hostScraper(
   results: string,
@@ -669,10 +671,12 @@ async function hostScraper(
   stop: () => boolean,
 ): Promise<void> {
   const good = targets.map(() => 0);
+  const inFlight = targets.map(() => 0);
   const once = async (t: ScrapeTarget, i: number) => {
+    inFlight[i]++;
     try {
       const response = await fetch(`http://127.0.0.1:${t.port}/metrics`, {
-        signal: AbortSignal.timeout(2000),
+        signal: AbortSignal.timeout(5000),
       });
       const body = await response.text();
       if (!response.ok || !body.includes("joold_kernel_batches_received_total")) return;
@@ -681,12 +685,21 @@ async function hostScraper(
       Deno.renameSync(`${results}/.host-scrapes-${t.ns}`, `${results}/host-scrapes-${t.ns}`);
     } catch {
       // nothing listening yet (or any more): not a scrape
+    } finally {
+      inFlight[i]--;
     }
   };
+  const pending = new Set<Promise<void>>();
   for (let next = Date.now(); !stop(); next += 100) {
-    await Promise.all(targets.map(once));
+    targets.forEach((t, i) => {
+      if (inFlight[i] >= 10) return;
+      const p = once(t, i);
+      pending.add(p);
+      p.finally(() => pending.delete(p));
+    });
     await new Promise((r) => setTimeout(r, Math.max(0, next + 100 - Date.now())));
   }
+  await Promise.all(pending);
 }
 
 /**
