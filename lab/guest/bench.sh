@@ -32,7 +32,8 @@ START_GAP=$(cmdline bench_start_gap)
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
 # ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
-# ours-keyed-prof (ours-keyed under V8's profiler), ours-prof (V8's CPU profile of each daemon,
+# ours-keyed-prof (ours-keyed under V8's profiler), ours-alt (ours from another commit, checked
+# out by hand into lab/alt: `git archive REV | tar -x -C lab/alt`), ours-prof (V8's CPU profile of each daemon,
 # written when it stops: where its time goes under the emulation).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
@@ -161,6 +162,16 @@ load() { # base_port count rate: new UDP sessions through J from the client; pri
     "$PROJECT/lab/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
 }
 
+ours_alt() { # ns: our daemon from another commit's checkout, $PROJECT/lab/alt (an A/B on one boot)
+  # The same start as scenarios.sh's ours(), from the other tree; its log, pid and "ready" alike.
+  local ns=$1 readies; readies=$(ready_count "/tmp/ours-$ns.log")
+  [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" --v8-flags=--no-turbofan \
+    "$PROJECT/lab/alt/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" >>"/tmp/ours-$ns.log" 2>&1 &
+  echo $! >"/tmp/daemon-ours-$ns.pid"
+  wait_for 90 "the other commit's daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
+}
+
 scrape_nic() { # ns: the host scraper's network card (run.ts gives J ...:01, K ...:02) into ns
   local mac nic="" end=$((SECONDS + 30))
   case $1 in J) mac=52:54:00:6a:01:01 ;; K) mac=52:54:00:6a:01:02 ;; *) return 1 ;; esac
@@ -217,6 +228,7 @@ start() { # kind ns
       [ "$2" = K ] || secure_key || return 1
       keyed "$2"
       ;;
+    ours-alt) ours_alt "$2" ;;
     ours-keyed-prof)
       # ours-keyed under V8's sampling profiler (last-FLAVOUR/prof-keyed-NS).
       [ "$2" = K ] || secure_key || return 1
