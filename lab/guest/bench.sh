@@ -32,9 +32,10 @@ START_GAP=$(cmdline bench_start_gap)
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
 # ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
-# ours-keyed-prof (ours-keyed under V8's profiler), ours-alt (ours from another commit, checked
-# out by hand into lab/alt: `git archive REV | tar -x -C lab/alt`), ours-prof (V8's CPU profile of each daemon,
-# written when it stops: where its time goes under the emulation).
+# ours-keyed-prof (ours-keyed under V8's profiler), ours-noreducer (V8 without its memory reducer),
+# ours-alt (ours from another commit, checked out by hand into lab/alt: `git archive REV | tar -x -C
+# lab/alt`), ours-prof (V8's CPU profile of each daemon, written when it stops: where its time goes
+# under the emulation).
 KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
 # K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
@@ -205,6 +206,9 @@ start() { # kind ns
     ours-st) OURS_V8_FLAGS=--no-turbofan,--single-threaded ours "$2" ;;
     ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
     ours-turbofan) OURS_V8_FLAGS="" ours "$2" ;;
+    # Without V8's memory reducer, whose one "Incremental Mark-Compact (reduce)" ~35 s after start
+    # paused the main thread 125-356 ms in ours-gctrace's steps (the lab's ~290 ms ACK stalls).
+    ours-noreducer) OURS_V8_FLAGS=--no-turbofan,--no-memory-reducer ours "$2" ;;
     # V8's sampling profiler: one .cpuprofile per daemon in the run's results (last-FLAVOUR/prof-NS).
     ours-prof) OURS_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/mnt/results/prof-$2" ours "$2" ;;
     ours-nolinger) JOOLD_LINGER_MS=0 OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
