@@ -163,16 +163,6 @@ load() { # base_port count rate: new UDP sessions through J from the client; pri
     "$PROJECT/lab/guest/loadgen.ts" 64:ff9b::192.0.2.8 "$1" "$2" "$3"
 }
 
-ours_alt() { # ns: our daemon from another commit's checkout, $PROJECT/lab/alt (an A/B on one boot)
-  # The same start as scenarios.sh's ours(), from the other tree; its log, pid and "ready" alike.
-  local ns=$1 readies; readies=$(ready_count "/tmp/ours-$ns.log")
-  [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
-  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" --v8-flags=--no-turbofan \
-    "$PROJECT/lab/alt/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" >>"/tmp/ours-$ns.log" 2>&1 &
-  echo $! >"/tmp/daemon-ours-$ns.pid"
-  wait_for 90 "the other commit's daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies"
-}
-
 scrape_nic() { # ns: the host scraper's network card (run.ts gives J ...:01, K ...:02) into ns
   local mac nic="" end=$((SECONDS + 30))
   case $1 in J) mac=52:54:00:6a:01:01 ;; K) mac=52:54:00:6a:01:02 ;; *) return 1 ;; esac
@@ -232,7 +222,10 @@ start() { # kind ns
       [ "$2" = K ] || secure_key || return 1
       keyed "$2"
       ;;
-    ours-alt) ours_alt "$2" ;;
+    ours-alt)
+      [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
+      OURS_PROJECT=$PROJECT/lab/alt ours "$2"
+      ;;
     ours-keyed-prof)
       # ours-keyed under V8's sampling profiler (last-FLAVOUR/prof-keyed-NS).
       [ "$2" = K ] || secure_key || return 1

@@ -148,11 +148,12 @@ ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon
   # A restarted daemon appends to the same log: wait for a new "ready", not the old one.
   local readies; readies=$(ready_count "/tmp/ours-$ns.log")
   # `ip netns exec` execs deno: $! is the daemon itself, so signals reach it.
-  # The V8 flags are the README's (OURS_V8_FLAGS: a benchmark variant's, "" for V8's defaults).
+  # The V8 flags are the README's (OURS_V8_FLAGS: a benchmark variant's, "" for V8's defaults);
+  # OURS_PROJECT: another checkout's daemon (bench kind ours-alt).
   local v8=${OURS_V8_FLAGS---no-turbofan}
   # shellcheck disable=SC2086 # OURS_DENO_FLAGS: extra flags of a benchmark variant, word-split
   ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} ${OURS_DENO_FLAGS:-} \
-    "$PROJECT/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
+    "${OURS_PROJECT:-$PROJECT}/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
   echo $! >"/tmp/daemon-ours-$ns.pid"
   local began; began=$(date +%s%N)
   wait_for 90 "our daemon in $ns to be ready" more_ready "/tmp/ours-$ns.log" "$readies" || return 1
