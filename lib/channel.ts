@@ -26,6 +26,13 @@ export interface KernelChannel {
    * even when the ACK could not be sent.
    */
   onBatch(handler: PayloadHandler): void;
+  /**
+   * Sets the handler called once the channel has read every message its socket held (a read
+   * found none left) after one or more batches: the end of a burst. A daemon that joins batches
+   * into one datagram (secure sync, {@linkcode NetworkChannel.coalesceBytes}) sends what it holds
+   * then. Optional: without it, every batch is sent on its own.
+   */
+  onDrained?(handler: () => void): void;
   /** Sets the handler for kernel error replies and other asynchronous failures. */
   onError(handler: ErrorHandler): void;
   /** Sends JOOLD_ADD carrying `payload` (a datagram from the sync group) to our instance. */
@@ -46,6 +53,14 @@ export interface NetworkChannel {
    * not get it and carries the exact bytes for {@linkcode NetworkChannel.sendTo}.
    */
   send(payload: Uint8Array): void;
+  /**
+   * When set, the daemon may join the kernel batches of one burst ({@linkcode
+   * KernelChannel.onDrained}) into one payload of at most this many bytes before it calls
+   * {@linkcode NetworkChannel.send} (a list of session entries stays one: the receiver hands it
+   * to its kernel as one JOOLD_ADD). Unset (the plain channel: the C daemon's bytes): one
+   * datagram per kernel batch.
+   */
+  readonly coalesceBytes?: number;
   /**
    * The names of the destinations every datagram goes to (the group's, or each peer's
    * `[2001:db8::5]:6464`), when the channel has several or names them.

@@ -182,6 +182,12 @@ export class Daemon {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   readonly #meaning: MeaningCounters;
+  /**
+   * The batches of this burst joined into one payload (a network channel with `coalesceBytes`
+   * and a kernel channel that says when a burst ends); null: one datagram per batch.
+   */
+  #joined: Uint8Array | null = null;
+  #joinedLength = 0;
 
   /**
    * Wires the channels together.
@@ -225,6 +231,11 @@ export class Daemon {
   start(): void {
     const { kernel, network, log } = this.#parts;
     kernel.onBatch((payload) => this.#fromKernel(payload));
+    const join = network?.coalesceBytes ?? 0;
+    if (join > 0 && kernel.onDrained) {
+      this.#joined = new Uint8Array(join);
+      kernel.onDrained(() => this.#sendJoined());
+    }
     // The kernel channel counts its refusals, overruns and malformed messages itself.
     kernel.onError((error) => this.#warn.log(kernelErrorKind(error), error.message));
     network?.onDatagram((payload, from) => this.#fromNetwork(payload, from));
@@ -249,6 +260,7 @@ export class Daemon {
    */
   stop(): void {
     if (this.#stopped) return;
+    this.#sendJoined();
     this.#flush();
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
@@ -269,7 +281,7 @@ export class Daemon {
   }
 
   #fromKernel(payload: Uint8Array): void {
-    const { network, log } = this.#parts;
+    const { network } = this.#parts;
     if (network === null) {
       try {
         for (const s of decodePayload(payload).sessions) this.#parts.print?.(sessionCsv(s));
@@ -281,6 +293,31 @@ export class Daemon {
       }
       return;
     }
+    const joined = this.#joined;
+    if (joined !== null) {
+      // Joined into the burst's payload (a copy: `payload` is the receive buffer's); a batch that
+      // does not fit goes after what is held; one larger than the limit goes alone, as it is.
+      if (this.#joinedLength + payload.length > joined.length) this.#sendJoined();
+      if (payload.length <= joined.length) {
+        joined.set(payload, this.#joinedLength);
+        this.#joinedLength += payload.length;
+        return;
+      }
+    }
+    this.#forward(payload);
+  }
+
+  /** Sends the payload the burst's batches were joined into, if any (the burst is over). */
+  #sendJoined(): void {
+    if (this.#joinedLength === 0 || this.#joined === null) return;
+    const payload = this.#joined.subarray(0, this.#joinedLength);
+    this.#joinedLength = 0;
+    this.#forward(payload); // copies what it keeps; the buffer is reused from the next batch
+  }
+
+  /** Sends one payload to the group, or queues a copy behind the datagrams waiting for a retry. */
+  #forward(payload: Uint8Array): void {
+    const { log } = this.#parts;
     // Behind datagrams waiting for a retry: sessions go out in the order the kernel gave them.
     if (this.#queue.length > 0) return this.#enqueue({ payload: payload.slice() });
     const pending: Pending = { payload };

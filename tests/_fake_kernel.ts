@@ -68,6 +68,11 @@ export interface FakeKernelState {
   stats: Map<string, bigint>;
   /** How many counters one STATS_FOREACH reply holds before JOOLNLHDR_FLAGS_M (default all). */
   statsPerPage: number;
+  /**
+   * Batches waiting for an ACK, as Jool's queue under load: each JOOLD_ACK is answered with the
+   * next one (joold.c's joold_ack sends it within the ACK's own sendmsg). Empty: no answer.
+   */
+  ackGated: Uint8Array[];
 }
 
 /**
@@ -99,6 +104,7 @@ export class FakeJool {
     timeouts: null,
     stats: new Map(),
     statsPerPage: Infinity,
+    ackGated: [],
   };
 
   /** `recording` "4.1.13" or "4.1.9" picks the captured controller reply and the version. */
@@ -341,9 +347,11 @@ export class FakeJool {
         if (!this.state.instanceAlive) return missing();
         if (this.state.addError) return this.#error(m, j.cmd, ...this.state.addError);
         return;
-      case C.JOOLD_ACK:
+      case C.JOOLD_ACK: {
         if (!this.state.instanceAlive) return missing();
-        return;
+        const next = this.state.ackGated.shift();
+        return next === undefined ? undefined : this.batch(next);
+      }
     }
   }
 }

@@ -58,6 +58,9 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
   #onBatch: PayloadHandler = () => {};
   #onError: ErrorHandler = () => {};
   #onAdvertiseDone: () => void = () => {};
+  #onDrained: () => void = () => {};
+  /** Batches handed to onBatch since the last onDrained. */
+  #undrained = 0;
 
   /**
    * Builds the channel and starts receiving.
@@ -102,6 +105,11 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
   /** {@inheritDoc KernelChannel.onError} */
   onError(handler: ErrorHandler): void {
     this.#onError = handler;
+  }
+
+  /** {@inheritDoc KernelChannel.onDrained} */
+  onDrained(handler: () => void): void {
+    this.#onDrained = handler;
   }
 
   /**
@@ -172,7 +180,13 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
   #drain(): void {
     for (;;) {
       const n = this.#conn.receive(this.#buffer);
-      if (n === -ERRNO.EAGAIN) return;
+      if (n === -ERRNO.EAGAIN) {
+        if (this.#undrained > 0) {
+          this.#undrained = 0;
+          this.#onDrained();
+        }
+        return;
+      }
       if (n === -ERRNO.ENOBUFS) {
         this.#overruns.overrun();
         continue;
@@ -204,7 +218,10 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
       this.ack();
       this.ackLatency.record((performance.now() - readAt) * 1000);
     } finally {
-      if (payload !== null) this.#onBatch(payload); // forwarded even when the ACK failed
+      if (payload !== null) {
+        this.#undrained++;
+        this.#onBatch(payload); // forwarded even when the ACK failed
+      }
     }
   }
 }

@@ -36,6 +36,7 @@ import {
   isEnvelope,
   Kind,
   openEnvelope,
+  OVERHEAD,
   sealEnvelope,
   SENDER_LENGTH,
 } from "./envelope.ts";
@@ -115,6 +116,15 @@ export function reportsAdvertiseDone(v: JoolVersion): boolean {
   return v.major > 4 || (v.major === 4 && (v.minor > 1 || v.revision >= 13));
 }
 
+/**
+ * The most payload bytes a keyed daemon joins into one envelope from the kernel batches of one
+ * burst (the daemon core, {@linkcode NetworkChannel.coalesceBytes}): with its header and tag the
+ * envelope stays within 1452 bytes, Jool's default `ss-max-payload` (a 1500-byte MTU's UDP over
+ * IPv6). Under load the kernel hands batches back to back (each ACK lets it send the next at
+ * once): one seal, one send and one JOOLD_ADD at the peer then carry many sessions.
+ */
+export const COALESCE_BYTES: number = 1452 - OVERHEAD;
+
 /** Asks the kernel to advertise its table (coalesced by the caller); says how it will end. */
 export type Advertiser = (why: string) => AdvertiseMode;
 
@@ -159,6 +169,8 @@ export class SecureChannel implements NetworkChannel {
   readonly sender: string;
   /** The senders heard from. */
   readonly peers: PeersTable = new PeersTable();
+  /** {@inheritDoc NetworkChannel.coalesceBytes} ({@linkcode COALESCE_BYTES}) */
+  readonly coalesceBytes: number = COALESCE_BYTES;
   readonly #inner: NetworkChannel;
   readonly #counters: Counters;
   readonly #warn: RateLimitedLog;

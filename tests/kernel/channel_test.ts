@@ -121,6 +121,37 @@ for (const recording of VERSIONS) {
     }
   });
 
+  Deno.test(`kernel channel (${recording}): batches the kernel sends within each ACK are one burst: onDrained once, after the last`, async () => {
+    const t = await setup(recording);
+    try {
+      const one = fixture(recording, "d-udp-payload-1session");
+      const four = fixture(recording, "d-udp-payload-4sessions");
+      // Jool under load: every ACK is answered with the next queued batch (joold_ack).
+      t.jool.state.ackGated.push(four, one);
+      const seen: string[] = [];
+      t.channel.onBatch((p) => seen.push(`batch ${p.length}`));
+      t.channel.onDrained(() => seen.push("drained"));
+      t.multicast(t.jool.batch(one));
+      await settle();
+      assert.deepEqual(seen, [
+        `batch ${one.length}`,
+        `batch ${four.length}`,
+        `batch ${one.length}`,
+        "drained",
+      ]);
+      assert.equal(t.acks().length, 3);
+      // A message that is no batch of ours ends no burst of its own.
+      t.multicast(t.jool.batch(one, "other"));
+      await settle();
+      assert.equal(seen.length, 4);
+      t.multicast(t.jool.batch(four));
+      await settle();
+      assert.deepEqual(seen.slice(4), [`batch ${four.length}`, "drained"]);
+    } finally {
+      t.teardown();
+    }
+  });
+
   for (const shape of ["reordered", "two-in-one"] as const) {
     Deno.test(`kernel channel (${recording}): a batch in the ${shape} shape takes the general decoder and arrives the same`, async () => {
       const t = await setup(recording);

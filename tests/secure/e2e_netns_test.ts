@@ -80,9 +80,13 @@ Deno.test({
       });
 
       const batches = ["1session", "4sessions"].map((n) => fixture("4.1.13", `d-udp-payload-${n}`));
-      for (const p of batches) A.kernel.sendBatch(A.daemon.portId, p);
       const adds = () =>
         B.kernel.requests(COMMANDS_4_1.JOOLD_ADD).map((r) => batchPayload(r.jool!));
+      // One at a time: two batches read in one burst would share an envelope (daemon_join_test).
+      for (const [i, p] of batches.entries()) {
+        A.kernel.sendBatch(A.daemon.portId, p);
+        await waitFor(() => adds().length === i + 1, `JOOLD_ADD ${i + 1} on B`);
+      }
       await waitFor(() => adds().length === 2 && wire.length === 2, "two JOOLD_ADDs on B");
       assert.deepEqual(adds(), batches, "byte-identical sessions on B's kernel");
       assert.deepEqual(wire.map((d) => d.length), batches.map((p) => p.length + OVERHEAD));
