@@ -40,7 +40,9 @@ KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # Bulk resync instead of the rate steps (run.ts --bench-bulk 10000,100000): J holds N sessions,
 # K starts empty, `jool joold advertise` on J; how long until K's kernel has them all. Kinds there:
 # c, ours, proxy (`jool session proxy`, 4.1.12+) and ackonly (J only receives and ACKs:
-# guest/ackloop.ts, the kernel's own ceiling). BULK_BATCHES: "default" (the kernel's
+# guest/ackloop.ts, the kernel's own ceiling), and ours-keyed (K announces itself when it starts
+# and J's daemon advertises: secure sync's own resync, timed from J's JOOLD_ADVERTISE as the
+# others are; its polled_ms includes K's start). BULK_BATCHES: "default" (the kernel's
 # ss-max-sessions-per-packet) and/or 1.
 BULK=$(cmdline bench_bulk | tr , ' ')
 BULK_BATCHES=$(cmdline bench_bulk_batches | tr , ' '); BULK_BATCHES=${BULK_BATCHES:-default 1}
@@ -69,10 +71,12 @@ rss_kib() { # pid
   awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-proc_stat() { # pid -> "cpu_seconds rss_kib anon_kib" (anon: RssAnon, the heap's own pages; the
-  # rest of the RSS is Deno's binary and libraries, shared and reclaimable)
-  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1")" \
-    "$(awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)"
+proc_stat() { # pid -> "cpu_seconds rss_kib anon_kib file_kib shmem_kib": VmRSS and its parts (anon:
+  # RssAnon, the heap's own pages; file and shmem: Deno's binary and libraries, shared between
+  # processes and reclaimable; shmem when they are read from a tmpfs, as the lab's guest does)
+  local rss
+  rss=$(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^RssShmem/ {s=$2} END {print a+0, f+0, s+0}' "/proc/$1/status" 2>/dev/null)
+  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1") ${rss:-0 0 0}"
 }
 
 jstat() { # ns name
@@ -368,7 +372,13 @@ bulk_step() { # kind count rep
   local kind=$1 n=$2 rep=$3 p0 p last still=0 end
   log "bulk $kind $n rep $rep: K reset, starting the daemons"
   bulk_reset_k
-  bulk_start "$kind" || { echo "BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"; return; }
+  local failed="BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"
+  # A keyed K that starts announces itself and J's daemon answers with the bulk (secure sync's
+  # own resync): that one is measured, from J's JOOLD_ADVERTISE in the capture, K started after
+  # J is quiet. Any other kind: both daemons started, then `jool joold advertise` on J.
+  local announced=false
+  case $kind in ours-keyed*) announced=true ;; esac
+  if $announced; then start "$kind" J || { echo "$failed"; return; }; else bulk_start "$kind" || { echo "$failed"; return; }; fi
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
   log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
@@ -377,7 +387,11 @@ bulk_step() { # kind count rep
   [ "$kind" = ackonly ] || { bulk_capture_start K; tcpdump_start udp-K K eth2 udp port 6464; }
   p0=$(bulk_progress "$kind"); p0=${p0:-0}
   local t0; t0=$(ms_now)
-  in_ns J jool joold advertise 2>/dev/null || in_ns J jool session advertise
+  if $announced; then
+    start "$kind" K || { echo "$failed"; return; }
+  else
+    in_ns J jool joold advertise 2>/dev/null || in_ns J jool session advertise
+  fi
   # Done when every session arrived, or nothing moved for 10 s (then the step reports the loss).
   end=$((SECONDS + 900)); last=-1
   while [ $SECONDS -lt $end ]; do
