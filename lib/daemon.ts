@@ -18,6 +18,7 @@ import { type Pool6, type RefusalReason, translatePayload } from "./jool/transla
 import { ERRNO } from "../ffi/errno.ts";
 import { isEnvelope } from "./secure/envelope.ts";
 import { keyIdHex } from "./secure/keyfile.ts";
+import { align4, NLA_HDRLEN } from "./netlink/attribute.ts";
 
 /** The key id field of an envelope (bytes 4-7, big-endian; docs/PROTOCOL.md). */
 function envelopeKeyId(datagram: Uint8Array): number {
@@ -295,16 +296,40 @@ export class Daemon {
     }
     const joined = this.#joined;
     if (joined !== null) {
-      // Joined into the burst's payload (a copy: `payload` is the receive buffer's); a batch that
-      // does not fit goes after what is held; one larger than the limit goes alone, as it is.
-      if (this.#joinedLength + payload.length > joined.length) this.#sendJoined();
-      if (payload.length <= joined.length) {
+      // Joined into the burst's payload (a copy: `payload` is the receive buffer's).
+      if (this.#joinedLength + payload.length <= joined.length) {
         joined.set(payload, this.#joinedLength);
         this.#joinedLength += payload.length;
         return;
       }
+      // It does not fit: session by session, so that no datagram is larger than the limit (a
+      // batch of Jool's default 1452 bytes in an envelope would be fragmented).
+      if (this.#joinEntries(payload, joined)) return;
+      this.#sendJoined(); // what is held goes first: the kernel's order
     }
     this.#forward(payload);
+  }
+
+  /**
+   * Joins `payload`'s JNLAL_ENTRY attributes one by one, sending what is held whenever the next
+   * does not fit. A payload whose attributes do not add up, or with one larger than the limit,
+   * is not touched (false): it goes as it is, and the receiver's checks judge it.
+   */
+  #joinEntries(payload: Uint8Array, joined: Uint8Array): boolean {
+    const length = payload.length;
+    for (let at = 0; at < length;) {
+      const size = at + NLA_HDRLEN <= length ? payload[at] | payload[at + 1] << 8 : 0;
+      if (size < NLA_HDRLEN || at + size > length || size > joined.length) return false;
+      at += Math.min(align4(size), length - at);
+    }
+    for (let at = 0; at < length;) {
+      const end = Math.min(at + align4(payload[at] | payload[at + 1] << 8), length);
+      if (this.#joinedLength + end - at > joined.length) this.#sendJoined();
+      joined.set(payload.subarray(at, end), this.#joinedLength);
+      this.#joinedLength += end - at;
+      at = end;
+    }
+    return true;
   }
 
   /** Sends the payload the burst's batches were joined into, if any (the burst is over). */

@@ -163,7 +163,7 @@ for (const recording of VERSIONS) {
     }
   });
 
-  Deno.test(`with a key (${recording}), a burst larger than the limit is split at batch boundaries, never over it, nothing lost or reordered`, async () => {
+  Deno.test(`with a key (${recording}), a burst larger than the limit is split between sessions, never over it, nothing lost or reordered`, async () => {
     const wire = new Wire();
     // The joining is the daemon core's: any channel that sets coalesceBytes gets it.
     const network = Object.assign(wire, { coalesceBytes: 3 * four.length + 1 });
@@ -175,13 +175,26 @@ for (const recording of VERSIONS) {
         Uint8Array.from([...one, ...four, ...one]),
       ]);
       assert.ok(wire.sent.every((d) => d.length <= network.coalesceBytes));
-      // A batch larger than the limit goes alone, after what was held.
-      await j.burst(one, Uint8Array.from([...four, ...four, ...four, ...four]), one);
-      assert.deepEqual(wire.sent.slice(2), [
-        one,
-        Uint8Array.from([...four, ...four, ...four, ...four]),
-        one,
-      ]);
+      // A batch larger than the limit is split between its sessions, none lost, none cut.
+      const big = Uint8Array.from([...four, ...four, ...four, ...four]);
+      await j.burst(one, big, one);
+      const chunks = wire.sent.slice(2);
+      assert.equal(chunks.length, 2);
+      assert.ok(chunks.every((d) => d.length <= network.coalesceBytes), "none over the limit");
+      assert.ok(chunks[0].length > network.coalesceBytes - one.length, "the first one full");
+      assert.deepEqual(
+        Uint8Array.from(chunks.flatMap((d) => [...d])),
+        Uint8Array.from([...one, ...big, ...one]),
+      );
+      assert.deepEqual(
+        chunks.flatMap((d) => decodePayload(d).sessions),
+        [one, big, one].flatMap((d) => decodePayload(d).sessions),
+        "cut between sessions",
+      );
+      // A payload whose entries do not add up (not the kernel's) goes as it is.
+      const odd = Uint8Array.from([...big, 1, 2, 3]);
+      await j.burst(one, odd, one);
+      assert.deepEqual(wire.sent.slice(4), [one, odd, one], "in the kernel's order");
     } finally {
       j.close();
     }
