@@ -5,7 +5,7 @@
  *
  * @example
  * ```sh
- * deno run --allow-ffi=/lib/x86_64-linux-gnu/libc.so.6 --allow-read --v8-flags=--no-turbofan cli.ts netsocket.json modsocket.json
+ * deno run --allow-ffi=/lib/x86_64-linux-gnu/libc.so.6 --allow-read cli.ts netsocket.json modsocket.json
  * ```
  *
  * @module
@@ -25,6 +25,7 @@ import { type DaemonHandle, type KernelPeer, startDaemon } from "./lib/start.ts"
 import { NETLINK_USERSOCK } from "./lib/netlink/conn.ts";
 import { granted } from "./ffi/libc.ts";
 import { LINGER_MS } from "./lib/reactor.ts";
+import { JOOLD_V8_FLAGS, reexecWithTiers } from "./lib/tiers.ts";
 
 /** Exit codes of joold. */
 export const EXIT = { ok: 0, failure: 1, badConfig: 2 } as const;
@@ -116,13 +117,18 @@ async function serve(parsed: ParsedArgs, config: Config, log: Logger): Promise<n
  * Runs joold with the given arguments.
  *
  * @param args command-line arguments, without the program name
+ * @param options `tiers`: the process is joold itself (not a test calling it), which may
+ *   re-execute itself with its V8 flags before it runs the daemon (lib/tiers.ts)
  * @returns the process exit code
  * @example
  * ```ts
  * const code = await main(["--check", "--net.mcast.addr=ff08::db8:64:64"]);
  * ```
  */
-export async function main(args: readonly string[]): Promise<number> {
+export async function main(
+  args: readonly string[],
+  options: { readonly tiers?: boolean } = {},
+): Promise<number> {
   const stderr = (line: string) => {
     try {
       writeAll(Deno.stderr, line);
@@ -145,7 +151,16 @@ export async function main(args: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     const { config, warnings, notes, origins } = resolveConfig(parsed);
+    // The daemon itself (not --check), its configuration valid: V8's flags, before any socket and
+    // any line of output (lib/tiers.ts; the re-executed process reads the files again).
+    const tiers = options.tiers === true && !parsed.check ? reexecWithTiers() : null;
     const log = createLogger(config.logLevel, stderr, config.logFormat);
+    if (tiers?.failed) {
+      log.warn(
+        `cannot run with V8's ${JOOLD_V8_FLAGS}: ${tiers.why}; run with --v8-flags=${JOOLD_V8_FLAGS}`,
+        { event: "v8.flags" },
+      );
+    } else if (tiers) log.debug(`V8 flags: ${tiers.why}`);
     for (const note of notes) log.info(note, { event: "config.note" });
     for (const warning of warnings) log.warn(warning, { event: "config.warning" });
     if (parsed.check) {
@@ -171,5 +186,5 @@ export async function main(args: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  Deno.exit(await main(Deno.args, { tiers: true }));
 }

@@ -10,7 +10,7 @@ import { libcPath } from "../ffi/libc.ts";
  *
  * @param kernel the fake kernel the daemon talks to
  * @param configDir the directory of its configuration files (its --allow-read)
- * @param v8 V8 flags ("" for V8's defaults)
+ * @param v8 V8 flags ("": none, as the README runs it: the daemon sets its own)
  * @param args the daemon's arguments
  * @param denoFlags more flags for `deno run` (e.g. the `--allow-net` of `--metrics`)
  * @returns the running daemon

@@ -5,14 +5,15 @@
 // the previous one, as Jool does; the daemon also receives its own datagrams (multicast loopback)
 // and hands them back as JOOLD_ADD, so its CPU is both translators' work. Prints the daemon's CPU
 // (user + system, /proc/PID/stat, 10 ms ticks) per batch and the ACK wait's p50, p99 and max.
-//   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=--no-turbofan] [SCRAPE_MS=0]
-// (V8_FLAGS "" runs with V8's defaults. SCRAPE_MS > 0: the daemon serves --metrics and another
+//   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=""] [SCRAPE_MS=0]
+// (V8_FLAGS "": the README's command, no V8 flag: the daemon sets its own --no-turbofan; "--turbofan"
+// runs with V8's defaults. SCRAPE_MS > 0: the daemon serves --metrics and another
 // process, lab/guest/scrape.ts, scrapes it every SCRAPE_MS meanwhile, as Prometheus would: what
 // a scrape costs the sync path, outside the lab's emulation. KEYED "key": secure sync, a key file
 // in net.json; the daemon then drops its own looped-back envelopes as reflections, so this
 // measures the sending side's cost of secure sync, not the receiving side's.)
 import { FakeKernel } from "../tests/_fake_kernel.ts";
-import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
+import { tempFiles } from "../tests/_cli.ts";
 import { fixture } from "../tests/_fixtures.ts";
 import { cpuMs, spawnDaemon } from "./_daemon_process.ts";
 import { commandsFor, parseVersion } from "../lib/jool/version.ts";
@@ -20,7 +21,7 @@ import { generateKeyLine } from "../lib/secure/keyfile.ts";
 
 const rate = Number(Deno.args[0] ?? 2000);
 const count = Number(Deno.args[1] ?? 20000);
-const v8 = Deno.args[2] ?? V8_FLAGS;
+const v8 = Deno.args[2] ?? "";
 const scrapeMs = Number(Deno.args[3] ?? 0);
 const keyed = Deno.args[4] === "key";
 const METRICS = "127.0.0.1:9477";

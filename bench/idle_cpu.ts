@@ -3,13 +3,13 @@
 // waits for it to be ready, then prints the process's CPU time (user + system, /proc/PID/stat)
 // per 5-second window for WINDOWS windows, with the README's V8 flags or the ones given (e.g.
 // --no-turbofan,--trace-gc).
-//   deno run -A bench/idle_cpu.ts [WINDOWS=16] [V8_FLAGS=--no-turbofan]
+//   deno run -A bench/idle_cpu.ts [WINDOWS=16] [V8_FLAGS=""] ("": as the README runs it)
 import { FakeKernel } from "../tests/_fake_kernel.ts";
-import { tempFiles, V8_FLAGS } from "../tests/_cli.ts";
+import { tempFiles } from "../tests/_cli.ts";
 import { cpuMs, spawnDaemon } from "./_daemon_process.ts";
 
 const windows = Number(Deno.args[0] ?? 16);
-const v8 = Deno.args[1] ?? V8_FLAGS;
+const v8 = Deno.args[1] ?? "";
 const kernel = new FakeKernel("4.1.13");
 const server = kernel.start();
 const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });

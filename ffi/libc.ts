@@ -76,6 +76,12 @@ export const SYMBOLS = {
    * --allow-ffi: for the pointers inside a struct msghdr.
    */
   address_of: { name: "memmove", parameters: ["buffer", "usize", "usize"], result: "usize" },
+  /** char *getenv(const char *name): read without Deno's env permission (the V8 flags' guard) */
+  getenv: { parameters: ["buffer"], result: "usize" },
+  /** int setenv(const char *name, const char *value, int overwrite) */
+  setenv: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+  /** int execv(const char *path, char *const argv[]): the daemon re-executed with its V8 flags */
+  execv: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int timerfd_create(int clockid, int flags): the systemd watchdog's tick, on the reactor */
   timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
   /** int timerfd_settime(int fd, int flags, const struct itimerspec *new, struct itimerspec *old) */

@@ -17,9 +17,6 @@ export interface CliRun {
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** The V8 flags of the README's run command (`--v8-flags=` + this). */
-export const V8_FLAGS = "--no-turbofan";
-
 /** Absolute path of an entry point of the project (`cli.ts`, `mod.ts`). */
 export function entry(name: string): string {
   return `${ROOT}${name}`;
@@ -79,7 +76,8 @@ export interface DaemonOptions {
 
 /**
  * The daemon's command: `deno run` of cli.ts with the production permission flags (libc by FFI,
- * the reads given, JOOLD_TEST_NETLINK_PEER) and V8 flags, stdin closed, stderr piped.
+ * the reads given, JOOLD_TEST_NETLINK_PEER) and no V8 flag (the daemon sets its own: lib/tiers.ts),
+ * stdin closed, stderr piped.
  *
  * @param args CLI arguments
  * @param options the fake kernel, permissions, environment, namespace and stdout
@@ -95,7 +93,6 @@ export function daemonCommand(args: readonly string[], options: DaemonOptions): 
     ...(options.read === undefined ? [] : [`--allow-read=${options.read.join(",")}`]),
     `--allow-env=${["JOOLD_TEST_NETLINK_PEER", ...options.allowEnv ?? []].join(",")}`,
     ...options.permissions ?? [],
-    `--v8-flags=${V8_FLAGS}`,
     entry("cli.ts"),
     ...args,
   ];

@@ -26,8 +26,8 @@ START_GAP=$(cmdline bench_start_gap)
 # Daemon kinds compared: c, ours, and variants of ours for diagnosis: ours-gctrace (V8 logs its
 # garbage collections), ours-st (V8 without its background threads: --single-threaded),
 # ours-nolinger (the reactor never waits synchronously: JOOLD_LINGER_MS=0), ours-jittrace (V8 logs
-# what it compiles and how long each compilation took), ours-turbofan (V8's default compilers,
-# without the README's --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
+# what it compiles and how long each compilation took), ours-turbofan (V8's default compilers:
+# --v8-flags=--turbofan, which keeps the daemon from setting its --no-turbofan), ours-lingerN (the reactor lingers N ms: JOOLD_LINGER_MS=N),
 # ours-scraped (ours with --metrics, scraped every 100 ms in its namespace by guest/scrape.ts at a
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
@@ -199,7 +199,7 @@ start() { # kind ns
     ours-gctrace) OURS_V8_FLAGS=--no-turbofan,--trace-gc ours "$2" ;;
     ours-st) OURS_V8_FLAGS=--no-turbofan,--single-threaded ours "$2" ;;
     ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
-    ours-turbofan) OURS_V8_FLAGS="" ours "$2" ;;
+    ours-turbofan) OURS_V8_FLAGS=--turbofan ours "$2" ;; # V8's default, given: no re-execution
     # Without V8's memory reducer, whose one "Incremental Mark-Compact (reduce)" ~35 s after start
     # paused the main thread 125-356 ms in ours-gctrace's steps (the lab's ~290 ms ACK stalls).
     ours-noreducer) OURS_V8_FLAGS=--no-turbofan,--no-memory-reducer ours "$2" ;;
@@ -228,7 +228,8 @@ start() { # kind ns
       ;;
     ours-alt)
       [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
-      OURS_PROJECT=$PROJECT/lab/alt ours "$2"
+      # Its flag given: code older than lib/tiers.ts does not set it itself.
+      OURS_V8_FLAGS=${OURS_V8_FLAGS---no-turbofan} OURS_PROJECT=$PROJECT/lab/alt ours "$2"
       ;;
     ours-keyed-prof)
       # ours-keyed under V8's sampling profiler (last-FLAVOUR/prof-keyed-NS).

@@ -15,13 +15,13 @@ import { MulticastChannel } from "../../lib/net/multicast.ts";
 import { Reactor } from "../../lib/reactor.ts";
 import { SecureChannel } from "../../lib/secure/channel.ts";
 import { parseKeyFile } from "../../lib/secure/keyfile.ts";
-import { runCli, spawnDaemon, tempFiles, V8_FLAGS } from "../_cli.ts";
+import { runCli, spawnDaemon, tempFiles } from "../_cli.ts";
 import { FakeKernel } from "../_fake_kernel.ts";
 import { fixture } from "../_fixtures.ts";
 import { Netns, netnsUnavailable, veth } from "../_netns.ts";
 import { waitFor } from "../_udp.ts";
 
-const PRODUCTION = [`--allow-ffi=${libcPath()}`, "--allow-read", `--v8-flags=${V8_FLAGS}`];
+const PRODUCTION = [`--allow-ffi=${libcPath()}`, "--allow-read"];
 const K1 = "a1".repeat(32);
 const K2 = "b2".repeat(32);
 
@@ -200,9 +200,11 @@ Deno.test({
       assert.equal((await child.status).code, 0, out.stderr);
       child = null;
       await daemon.pumps;
+      // One bulk-done received when the peer (no kernel: it answers an announce with one at once)
+      // could be verified, K2 added, before this daemon stopped asking (sync-ready after 2.5 s).
       assert.match(
         out.stderr,
-        /joold: info: secure sync: 2 envelopes accepted, 1 dropped \(0 did not verify, 0 replayed, 0 stale, 1 under an unknown key, 0 malformed, 0 plain\), 0 skipped over \(0 arrived late, 0 recovered by 0 NACKs, 0 given up\), 0 resent for peers \(0 NACKs served, 0 refused, 0 resyncs asked, 0 unrecoverable\), 0 bulks sent, 0 received\n/,
+        /joold: info: secure sync: 2 envelopes accepted, 1 dropped \(0 did not verify, 0 replayed, 0 stale, 1 under an unknown key, 0 malformed, 0 plain\), 0 skipped over \(0 arrived late, 0 recovered by 0 NACKs, 0 given up\), 0 resent for peers \(0 NACKs served, 0 refused, 0 resyncs asked, 0 unrecoverable\), 0 bulks sent, [01] received\n/,
       );
       for (const k of [K1, K2]) assert.ok(!out.stderr.includes(k.slice(0, 8)), "a key in the log");
     } finally {
