@@ -54,8 +54,14 @@ export const MAX_CLOCK_SKEW_MS = 30_000;
 
 /** How often a keyed daemon says hello (and the control plane's timers run at most this late), ms. */
 export const HELLO_INTERVAL_MS = 1000;
-/** How often the channel's timer runs (NACKs due, bulk-dones, sync-ready), ms. */
+/** How often the channel's timer runs while work waits for it (NACKs due, bulk-dones, sync-ready), ms. */
 export const TICK_MS = 25;
+/**
+ * How often it runs when nothing waits (no gap, no bulk to finish, sync-ready): the hellos' pace,
+ * so that an idle keyed daemon wakes 4 times a second, not 40; the first gap or bulk makes it
+ * {@linkcode TICK_MS} again at once, ms.
+ */
+export const IDLE_TICK_MS = HELLO_INTERVAL_MS / 4;
 /** A peer heard within this is live: sync-ready waits for its bulk, ms (5 hellos). */
 export const PEER_LIVE_MS = 5 * HELLO_INTERVAL_MS;
 /**
@@ -184,6 +190,8 @@ export class SecureChannel implements NetworkChannel {
   readonly #syncReadyTimeoutMs: number;
   readonly #timers: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The timer's period now (0: not running). */
+  #tickMs = 0;
   #advertiser: Advertiser = () => "unavailable";
   /** When the control plane started (the first tick), ms; null before. */
   #startedAt: number | null = null;
@@ -260,6 +268,11 @@ export class SecureChannel implements NetworkChannel {
     return this.#ready;
   }
 
+  /** The control plane timer's period now, ms ({@linkcode TICK_MS} or {@linkcode IDLE_TICK_MS}; 0: none). */
+  get timerPeriod(): number {
+    return this.#tickMs;
+  }
+
   /** The resend ring's use: envelopes and bytes held. */
   get ring(): { readonly size: number; readonly bytes: number } {
     return { size: this.#ring.size, bytes: this.#ring.bytes };
@@ -304,9 +317,22 @@ export class SecureChannel implements NetworkChannel {
     this.#handler = handler;
     const receive: DatagramHandler = (datagram, from) => this.#receive(datagram, from);
     this.#inner.onDatagram(receive);
-    if (this.#timers && this.#timer === undefined && !this.#closed) {
-      this.#timer = setInterval(() => this.tick(this.#now()), TICK_MS);
-    }
+    if (this.#timer === undefined) this.#arm(TICK_MS);
+  }
+
+  /** Runs the control plane's timer every `ms` (with `timers`; a new period restarts it). */
+  #arm(ms: number): void {
+    if (!this.#timers || this.#closed || this.#tickMs === ms) return;
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.tick(this.#now()), ms);
+    this.#tickMs = ms;
+  }
+
+  /** Whether the timer has work soon: not sync-ready yet, a bulk to finish, a peer's gap. */
+  #busy(): boolean {
+    if (this.#ready === null || this.#bulkPending.size > 0) return true;
+    for (const peer of this.peers) if (!peer.gaps.idle) return true;
+    return false;
   }
 
   /**
@@ -352,6 +378,7 @@ export class SecureChannel implements NetworkChannel {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#tickMs = 0;
     this.#inner.close();
   }
 
@@ -380,6 +407,7 @@ export class SecureChannel implements NetworkChannel {
       this.#warn.log("control-send", `secure sync: a control message failed: ${error}`);
     }
     if (this.#ready === null) this.#checkReady(now);
+    this.#arm(this.#busy() ? TICK_MS : IDLE_TICK_MS);
   }
 
   /**
@@ -529,6 +557,7 @@ export class SecureChannel implements NetworkChannel {
     c.netSecureResyncsRequested++;
     this.#bulkPending.set(peer.sender, peer.id);
     this.#bulkDoneAt = mode === "no-report" ? this.#now() + BULK_FALLBACK_MS : null;
+    this.#arm(TICK_MS);
   }
 
   /** A NACK addressed to this daemon: resend from the ring, or resync, within the bounds. */
@@ -693,6 +722,7 @@ export class SecureChannel implements NetworkChannel {
     } else if (skipped > 0) {
       c.netSecureGaps += skipped;
       heard.gaps.skipped(top + 1, header.sequence - 1, now);
+      this.#arm(TICK_MS); // its NACK is due after the reordering wait
     }
     if (from) heard.address = from;
     const kind = header.kind ?? Kind.data;

@@ -210,6 +210,11 @@ export class GapTracker {
   #abandonedNow = 0;
   readonly #resyncs: NackRequest[] = [];
 
+  /** Whether nothing is open: no gap, no resync to ask (the channel's timer may slow down). */
+  get idle(): boolean {
+    return this.#gaps.length === 0 && this.#resyncs.length === 0;
+  }
+
   /** Sequence numbers still missing. */
   get missing(): number {
     let n = 0;

@@ -8,7 +8,13 @@ import type { KernelChannel, NetworkChannel, PayloadHandler } from "../../lib/ch
 import { type Counters, createCounters } from "../../lib/counters.ts";
 import { Daemon } from "../../lib/daemon.ts";
 import type { Logger } from "../../lib/log.ts";
-import { MAX_CLOCK_SKEW_MS, SecureChannel } from "../../lib/secure/channel.ts";
+import {
+  ANNOUNCE_WAIT_MS,
+  IDLE_TICK_MS,
+  MAX_CLOCK_SKEW_MS,
+  SecureChannel,
+  TICK_MS,
+} from "../../lib/secure/channel.ts";
 import { OVERHEAD, sealEnvelope } from "../../lib/secure/envelope.ts";
 import { parseKeyFile, type SyncKey } from "../../lib/secure/keyfile.ts";
 import { fixture } from "../_fixtures.ts";
@@ -278,4 +284,40 @@ Deno.test("SecureChannel sees loss per sender: gaps and late arrivals, tracked p
   assert.equal(b.channel.peers.get(a.channel.sender)?.gaps.missing, 3, "5, 6, 9");
   assert.equal(b.channel.peers.get(c.channel.sender)?.gaps.missing, 1, "2");
   assert.deepEqual(b.log.warnings, [], "a gap is not worth a warning: it is NACKed");
+});
+
+Deno.test("SecureChannel's timer: every 25 ms while work waits, every 250 ms when idle, fast again at a gap", () => {
+  let now = 1_000_000;
+  const wire = new Wire();
+  const channel = new SecureChannel({
+    inner: wire,
+    keys: keys(K1),
+    counters: createCounters(),
+    log: logger(),
+    now: () => now,
+    timers: true,
+  });
+  const peer = side(keys(K1), () => now);
+  try {
+    channel.onDatagram(() => {});
+    assert.equal(channel.timerPeriod, TICK_MS, "not sync-ready yet");
+    channel.tick(now);
+    now += ANNOUNCE_WAIT_MS;
+    channel.tick(now);
+    assert.equal(channel.syncReadyReason, "no peer answered");
+    assert.equal(channel.timerPeriod, IDLE_TICK_MS, "nothing waits");
+    // A peer's datagrams 1 and 3: 2 is missing, its NACK is due soon.
+    for (let i = 0; i < 3; i++) peer.channel.send(PAYLOADS[0]);
+    wire.handler(peer.wire.sent[0], "2001:db8::5");
+    assert.equal(channel.timerPeriod, IDLE_TICK_MS);
+    wire.handler(peer.wire.sent[2], "2001:db8::5");
+    assert.equal(channel.timerPeriod, TICK_MS, "a gap");
+    wire.handler(peer.wire.sent[1], "2001:db8::5"); // late: reordered, not lost
+    channel.tick(now);
+    assert.equal(channel.timerPeriod, IDLE_TICK_MS, "the gap closed");
+  } finally {
+    channel.close();
+    peer.channel.close();
+  }
+  assert.equal(channel.timerPeriod, 0);
 });
