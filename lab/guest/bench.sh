@@ -71,12 +71,15 @@ rss_kib() { # pid
   awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-proc_stat() { # pid -> "cpu_seconds rss_kib anon_kib file_kib shmem_kib": VmRSS and its parts (anon:
-  # RssAnon, the heap's own pages; file and shmem: Deno's binary and libraries, shared between
-  # processes and reclaimable; shmem when they are read from a tmpfs, as the lab's guest does)
-  local rss
+proc_stat() { # pid -> "cpu_seconds rss_kib anon_kib file_kib shmem_kib sys_seconds": VmRSS and its
+  # parts (anon: RssAnon, the heap's own pages; file and shmem: Deno's binary and libraries, shared
+  # between processes and reclaimable; shmem when they are read from a tmpfs, as the lab's guest
+  # does), and the system part of the CPU time (the kernel's work in the daemon's syscalls: on K,
+  # Jool inserting what each JOOLD_ADD carries)
+  local rss sys
   rss=$(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^RssShmem/ {s=$2} END {print a+0, f+0, s+0}' "/proc/$1/status" 2>/dev/null)
-  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1") ${rss:-0 0 0}"
+  sys=$(awk -v h="$HZ" '{ printf "%.2f", $15 / h }' "/proc/$1/stat" 2>/dev/null)
+  echo "$(awk -v t="$(cpu_ticks "$1")" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }') $(rss_kib "$1") ${rss:-0 0 0} ${sys:-0}"
 }
 
 jstat() { # ns name
