@@ -7,6 +7,8 @@
  */
 
 import { libcPath } from "../ffi/libc.ts";
+import { FakeKernel } from "./_fake_kernel.ts";
+import { waitFor } from "./_udp.ts";
 
 /** Result of one CLI run. */
 export interface CliRun {
@@ -147,4 +149,39 @@ export function tempFiles(files: Record<string, string>): string {
   tempDirs.push(dir);
   for (const [name, text] of Object.entries(files)) Deno.writeTextFileSync(`${dir}/${name}`, text);
   return dir;
+}
+
+/**
+ * A print-mode daemon against a serving fake kernel (Jool 4.1.13), ready; `end()` cleans up
+ * whatever happened.
+ *
+ * @param mod the module socket file's text
+ * @param options more CLI arguments, more deno flags (after the production ones)
+ * @returns the running daemon, its fake kernel, the files' directory and `end()`
+ */
+export async function printDaemon(
+  mod = `{ "instance": "default" }`,
+  options: { readonly args?: readonly string[]; readonly permissions?: readonly string[] } = {},
+) {
+  const kernel = new FakeKernel("4.1.13");
+  const server = kernel.start();
+  const dir = tempFiles({ "mod.json": mod });
+  const run = spawnDaemon([`--mod=${dir}/mod.json`, ...options.args ?? []], {
+    kernel,
+    read: [`${dir}/mod.json`],
+    permissions: options.permissions,
+  });
+  await waitFor(() => run.out.stderr.includes("joold: info: ready"), "ready", 20_000);
+  const end = async () => {
+    try {
+      run.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await run.child.status;
+    await run.pumps;
+    server.stop();
+    kernel.close();
+  };
+  return { ...run, kernel, dir, end };
 }

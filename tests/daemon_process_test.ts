@@ -6,7 +6,7 @@ import { ADVERTISE_INTERVAL_MS } from "../lib/start.ts";
 import assert from "node:assert/strict";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
-import { daemonCommand, spawnDaemon, tempFiles } from "./_cli.ts";
+import { daemonCommand, printDaemon, spawnDaemon, tempFiles } from "./_cli.ts";
 import { fixture } from "./_fixtures.ts";
 import { waitFor } from "./_udp.ts";
 
@@ -134,27 +134,6 @@ Deno.test({
     }
   },
 });
-
-/** A print-mode daemon against a serving fake kernel, ready; `end()` cleans up whatever happened. */
-async function printDaemon(mod = `{ "instance": "default" }`) {
-  const kernel = new FakeKernel("4.1.13");
-  const server = kernel.start();
-  const dir = tempFiles({ "mod.json": mod });
-  const run = spawnDaemon([`--mod=${dir}/mod.json`], { kernel, read: [`${dir}/mod.json`] });
-  await waitFor(() => run.out.stderr.includes("joold: info: ready"), "ready", 20_000);
-  const end = async () => {
-    try {
-      run.child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await run.child.status;
-    await run.pumps;
-    server.stop();
-    kernel.close();
-  };
-  return { ...run, kernel, dir, end };
-}
 
 /** SIGTERM, then the exit code, the time it took, and the whole stderr. */
 async function terminate(run: Awaited<ReturnType<typeof printDaemon>>) {

@@ -4,9 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { decideTiers, JOOLD_V8_FLAGS, V8_FLAGS_VARIABLE } from "../lib/tiers.ts";
-import { FakeKernel } from "./_fake_kernel.ts";
-import { spawnDaemon, tempFiles } from "./_cli.ts";
-import { waitFor } from "./_udp.ts";
+import { printDaemon } from "./_cli.ts";
 
 Deno.test("tiers: re-execute without V8 flags; never over the operator's flags or a second time", () => {
   const run = ["deno", "run", "--allow-ffi=/lib/x86_64-linux-gnu/libc.so.6", "cli.ts", "n.json"];
@@ -39,23 +37,16 @@ for (const operator of [null, "--v8-flags=--max-old-space-size=96"]) {
       : "the daemon started with the operator's --v8-flags keeps them and is not re-executed",
     ignore: !isRoot,
     async fn() {
-      const kernel = new FakeKernel("4.1.13");
-      const server = kernel.start();
-      const dir = tempFiles({ "mod.json": `{ "instance": "default" }` });
-      const { child, out, pumps } = spawnDaemon([`--mod=${dir}/mod.json`, "--log-level=debug"], {
-        kernel,
-        read: [`${dir}/mod.json`],
+      const run = await printDaemon(undefined, {
+        args: ["--log-level=debug"],
         permissions: operator === null ? [] : [operator],
       });
       try {
-        await waitFor(() => out.stderr.includes("joold: info: ready"), "ready", 20_000);
+        const { child, out } = run;
         const environ = proc(child.pid, "environ");
         const cmdline = proc(child.pid, "cmdline");
-        assert.ok(
-          !cmdline.some((a) => a.startsWith("--v8-flags") && operator === null),
-          cmdline.join(" "),
-        );
         if (operator === null) {
+          assert.ok(!cmdline.some((a) => a.startsWith("--v8-flags")), cmdline.join(" "));
           assert.ok(environ.includes(`DENO_V8_FLAGS=${JOOLD_V8_FLAGS}`), "the flag is V8's");
           // The process that said ready is the one spawned (execv, not a child).
           assert.match(out.stderr, /V8 flags: DENO_V8_FLAGS is set/);
@@ -68,16 +59,8 @@ for (const operator of [null, "--v8-flags=--max-old-space-size=96"]) {
         assert.equal(out.stderr.split("joold: info: ready").length, 2, out.stderr);
         child.kill("SIGTERM");
         assert.equal((await child.status).code, 0, out.stderr);
-        await pumps;
       } finally {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-        await child.status;
-        server.stop();
-        kernel.close();
+        await run.end();
       }
     },
   });
