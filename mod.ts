@@ -263,5 +263,6 @@ export { LATE, ReplayWindow, type Verdict, WINDOW } from "./lib/secure/replay.ts
 export { VERSION } from "./lib/version.ts";
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // `deno run jsr:@joold/cli`: the daemon itself, which may set its V8 flags (lib/tiers.ts).
+  Deno.exit(await main(Deno.args, { tiers: true }));
 }

@@ -203,6 +203,8 @@ start() { # kind ns
     ours-st) OURS_V8_FLAGS=--no-turbofan,--single-threaded ours "$2" ;;
     ours-jittrace) OURS_V8_FLAGS=--no-turbofan,--trace-opt,--trace-deopt ours "$2" ;;
     ours-turbofan) OURS_V8_FLAGS=--turbofan ours "$2" ;; # V8's default, given: no re-execution
+    # The README's command, no V8 flag: the daemon re-executes itself with DENO_V8_FLAGS (lib/tiers.ts).
+    ours-noflag) OURS_V8_FLAGS="" ours "$2" ;;
     # Without V8's memory reducer, whose one "Incremental Mark-Compact (reduce)" ~35 s after start
     # paused the main thread 125-356 ms in ours-gctrace's steps (the lab's ~290 ms ACK stalls).
     ours-noreducer) OURS_V8_FLAGS=--no-turbofan,--no-memory-reducer ours "$2" ;;
@@ -231,8 +233,7 @@ start() { # kind ns
       ;;
     ours-alt)
       [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
-      # Its flag given: code older than lib/tiers.ts does not set it itself.
-      OURS_V8_FLAGS=${OURS_V8_FLAGS---no-turbofan} OURS_PROJECT=$PROJECT/lab/alt ours "$2"
+      OURS_PROJECT=$PROJECT/lab/alt ours "$2"
       ;;
     ours-keyed-prof)
       # ours-keyed under V8's sampling profiler (last-FLAVOUR/prof-keyed-NS).
