@@ -396,11 +396,14 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
           timeouts: startup.timeouts ?? JOOL_DEFAULT_TIMEOUTS,
           reactor,
           family: plain?.family,
+          keyed: secure !== null,
         })
       );
       log.debug(
         `warm-up: ${WARMUP_ROUNDS} rounds in ${Math.round(performance.now() - began)} ms ` +
-          `(network: ${warm.network})`,
+          `(network: ${warm.network}${
+            warm.opened ? `; ${warm.opened} envelopes sealed and opened` : ""
+          })`,
       );
     }
     const daemon = new Daemon({

@@ -35,6 +35,8 @@ import { SESSION_ENCODERS } from "./jool/session.ts";
 import type { SessionTimeouts } from "./jool/timeouts.ts";
 import type { SessionFormat } from "./jool/version.ts";
 import { silentLogger } from "./log.ts";
+import { COALESCE_BYTES, SecureChannel } from "./secure/channel.ts";
+import { generateKeyLine, parseKeyFile } from "./secure/keyfile.ts";
 
 /**
  * Rounds of the warm-up: each one datagram from the "network" and one batch from the "kernel".
@@ -109,6 +111,12 @@ export interface WarmUpOptions
    * loopback unusable: an in-memory network (everything but the socket calls).
    */
   readonly family?: 4 | 6;
+  /**
+   * A daemon with a key file: the throwaway daemon also joins and splits batches as a keyed one
+   * does, and a pair of throwaway secure channels seals and opens the same payloads (under a key
+   * drawn for the warm-up and dropped after it: never the key file's).
+   */
+  readonly keyed?: boolean;
 }
 
 /** What the throwaway pipeline handed on: all `rounds` when the paths ran as in service. */
@@ -120,6 +128,8 @@ export interface WarmUpResult {
   readonly adds: number;
   /** Where the throwaway daemon's datagrams went: a loopback socket, or nowhere (memory). */
   readonly network: "loopback" | "memory";
+  /** Envelopes the throwaway secure pair sealed and opened (with `keyed` only). */
+  readonly opened?: number;
 }
 
 /**
@@ -191,9 +201,18 @@ export async function warmUp(
     send: () => void counts.sent++,
     close() {},
   };
+  // Keyed: the core's joining and splitting of batches (NetworkChannel.coalesceBytes) too.
+  const joining: NetworkChannel = options.keyed
+    ? {
+      onDatagram: (handler) => network.onDatagram(handler),
+      send: (payload) => network.send(payload),
+      coalesceBytes: COALESCE_BYTES,
+      close: () => network.close(),
+    }
+    : network;
   const daemon = new Daemon({
     kernel,
-    network,
+    network: joining,
     counters: createCounters(),
     log: silentLogger,
     localFormat: format,
@@ -235,5 +254,42 @@ export async function warmUp(
     loopback?.close();
   }
   if (loopback !== null) counts.sent = loopCounters.netDatagramsSent;
-  return { ...counts, network: loopback === null ? "memory" : "loopback" };
+  const where = loopback === null ? "memory" : "loopback";
+  if (!options.keyed) return { ...counts, network: where };
+  const opened = warmSecure([payload, syntheticPayload(format, 1, 60_000)], rounds);
+  return { ...counts, network: where, opened };
+}
+
+/**
+ * Seals each payload `rounds` times on one throwaway secure channel and opens it on another (two
+ * senders, a wire in memory), as a keyed pair does in service: the envelope, the resend ring, the
+ * replay window and the peers table, compiled before READY. The key is drawn here and dropped.
+ *
+ * @param payloads session payloads (a full batch, one session)
+ * @param rounds how many times each
+ * @returns the envelopes opened
+ */
+function warmSecure(payloads: readonly Uint8Array[], rounds: number): number {
+  const keys = parseKeyFile(generateKeyLine(), "warm-up");
+  let toB: (datagram: Uint8Array, from?: string) => void = () => {};
+  const parts = { keys, counters: createCounters(), log: silentLogger };
+  const a = new SecureChannel({
+    ...parts,
+    inner: { onDatagram() {}, send: (d) => toB(d, "::1"), close() {} },
+  });
+  const b = new SecureChannel({
+    ...parts,
+    counters: createCounters(),
+    inner: { onDatagram: (h) => void (toB = h), send() {}, close() {} },
+  });
+  let opened = 0;
+  a.onDatagram(() => {});
+  b.onDatagram(() => void opened++);
+  try {
+    for (let i = 0; i < rounds; i++) for (const p of payloads) a.send(p);
+  } finally {
+    a.close();
+    b.close();
+  }
+  return opened;
 }

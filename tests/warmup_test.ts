@@ -81,3 +81,24 @@ Deno.test("warmUp over loopback: every batch goes out of a real UDP socket and c
     assert.equal(fds(), before, `IPv${family}: the loopback socket is closed`);
   }
 });
+
+Deno.test("warmUp for a keyed daemon: batches joined and split as a keyed daemon's, envelopes sealed and opened under a throwaway key", async () => {
+  const reactor = new Reactor();
+  for (const version of VERSIONS) {
+    const done = await warmUp({
+      familyId: 0x23,
+      groupId: 7,
+      version,
+      versionSource: "sysfs",
+      instance: "default",
+      timeouts: JOOL_DEFAULT_TIMEOUTS,
+      reactor,
+      keyed: true,
+    }, 5);
+    assert.equal(done.acks, 5);
+    assert.equal(done.adds, 5);
+    // A full batch of 36 is larger than one envelope's payload: split, so more sends than rounds.
+    assert.ok(done.sent > 5, `${done.sent} sends`);
+    assert.equal(done.opened, 10, "each round's two payloads sealed, then opened");
+  }
+});
