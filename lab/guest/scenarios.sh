@@ -678,6 +678,9 @@ nonroot() {
     done
     echo "$status" | grep -qx "NoNewPrivs:\s*1" || fail "$ns: NoNewPrivs is off"
     grep -q ' / / [^ ]*ro[, ]' "/proc/$pid/mountinfo" || fail "$ns: / is writable to the daemon"
+    # The unit carries no V8 flag: the daemon re-executed itself, in place, with its own.
+    tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "DENO_V8_FLAGS=--no-turbofan" ||
+      fail "$ns: no DENO_V8_FLAGS=--no-turbofan in the daemon's environment: it did not set its V8 flags"
   done
   grep -i "download\|prompt" /tmp/ours-J.log /tmp/ours-K.log && fail "Deno downloaded or prompted"
   flows nonroot
