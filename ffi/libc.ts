@@ -228,14 +228,15 @@ export function check(call: string, result: number | bigint, detail?: string): n
 const cstrings = new TextEncoder();
 
 /**
- * Encodes a NUL-terminated C string.
+ * Encodes a NUL-terminated C string, in an `ArrayBuffer` of its own (never moved by the garbage
+ * collector: its {@linkcode addressOf} may go into a pointer array, as execv's argv).
  *
  * @param text the string
  * @returns its UTF-8 bytes plus a NUL
  */
 export function cstring(text: string): Uint8Array<ArrayBuffer> {
   const bytes = cstrings.encode(text);
-  const out = new Uint8Array(bytes.length + 1);
+  const out = new Uint8Array(new ArrayBuffer(bytes.length + 1));
   out.set(bytes);
   return out;
 }
@@ -255,7 +256,7 @@ export function readCString(address: number | bigint): string {
 }
 
 /**
- * Reads a small file through libc (for /sys files, which Deno only lets `-A` read).
+ * Reads a small file whole through libc (for /sys and /proc files, which Deno only lets `-A` read).
  *
  * @param path the file
  * @returns its text, or undefined when it cannot be opened or read
@@ -264,9 +265,16 @@ export function readSmallFile(path: string): string | undefined {
   const fd = libc().open(cstring(path), 0x80000 /* O_RDONLY | O_CLOEXEC */);
   if (fd < 0) return undefined;
   try {
-    const buffer = new Uint8Array(4096);
-    const n = Number(libc().read(fd, buffer, BigInt(buffer.length)));
-    return n < 0 ? undefined : new TextDecoder().decode(buffer.subarray(0, n));
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const chunk = new Uint8Array(4096);
+      const n = Number(libc().read(fd, chunk, BigInt(chunk.length)));
+      if (n < 0) return undefined;
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+    }
+    const decoder = new TextDecoder();
+    return chunks.map((c, i) => decoder.decode(c, { stream: i < chunks.length - 1 })).join("");
   } finally {
     libc().close(fd);
   }

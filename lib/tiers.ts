@@ -13,7 +13,7 @@
  * @module
  */
 
-import { addressOf, cstring, errno, libc, readCString } from "../ffi/libc.ts";
+import { addressOf, cstring, errno, libc, readCString, readSmallFile } from "../ffi/libc.ts";
 import { errnoName } from "../ffi/errno.ts";
 
 /** The V8 flags joold runs with (docs/DESIGN.md, "No TurboFan"). */
@@ -52,31 +52,9 @@ export function decideTiers(argv: readonly string[], variable: string | null): T
   return { reexec: true };
 }
 
-/** A C string in an ArrayBuffer of its own (never moved by the collector: see addressOf). */
-function pinned(text: string): Uint8Array<ArrayBuffer> {
-  const bytes = cstring(text);
-  const out = new Uint8Array(new ArrayBuffer(bytes.length));
-  out.set(bytes);
-  return out;
-}
-
 /** The process's command line, from /proc/self/cmdline (through libc: no read permission). */
 function commandLine(): string[] {
-  const fd = libc().open(cstring("/proc/self/cmdline"), 0x80000 /* O_RDONLY | O_CLOEXEC */);
-  if (fd < 0) return [];
-  const chunks: Uint8Array[] = [];
-  try {
-    for (;;) {
-      const chunk = new Uint8Array(4096);
-      const n = Number(libc().read(fd, chunk, BigInt(chunk.length)));
-      if (n <= 0) break;
-      chunks.push(chunk.subarray(0, n));
-    }
-  } finally {
-    libc().close(fd);
-  }
-  const text = new TextDecoder().decode(Uint8Array.from(chunks.flatMap((c) => [...c])));
-  const argv = text.split("\0");
+  const argv = readSmallFile("/proc/self/cmdline")?.split("\0") ?? [];
   if (argv.at(-1) === "") argv.pop();
   return argv;
 }
@@ -106,8 +84,8 @@ export function reexecWithTiers(): { readonly failed: boolean; readonly why: str
   }
   // Everything allocated before the addresses are taken; `strings` is used after the call, so
   // that the collector keeps them until execv has copied them.
-  const path = pinned("/proc/self/exe");
-  const strings = argv.map(pinned);
+  const path = cstring("/proc/self/exe");
+  const strings = argv.map(cstring);
   const pointers = new BigUint64Array(new ArrayBuffer(8 * (strings.length + 1)));
   const vector = new Uint8Array(pointers.buffer);
   strings.forEach((s, i) => pointers[i] = addressOf(s));

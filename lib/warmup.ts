@@ -272,14 +272,16 @@ export async function warmUp(
 function warmSecure(payloads: readonly Uint8Array[], rounds: number): number {
   const keys = parseKeyFile(generateKeyLine(), "warm-up");
   let toB: (datagram: Uint8Array, from?: string) => void = () => {};
-  const parts = { keys, counters: createCounters(), log: silentLogger };
   const a = new SecureChannel({
-    ...parts,
+    keys,
+    counters: createCounters(),
+    log: silentLogger,
     inner: { onDatagram() {}, send: (d) => toB(d, "::1"), close() {} },
   });
   const b = new SecureChannel({
-    ...parts,
+    keys,
     counters: createCounters(),
+    log: silentLogger,
     inner: { onDatagram: (h) => void (toB = h), send() {}, close() {} },
   });
   let opened = 0;

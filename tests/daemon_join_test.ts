@@ -45,6 +45,10 @@ class Wire implements NetworkChannel {
   close(): void {}
 }
 
+/** A secure channel over `inner` under the test's key. */
+const keyed = (inner: NetworkChannel) =>
+  new SecureChannel({ inner, keys, counters: createCounters(), log: silentLogger });
+
 /** A kernel channel that records JOOLD_ADDs (the receiving daemon's). */
 function addRecorder(): KernelChannel & { adds: Uint8Array[] } {
   const adds: Uint8Array[] = [];
@@ -93,11 +97,7 @@ async function sender(recording: (typeof VERSIONS)[number], network: NetworkChan
 
 Deno.test(`with a key, an envelope's payload is at most ${COALESCE_BYTES} bytes: 1452 with its header and tag`, () => {
   assert.equal(COALESCE_BYTES + OVERHEAD, 1452);
-  assert.equal(
-    new SecureChannel({ inner: new Wire(), keys, counters: createCounters(), log: silentLogger })
-      .coalesceBytes,
-    COALESCE_BYTES,
-  );
+  assert.equal(keyed(new Wire()).coalesceBytes, COALESCE_BYTES);
 });
 
 for (const recording of VERSIONS) {
@@ -118,20 +118,10 @@ for (const recording of VERSIONS) {
 
   Deno.test(`with a key (${recording}), a burst's batches travel in one envelope and reach the peer's kernel as one JOOLD_ADD`, async () => {
     const wire = new Wire();
-    const secureJ = new SecureChannel({
-      inner: wire,
-      keys,
-      counters: createCounters(),
-      log: silentLogger,
-    });
+    const secureJ = keyed(wire);
     const j = await sender(recording, secureJ);
     const kWire = new Wire();
-    const secureK = new SecureChannel({
-      inner: kWire,
-      keys,
-      counters: createCounters(),
-      log: silentLogger,
-    });
+    const secureK = keyed(kWire);
     const kKernel = addRecorder();
     const kCounters = createCounters();
     new Daemon({ kernel: kKernel, network: secureK, counters: kCounters, log: silentLogger })

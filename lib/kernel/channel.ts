@@ -59,8 +59,8 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
   #onError: ErrorHandler = () => {};
   #onAdvertiseDone: () => void = () => {};
   #onDrained: () => void = () => {};
-  /** Batches handed to onBatch since the last onDrained. */
-  #undrained = 0;
+  /** Whether a batch was handed to onBatch since the last onDrained. */
+  #undrained = false;
 
   /**
    * Builds the channel and starts receiving.
@@ -181,8 +181,8 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
     for (;;) {
       const n = this.#conn.receive(this.#buffer);
       if (n === -ERRNO.EAGAIN) {
-        if (this.#undrained > 0) {
-          this.#undrained = 0;
+        if (this.#undrained) {
+          this.#undrained = false;
           this.#onDrained();
         }
         return;
@@ -219,7 +219,7 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
       this.ackLatency.record((performance.now() - readAt) * 1000);
     } finally {
       if (payload !== null) {
-        this.#undrained++;
+        this.#undrained = true;
         this.#onBatch(payload); // forwarded even when the ACK failed
       }
     }
