@@ -319,12 +319,23 @@ export class Daemon {
     const length = payload.length;
     for (let at = 0; at < length;) {
       const size = at + NLA_HDRLEN <= length ? payload[at] | payload[at + 1] << 8 : 0;
-      if (size < NLA_HDRLEN || at + size > length || size > joined.length) return false;
-      at += Math.min(align4(size), length - at);
+      const step = Math.min(align4(size), length - at);
+      if (size < NLA_HDRLEN || at + size > length || step > joined.length) return false;
+      at += step;
     }
+    // The longest run of whole entries that fits what is left of the payload, copied at once.
     for (let at = 0; at < length;) {
-      const end = Math.min(at + align4(payload[at] | payload[at + 1] << 8), length);
-      if (this.#joinedLength + end - at > joined.length) this.#sendJoined();
+      const room = joined.length - this.#joinedLength;
+      let end = at;
+      while (end < length) {
+        const next = Math.min(end + align4(payload[end] | payload[end + 1] << 8), length);
+        if (next - at > room) break;
+        end = next;
+      }
+      if (end === at) {
+        this.#sendJoined(); // nothing more fits: what is held goes (then the entry fits: checked)
+        continue;
+      }
       joined.set(payload.subarray(at, end), this.#joinedLength);
       this.#joinedLength += end - at;
       at = end;

@@ -30,7 +30,8 @@ import { StatsServer } from "./stats/server.ts";
 import { formatMetrics, type SecureSnapshot } from "./metrics/exposition.ts";
 import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
-import { loadNativeCipher } from "./secure/envelope.ts";
+import { cipherImplementation, loadNativeCipher } from "./secure/envelope.ts";
+import { LIBCRYPTO_CANDIDATES } from "../ffi/libcrypto.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
@@ -172,6 +173,14 @@ function secureLine(path: string, secure: SecureChannel): string {
   return `secure sync: key file ${path}: sealing with key id ${first.idHex}${
     others.length > 0 ? `, also verifying key ids ${others.map((k) => k.idHex).join(", ")}` : ""
   }; sender ${secure.sender}`;
+}
+
+/** Which ChaCha20-Poly1305 seals, and how to get libcrypto's when it is not that one. */
+function cipherLine(loaded: string): string {
+  if (cipherImplementation() === "libcrypto") return `secure sync: ChaCha20-Poly1305 by ${loaded}`;
+  return `secure sync: ChaCha20-Poly1305 by ${loaded}; add ${
+    LIBCRYPTO_CANDIDATES[Deno.build.arch === "aarch64" ? 2 : 0]
+  } to --allow-ffi for libcrypto's (the same bytes, 2-3x less CPU per envelope)`;
 }
 
 /**
@@ -340,8 +349,9 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       )
       : null;
     if (plain) closers.push(() => plain.close());
-    // node:crypto's native cipher, loaded only by a keyed daemon (seconds under emulation).
-    if (plain && keys) await loadNativeCipher();
+    // A native cipher, loaded only by a keyed daemon: libcrypto when granted, else node:crypto
+    // (seconds under emulation).
+    const cipher = plain && keys ? await loadNativeCipher() : "";
     const secure = plain && keys
       ? new SecureChannel({
         inner: plain,
@@ -363,6 +373,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       // Its control plane's timer stops with it (it also closes the plain channel: idempotent).
       closers.push(() => secure.close());
       log.info(secureLine(net!.keyFile!, secure));
+      log.info(cipherLine(cipher));
       secure.setAdvertiser((why) => {
         if (!advertiseWorks(startup.version)) return "unavailable";
         resync(why);

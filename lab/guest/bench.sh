@@ -32,6 +32,7 @@ START_GAP=$(cmdline bench_start_gap)
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
 # ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
+# ours-keyed-node (the same, without libcrypto granted: node:crypto seals),
 # ours-keyed-prof (ours-keyed under V8's profiler), ours-noreducer (V8 without its memory reducer),
 # ours-alt (ours from another commit, checked out by hand into lab/alt: `git archive REV | tar -x -C
 # lab/alt`), ours-prof (V8's CPU profile of each daemon, written when it stops: where its time goes
@@ -230,6 +231,11 @@ start() { # kind ns
       # Secure sync: the same key file on both (written once per step, by J's start).
       [ "$2" = K ] || secure_key || return 1
       keyed "$2"
+      ;;
+    ours-keyed-node)
+      # ours-keyed without libcrypto granted: its envelopes sealed by the runtime's node:crypto.
+      [ "$2" = K ] || secure_key || return 1
+      OURS_LIBCRYPTO="" keyed "$2"
       ;;
     ours-alt)
       [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }

@@ -6,6 +6,9 @@ set -u
 export LC_ALL=C # one collation for sort and comm
 PROJECT=${JOOLD_LAB_PROJECT:-/mnt/project} # init.sh copies the share to tmpfs
 LIBC=$(for p in /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libc.so.6; do [ -e "$p" ] && echo "$p" && break; done)
+# OpenSSL's libcrypto, granted to our daemon as the systemd unit grants it (a keyed daemon seals
+# with it; without it, with node:crypto). OURS_LIBCRYPTO="" runs a daemon without it.
+LIBCRYPTO=$(for p in /lib/x86_64-linux-gnu/libcrypto.so.3 /usr/lib/x86_64-linux-gnu/libcrypto.so.3; do [ -e "$p" ] && echo "$p" && break; done)
 CFG=/tmp/cfg
 JOOL_VERSION=$(cat /sys/module/jool/version 2>/dev/null)
 REV=$(echo "$JOOL_VERSION" | cut -d. -f3)
@@ -153,9 +156,9 @@ ours() { # ns [extra args...]: our daemon, as an operator replacing the C daemon
   # (BENCHMARKS.md): CI's budget. The systemd unit (h-nonroot) runs without it, as documented.
   # OURS_V8_FLAGS: a benchmark variant's own (kept as given; "" for none: the re-execution);
   # OURS_PROJECT: another checkout's daemon (bench kind ours-alt).
-  local v8=${OURS_V8_FLAGS---no-turbofan}
+  local v8=${OURS_V8_FLAGS---no-turbofan} crypto=${OURS_LIBCRYPTO-$LIBCRYPTO}
   # shellcheck disable=SC2086 # OURS_DENO_FLAGS: extra flags of a benchmark variant, word-split
-  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} ${OURS_DENO_FLAGS:-} \
+  ip netns exec "$ns" deno run --quiet --no-prompt "--allow-ffi=$LIBC${crypto:+,$crypto}" "--allow-read=$CFG" ${v8:+"--v8-flags=$v8"} ${OURS_DENO_FLAGS:-} \
     "${OURS_PROJECT:-$PROJECT}/cli.ts" "$CFG/net-$ns.json" "$CFG/modsocket.json" "$@" >>"/tmp/ours-$ns.log" 2>&1 &
   echo $! >"/tmp/daemon-ours-$ns.pid"
   local began; began=$(date +%s%N)

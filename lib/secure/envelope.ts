@@ -23,17 +23,20 @@
  * ChaCha20-Poly1305 runs under that subkey with the nonce `00000000 || sequence`. The subkey is
  * the same for every envelope of one sender under one key, so it is derived once per (key,
  * sender) and kept (a few senders per key; a sender is kept only once one of its envelopes
- * verified), and the per-envelope work is the runtime's native ChaCha20-Poly1305 (`node:crypto`),
- * synchronous: 3x faster than the whole XChaCha20-Poly1305 in JavaScript (BENCHMARKS.md, "Secure
- * sync"). `node:crypto` is loaded only by a daemon with a key file ({@linkcode loadNativeCipher}:
- * it costs 30-60 ms on a host and seconds under the lab's emulation, at every start); until then
- * the whole XChaCha20-Poly1305 runs in JavaScript (`@noble/ciphers`). The bytes are the same;
- * tests/secure/envelope_test.ts checks them against the known-answer vectors and noble's.
+ * verified), and the per-envelope work is a native ChaCha20-Poly1305, synchronous: OpenSSL's
+ * libcrypto through FFI (ffi/libcrypto.ts) when `--allow-ffi` grants it, else the runtime's
+ * `node:crypto` (3x faster than the whole XChaCha20-Poly1305 in JavaScript; libcrypto another
+ * 1.5-2x, BENCHMARKS.md, "Secure sync"). Either is loaded only by a daemon with a key file
+ * ({@linkcode loadNativeCipher}: `node:crypto` costs 30-60 ms on a host and seconds under the
+ * lab's emulation, at every start); until then the whole XChaCha20-Poly1305 runs in JavaScript
+ * (`@noble/ciphers`). The bytes are the same; tests/secure/envelope_test.ts checks them against
+ * the known-answer vectors and noble's, with each implementation.
  *
  * @module
  */
 
 import { hchacha, xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { LibcryptoChaCha } from "../../ffi/libcrypto.ts";
 import type { SyncKey } from "./keyfile.ts";
 
 /** "JSS": no Jool payload starts with it (its first attribute would be 21322 bytes of type 339). */
@@ -105,9 +108,23 @@ export function isEnvelope(datagram: Uint8Array): boolean {
     datagram[2] === MAGIC[2];
 }
 
-function setU64(view: DataView, offset: number, value: number): void {
-  view.setUint32(offset, Math.floor(value / 2 ** 32), false);
-  view.setUint32(offset + 4, value >>> 0, false);
+/** Big-endian, into a byte array (no DataView: this runs for every envelope). */
+function putU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
+}
+
+function putU64(out: Uint8Array, at: number, value: number): void {
+  putU32(out, at, Math.floor(value / 2 ** 32));
+  putU32(out, at + 4, value >>> 0);
+}
+
+function checkField(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_FIELD) {
+    throw new RangeError(`${name} out of range: ${value}`);
+  }
 }
 
 function getU64(view: DataView, offset: number): number {
@@ -136,27 +153,34 @@ function getU64(view: DataView, offset: number): number {
  * ```
  */
 export function encodeHeader(header: EnvelopeHeader, out: Uint8Array): void {
+  writeHeader(out, header.kind ?? Kind.data, header.keyId, header);
+}
+
+/** {@linkcode encodeHeader} with the key id apart (sealing: no header object built per call). */
+function writeHeader(
+  out: Uint8Array,
+  kind: number,
+  keyId: number,
+  { time, sender, sequence }: Omit<EnvelopeHeader, "keyId" | "kind">,
+): void {
   if (out.length < HEADER_LENGTH) throw new RangeError(`a header needs ${HEADER_LENGTH} bytes`);
-  if (!Number.isInteger(header.keyId) || header.keyId < 0 || header.keyId > 0xffffffff) {
-    throw new RangeError(`key id out of range: ${header.keyId}`);
+  if (!Number.isInteger(keyId) || keyId < 0 || keyId > 0xffffffff) {
+    throw new RangeError(`key id out of range: ${keyId}`);
   }
-  for (const [name, value] of [["time", header.time], ["sequence", header.sequence]] as const) {
-    if (!Number.isInteger(value) || value < 0 || value > MAX_FIELD) {
-      throw new RangeError(`${name} out of range: ${value}`);
-    }
+  checkField("time", time);
+  checkField("sequence", sequence);
+  if (sender.length !== SENDER_LENGTH) {
+    throw new RangeError(`a sender is ${SENDER_LENGTH} bytes, got ${sender.length}`);
   }
-  if (header.sender.length !== SENDER_LENGTH) {
-    throw new RangeError(`a sender is ${SENDER_LENGTH} bytes, got ${header.sender.length}`);
-  }
-  const kind = header.kind ?? Kind.data;
   if (!KINDS.has(kind)) throw new RangeError(`unknown envelope kind: ${kind}`);
-  const view = new DataView(out.buffer, out.byteOffset, HEADER_LENGTH);
-  out.set(MAGIC, 0);
+  out[0] = MAGIC[0];
+  out[1] = MAGIC[1];
+  out[2] = MAGIC[2];
   out[3] = (kind << 4) | VERSION;
-  view.setUint32(4, header.keyId, false);
-  setU64(view, 8, header.time);
-  out.set(header.sender, 16);
-  setU64(view, 32, header.sequence);
+  putU32(out, 4, keyId);
+  putU64(out, 8, time);
+  out.set(sender, 16);
+  putU64(out, 32, sequence);
 }
 
 /**
@@ -232,8 +256,14 @@ export function sealEnvelope(
   payload: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(OVERHEAD + payload.length);
-  encodeHeader({ ...header, keyId: key.id }, out);
-  if (native === null) {
+  writeHeader(out, header.kind ?? Kind.data, key.id, header);
+  if (using === "libcrypto") {
+    const aad = out.subarray(0, HEADER_LENGTH);
+    const sealed = out.subarray(HEADER_LENGTH);
+    libcrypto!.seal(subkey(key, header.sender), ietfNonce(out), aad, payload, sealed);
+    return out;
+  }
+  if (using === "noble") {
     const aad = out.subarray(0, HEADER_LENGTH);
     out.set(
       xchacha20poly1305(key.aeadKey(), out.subarray(16, HEADER_LENGTH), aad).encrypt(payload),
@@ -241,7 +271,7 @@ export function sealEnvelope(
     );
     return out;
   }
-  const cipher = native.createCipheriv(
+  const cipher = native!.createCipheriv(
     CIPHER,
     subkey(key, header.sender),
     ietfNonce(out),
@@ -273,7 +303,7 @@ export function sealEnvelope(
  */
 export function openEnvelope(key: SyncKey, datagram: Uint8Array): Uint8Array | null {
   if (datagram.length < OVERHEAD) return null;
-  if (native === null) {
+  if (using === "noble") {
     try {
       return xchacha20poly1305(
         key.aeadKey(),
@@ -288,8 +318,16 @@ export function openEnvelope(key: SyncKey, datagram: Uint8Array): Uint8Array | n
   const known = cachedSubkey(key, sender);
   const derived = known ?? deriveSubkey(key, sender);
   const tagAt = datagram.length - TAG_LENGTH;
+  if (using === "libcrypto") {
+    const plain = new Uint8Array(tagAt - HEADER_LENGTH);
+    const aad = datagram.subarray(0, HEADER_LENGTH);
+    const sealed = datagram.subarray(HEADER_LENGTH);
+    if (!libcrypto!.open(derived, ietfNonce(datagram), aad, sealed, plain)) return null;
+    if (known === undefined) keepSubkey(key, sender, derived);
+    return plain;
+  }
   try {
-    const decipher = native.createDecipheriv(
+    const decipher = native!.createDecipheriv(
       CIPHER,
       derived,
       ietfNonce(datagram),
@@ -310,12 +348,21 @@ export function openEnvelope(key: SyncKey, datagram: Uint8Array): Uint8Array | n
 
 /** The runtime's cipher functions, once {@linkcode loadNativeCipher} loaded them. */
 let native: Pick<typeof import("node:crypto"), "createCipheriv" | "createDecipheriv"> | null = null;
+/** libcrypto's cipher, once {@linkcode loadNativeCipher} opened it. */
+let libcrypto: LibcryptoChaCha | null = null;
+
+/** What computes the per-envelope ChaCha20-Poly1305 (the bytes are the same with each). */
+export type CipherImplementation = "noble" | "node:crypto" | "libcrypto";
+let using: CipherImplementation = "noble";
 
 /**
- * Loads the runtime's native ChaCha20-Poly1305 (`node:crypto`) for {@linkcode sealEnvelope} and
- * {@linkcode openEnvelope}; a daemon with a key file calls it once at start (lib/start.ts). Before,
- * both compute the same bytes in JavaScript, 3-5x slower.
+ * Loads a native ChaCha20-Poly1305 for {@linkcode sealEnvelope} and {@linkcode openEnvelope}:
+ * libcrypto when `--allow-ffi` grants one of ffi/libcrypto.ts's paths and it opens (and answers
+ * RFC 8439's test vector), else the runtime's `node:crypto`. The bytes are the same as before
+ * (noble's XChaCha20-Poly1305).
  *
+ * @param prefer "node:crypto" to skip libcrypto (the tests and benchmarks compare them)
+ * @returns which was loaded, for the start-up log (with libcrypto's path, or why it is not used)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -327,11 +374,33 @@ let native: Pick<typeof import("node:crypto"), "createCipheriv" | "createDeciphe
  * const before = sealEnvelope(key, header, Uint8Array.of(1, 2, 3));
  * await loadNativeCipher();
  * assert.deepEqual(sealEnvelope(key, header, Uint8Array.of(1, 2, 3)), before);
- * assert.deepEqual(openEnvelope(key, before), Uint8Array.of(1, 2, 3));
  * ```
  */
-export async function loadNativeCipher(): Promise<void> {
+export async function loadNativeCipher(
+  prefer: "libcrypto" | "node:crypto" = "libcrypto",
+): Promise<string> {
+  let why = "not asked";
+  if (prefer === "libcrypto") {
+    const opened = libcrypto ?? LibcryptoChaCha.open();
+    if (opened instanceof LibcryptoChaCha) {
+      libcrypto = opened;
+      using = "libcrypto";
+      return `libcrypto (${opened.path})`;
+    }
+    why = opened.unavailable;
+  }
   native ??= await import("node:crypto");
+  using = "node:crypto";
+  return `node:crypto (libcrypto: ${why})`;
+}
+
+/**
+ * Which implementation seals and opens now.
+ *
+ * @returns it
+ */
+export function cipherImplementation(): CipherImplementation {
+  return using;
 }
 
 const CIPHER = "chacha20-poly1305";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import {
+  cipherImplementation,
   decodeHeader,
   encodeHeader,
   HEADER_LENGTH,
@@ -181,34 +182,60 @@ Deno.test("isEnvelope tells envelopes from every captured Jool payload", () => {
   }
 });
 
-Deno.test("the envelope's native ChaCha20-Poly1305 under a kept subkey is noble's XChaCha20-Poly1305", async () => {
-  await loadNativeCipher();
-  // Random keys, senders (more than the 16 subkeys kept per key), payload sizes (0 to a full
-  // Jool payload), interleaved: every envelope equals noble's sealing of the same header, opens
-  // with noble, and noble's sealing opens with openEnvelope.
-  const keys = parseKeyFile(
-    Array.from({ length: 3 }, () => toHex(crypto.getRandomValues(new Uint8Array(32)))).join("\n"),
-    "sync.key",
-  );
-  const senders = Array.from({ length: 40 }, () => crypto.getRandomValues(new Uint8Array(16)));
-  for (let i = 0; i < 600; i++) {
-    const key = keys[i % keys.length];
-    const sender = senders[(i * 7) % senders.length];
-    const payload = crypto.getRandomValues(new Uint8Array([0, 1, 52, 104, 1452][i % 5]));
-    const header = { kind: Kind.data, time: 1_764_580_000_000 + i, sender, sequence: i + 1 };
+for (const implementation of ["node:crypto", "libcrypto"] as const) {
+  const load = async () => {
+    const loaded = await loadNativeCipher(implementation);
+    assert.equal(cipherImplementation(), implementation, loaded);
+  };
+
+  Deno.test(`the envelope's ChaCha20-Poly1305 (${implementation}) under a kept subkey is noble's XChaCha20-Poly1305`, async () => {
+    await load();
+    // Random keys, senders (more than the 16 subkeys kept per key), payload sizes (0 to a full
+    // Jool payload), interleaved: every envelope equals noble's sealing of the same header, opens
+    // with noble, and noble's sealing opens with openEnvelope.
+    const keys = parseKeyFile(
+      Array.from({ length: 3 }, () => toHex(crypto.getRandomValues(new Uint8Array(32)))).join("\n"),
+      "sync.key",
+    );
+    const senders = Array.from({ length: 40 }, () => crypto.getRandomValues(new Uint8Array(16)));
+    for (let i = 0; i < 600; i++) {
+      const key = keys[i % keys.length];
+      const sender = senders[(i * 7) % senders.length];
+      const payload = crypto.getRandomValues(new Uint8Array([0, 1, 52, 104, 1452][i % 5]));
+      const header = { kind: Kind.data, time: 1_764_580_000_000 + i, sender, sequence: i + 1 };
+      const envelope = sealEnvelope(key, header, payload);
+      const aead = key.aeadKey();
+      const nonce = envelope.subarray(16, HEADER_LENGTH);
+      const aad = envelope.subarray(0, HEADER_LENGTH);
+      const noble = xchacha20poly1305(aead, nonce, aad).encrypt(payload);
+      assert.equal(toHex(envelope.subarray(HEADER_LENGTH)), toHex(noble), `envelope ${i}`);
+      assert.deepEqual(xchacha20poly1305(aead, nonce, aad).decrypt(noble), payload);
+      const other = envelope.slice();
+      other.set(noble, HEADER_LENGTH);
+      assert.deepEqual(openEnvelope(key, other), payload, `envelope ${i} opens`);
+      assert.equal(openEnvelope(keys[(i + 1) % keys.length], envelope), null);
+    }
+  });
+
+  Deno.test(`with ${implementation}, every bit flipped anywhere in an envelope, and every truncation, fails to open`, async () => {
+    await load();
+    const [key] = parseKeyFile(KEY_LINE, "sync.key");
+    const payload = fixture("4.1.13", "d-udp-payload-4sessions");
+    const header = { time: 1, sender: new Uint8Array(16), sequence: 1 };
     const envelope = sealEnvelope(key, header, payload);
-    const aead = key.aeadKey();
-    const nonce = envelope.subarray(16, HEADER_LENGTH);
-    const aad = envelope.subarray(0, HEADER_LENGTH);
-    const noble = xchacha20poly1305(aead, nonce, aad).encrypt(payload);
-    assert.equal(toHex(envelope.subarray(HEADER_LENGTH)), toHex(noble), `envelope ${i}`);
-    assert.deepEqual(xchacha20poly1305(aead, nonce, aad).decrypt(noble), payload);
-    const other = envelope.slice();
-    other.set(noble, HEADER_LENGTH);
-    assert.deepEqual(openEnvelope(key, other), payload, `envelope ${i} opens`);
-    assert.equal(openEnvelope(keys[(i + 1) % keys.length], envelope), null);
-  }
-});
+    assert.deepEqual(openEnvelope(key, envelope), payload);
+    for (let byte = 0; byte < envelope.length; byte++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = envelope.slice();
+        flipped[byte] ^= 1 << bit;
+        assert.equal(openEnvelope(key, flipped), null, `bit ${bit} of byte ${byte}`);
+      }
+    }
+    for (let length = 0; length < envelope.length; length++) {
+      assert.equal(openEnvelope(key, envelope.subarray(0, length)), null, `${length} bytes`);
+    }
+  });
+}
 
 Deno.test("a forged envelope under a new sender does not open, before or after its real one", () => {
   const [key] = parseKeyFile(KEY_LINE, "sync.key");

@@ -148,6 +148,11 @@ Deno.test({
           `joold: info: secure sync: key file ${dir}/sync.key: sealing with key id ${k1.idHex}; sender [0-9a-f]{32}\\n`,
         ),
       );
+      // Production's flags grant libc only: node:crypto seals, and the log says how to get more.
+      assert.match(
+        out.stderr,
+        /joold: info: secure sync: ChaCha20-Poly1305 by node:crypto \(libcrypto: no --allow-ffi for libcrypto\); add \/lib\/(x86_64|aarch64)-linux-gnu\/libcrypto\.so\.3 to --allow-ffi for libcrypto's/,
+      );
       const adds = () => kernel.requests(COMMANDS_4_1.JOOLD_ADD).map((r) => batchPayload(r.jool!));
       const session = fixture("4.1.13", "d-udp-payload-1session");
 
