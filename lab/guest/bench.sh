@@ -32,7 +32,8 @@ START_GAP=$(cmdline bench_start_gap)
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
 # ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
-# ours-keyed-node (the same, without libcrypto granted: node:crypto seals),
+# ours-keyed-node (the same, without libcrypto granted: node:crypto seals), ours-keyed-scalar
+# (libcrypto without its SIMD code paths: what the emulation's SIMD costs),
 # ours-keyed-prof (ours-keyed under V8's profiler), ours-noreducer (V8 without its memory reducer),
 # ours-alt (ours from another commit, checked out by hand into lab/alt: `git archive REV | tar -x -C
 # lab/alt`), ours-prof (V8's CPU profile of each daemon, written when it stops: where its time goes
@@ -236,6 +237,12 @@ start() { # kind ns
       # ours-keyed without libcrypto granted: its envelopes sealed by the runtime's node:crypto.
       [ "$2" = K ] || secure_key || return 1
       OURS_LIBCRYPTO="" keyed "$2"
+      ;;
+    ours-keyed-scalar)
+      # ours-keyed with libcrypto's scalar ChaCha20-Poly1305 (OPENSSL_ia32cap masks AVX, AVX2,
+      # AVX-512 and SSSE3): under TCG emulated SIMD costs more than scalar code, on hardware less.
+      [ "$2" = K ] || secure_key || return 1
+      OPENSSL_ia32cap="~0x1000020000000000:0" keyed "$2"
       ;;
     ours-alt)
       [ -e "$PROJECT/lab/alt/cli.ts" ] || { log "ours-alt: no checkout in lab/alt"; return 1; }
@@ -441,11 +448,21 @@ bulk_step() { # kind count rep
 MICRO=$(cmdline bench_micro | tr , ' ')
 if [ -n "$MICRO" ]; then
   for file in $MICRO; do
-    log "micro-benchmark bench/$file (deno bench, --v8-flags=--no-turbofan as the daemon runs)"
-    # --no-check: no type-checking in the guest (its Deno cache is read-only), as the daemon runs.
-    deno bench --quiet --no-check --no-prompt --config "$PROJECT/deno.json" --allow-read --v8-flags=--no-turbofan \
-      "$PROJECT/bench/$file" >/tmp/micro.out 2>&1 || log "deno bench failed: $(tail -5 /tmp/micro.out)"
-    sed 's/\x1b\[[0-9;]*m//g' /tmp/micro.out | grep '^| [^-]' | sed 's/^/BENCH micro /'
+    # cipher_bench.ts: also with libcrypto's SIMD paths masked (OPENSSL_ia32cap: ":0" no AVX2 nor
+    # AVX-512; then no AVX either; then no SSSE3 either, its scalar code): what the emulation of
+    # each costs under TCG, which no hardware pays.
+    masks=default
+    [ "$file" = cipher_bench.ts ] && masks="default :0 ~0x1000000000000000:0 ~0x1000020000000000:0"
+    for mask in $masks; do
+      log "micro-benchmark bench/$file (deno bench, --v8-flags=--no-turbofan as the daemon runs; OPENSSL_ia32cap $mask)"
+      # --no-check: no type-checking in the guest (its Deno cache is read-only), as the daemon runs.
+      if [ "$mask" = default ]; then unset OPENSSL_ia32cap; else export OPENSSL_ia32cap=$mask; fi
+      deno bench --quiet --no-check --no-prompt --config "$PROJECT/deno.json" --allow-read \
+        "--allow-ffi=$LIBC${LIBCRYPTO:+,$LIBCRYPTO}" --v8-flags=--no-turbofan \
+        "$PROJECT/bench/$file" >/tmp/micro.out 2>&1 || log "deno bench failed: $(tail -5 /tmp/micro.out)"
+      sed 's/\x1b\[[0-9;]*m//g' /tmp/micro.out | grep '^| [^-]' | sed "s/^/BENCH micro ia32cap=$mask /"
+    done
+    unset OPENSSL_ia32cap
   done
   result bench PASS
   exit 0

@@ -37,7 +37,7 @@ import {
   Kind,
   openEnvelope,
   OVERHEAD,
-  sealEnvelope,
+  sealEnvelopeInto,
   SENDER_LENGTH,
 } from "./envelope.ts";
 import { keyIdHex, type SyncKey } from "./keyfile.ts";
@@ -424,13 +424,21 @@ export class SecureChannel implements NetworkChannel {
   #seal(kind: Kind, payload: Uint8Array): void {
     const time = this.#now();
     const sequence = ++this.#sequence;
-    const envelope = sealEnvelope(this.#keys[0], {
-      kind,
-      time,
-      sender: this.#senderBytes,
-      sequence,
-    }, payload);
-    this.#ring.push({ sequence, bytes: envelope, time });
+    const length = OVERHEAD + payload.length;
+    // Sealed straight into the resend ring (sent from there: the plain channel copies what it
+    // keeps); an envelope larger than the ring, into bytes of its own.
+    const envelope = this.#ring.reserve(sequence, length, time) ?? new Uint8Array(length);
+    try {
+      sealEnvelopeInto(envelope, this.#keys[0], {
+        kind,
+        time,
+        sender: this.#senderBytes,
+        sequence,
+      }, payload);
+    } catch (error) {
+      this.#ring.clear(); // the reserved bytes hold no envelope: nothing may be resent from them
+      throw error;
+    }
     this.#inner.send(envelope);
   }
 

@@ -256,12 +256,39 @@ export function sealEnvelope(
   payload: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(OVERHEAD + payload.length);
+  sealEnvelopeInto(out, key, header, payload);
+  return out;
+}
+
+/**
+ * {@linkcode sealEnvelope} into bytes the caller has (the secure channel's resend ring).
+ *
+ * @param out exactly {@linkcode OVERHEAD} bytes longer than `payload`
+ * @param key the key to seal with
+ * @param header the kind, time, sender and sequence
+ * @param payload the Jool session payload
+ * @throws {RangeError} for a header field out of range, or `out` of another length (before
+ *   anything is written)
+ */
+export function sealEnvelopeInto(
+  out: Uint8Array,
+  key: SyncKey,
+  header: Omit<EnvelopeHeader, "keyId">,
+  payload: Uint8Array,
+): void {
+  if (out.length !== OVERHEAD + payload.length) {
+    throw new RangeError(
+      `a ${payload.length}-byte payload seals into ${
+        OVERHEAD + payload.length
+      } bytes, not ${out.length}`,
+    );
+  }
   writeHeader(out, header.kind ?? Kind.data, key.id, header);
   if (using === "libcrypto") {
     const aad = out.subarray(0, HEADER_LENGTH);
     const sealed = out.subarray(HEADER_LENGTH);
     libcrypto!.seal(subkey(key, header.sender), ietfNonce(out), aad, payload, sealed);
-    return out;
+    return;
   }
   if (using === "noble") {
     const aad = out.subarray(0, HEADER_LENGTH);
@@ -269,7 +296,7 @@ export function sealEnvelope(
       xchacha20poly1305(key.aeadKey(), out.subarray(16, HEADER_LENGTH), aad).encrypt(payload),
       HEADER_LENGTH,
     );
-    return out;
+    return;
   }
   const cipher = native!.createCipheriv(
     CIPHER,
@@ -281,7 +308,6 @@ export function sealEnvelope(
   out.set(cipher.update(payload), HEADER_LENGTH);
   cipher.final();
   out.set(cipher.getAuthTag(), HEADER_LENGTH + payload.length);
-  return out;
 }
 
 /**

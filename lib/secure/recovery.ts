@@ -98,9 +98,36 @@ export class ResendRing {
    * ```
    */
   push(entry: RingEntry): void {
-    const length = entry.bytes.length;
-    if (this.#count > 0 && this.#firstSequence + this.#count !== entry.sequence) this.#clear();
-    if (length > this.#max) return this.#clear();
+    this.reserve(entry.sequence, entry.bytes.length, entry.time)?.set(entry.bytes);
+  }
+
+  /**
+   * Makes room for the next envelope and returns where its bytes go, to be written there before
+   * anything else touches the ring (the secure channel seals straight into it: no copy).
+   *
+   * @param sequence its sequence number (the next one, or the ring is emptied first)
+   * @param length its length, bytes
+   * @param time when it was sealed, ms
+   * @returns a view of the ring's buffer of `length` bytes; null when it is larger than the ring
+   *   (then the ring is emptied: nothing older can be resent in order either)
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ResendRing } from "./recovery.ts";
+   *
+   * const ring = new ResendRing(100);
+   * ring.reserve(1, 3, 0)!.set([1, 2, 3]);
+   * assert.deepEqual(ring.get(1)?.bytes, Uint8Array.of(1, 2, 3));
+   * assert.equal(ring.reserve(2, 101, 0), null);
+   * assert.equal(ring.size, 0);
+   * ```
+   */
+  reserve(sequence: number, length: number, time: number): Uint8Array | null {
+    if (this.#count > 0 && this.#firstSequence + this.#count !== sequence) this.#clear();
+    if (length > this.#max) {
+      this.#clear();
+      return null;
+    }
     this.#buffer ??= new Uint8Array(this.#max);
     const mask = this.#offset.length - 1;
     // Room for `length` bytes at the write position, the oldest envelopes going first.
@@ -122,16 +149,22 @@ export class ResendRing {
       this.#count--;
       this.#firstSequence++;
     }
-    if (this.#count === 0) this.#firstSequence = entry.sequence;
+    if (this.#count === 0) this.#firstSequence = sequence;
     if (this.#count === this.#offset.length) this.#grow();
     const slot = (this.#first + this.#count) & (this.#offset.length - 1);
-    this.#buffer.set(entry.bytes, this.#write);
-    this.#offset[slot] = this.#write;
+    const at = this.#write;
+    this.#offset[slot] = at;
     this.#length[slot] = length;
-    this.#time[slot] = entry.time;
+    this.#time[slot] = time;
     this.#write += length;
     this.#count++;
     this.#bytes += length;
+    return this.#buffer.subarray(at, at + length);
+  }
+
+  /** Forgets every envelope (one reserved could not be written: none may be resent out of it). */
+  clear(): void {
+    this.#clear();
   }
 
   /**
