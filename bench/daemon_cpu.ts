@@ -4,7 +4,8 @@
 // sync group. The fake kernel sends COUNT one-session batches at RATE/s, each only after the ACK of
 // the previous one, as Jool does; the daemon also receives its own datagrams (multicast loopback)
 // and hands them back as JOOLD_ADD, so its CPU is both translators' work. Prints the daemon's CPU
-// (user + system, /proc/PID/stat, 10 ms ticks) per batch and the ACK wait's p50, p99 and max.
+// (user + system, /proc/PID/stat, 10 ms ticks) per batch, the ACK wait's p50, p99 and max, and
+// the daemon's memory at the end (VmRSS and its parts, /proc/PID/status).
 //   deno run -A bench/daemon_cpu.ts [RATE=2000] [COUNT=20000] [V8_FLAGS=""] [SCRAPE_MS=0]
 // (V8_FLAGS "": the README's command, no V8 flag: the daemon sets its own --no-turbofan; "--turbofan"
 // runs with V8's defaults. SCRAPE_MS > 0: the daemon serves --metrics and another
@@ -134,6 +135,13 @@ async function measure(): Promise<void> {
       l.includes("scrape failed")
     ).length
     : 0;
+  // Its memory after the load: VmRSS and its parts (its own anonymous memory; Deno's executable
+  // and the libraries mapped from files; shared memory).
+  const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+)`, "m"))?.[1]);
+  const memory = `VmRSS ${kb("VmRSS")} kB (anon ${kb("RssAnon")}, file ${kb("RssFile")}, shmem ${
+    kb("RssShmem")
+  })`;
   child.kill("SIGTERM");
   await child.status;
   kernel.close();
@@ -146,6 +154,6 @@ async function measure(): Promise<void> {
       Math.round(count / elapsedS)
     }/s): daemon CPU ${used} ms = ${(used * 1000 / count).toFixed(1)} us per batch; ACK wait p50 ${
       at(0.5)
-    } us, p99 ${at(0.99)} us, max ${at(1)} us`,
+    } us, p99 ${at(0.99)} us, max ${at(1)} us; ${memory}`,
   );
 }
