@@ -873,9 +873,15 @@ secure_summary() { # ns: the secure-sync line of its stop summary (stop it first
 secure_sync() { # a keyed pair: ping, UDP and TCP flows sync; K becomes sync-ready; a failover
   setup 6
   secure_key || fail "joold --keygen failed"
-  keyed J && keyed K || fail "keyed daemons did not start"
+  # J without libcrypto granted (node:crypto seals), K with it, as the unit grants it: the two
+  # implementations of the cipher interoperate on real Jool.
+  OURS_LIBCRYPTO="" keyed J && keyed K || fail "keyed daemons did not start"
   grep -q "secure sync: key file $CFG/sync.key: sealing with key id" /tmp/ours-K.log ||
     fail "K does not say it speaks secure sync"
+  grep -q "secure sync: ChaCha20-Poly1305 by libcrypto ($LIBCRYPTO)" /tmp/ours-K.log ||
+    fail "K does not seal with libcrypto: $(grep ChaCha20 /tmp/ours-K.log)"
+  grep -q "secure sync: ChaCha20-Poly1305 by node:crypto (libcrypto: no --allow-ffi for libcrypto)" /tmp/ours-J.log ||
+    fail "J does not seal with node:crypto: $(grep ChaCha20 /tmp/ours-J.log)"
   wait_for 60 "K to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-K.log ||
     fail "K never became sync-ready"
   log "K: $(grep 'secure sync: sync-ready' /tmp/ours-K.log | tail -1)"
