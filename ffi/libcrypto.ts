@@ -55,6 +55,20 @@ const ALGORITHM = new TextEncoder().encode("ChaCha20-Poly1305\0");
 /** EVP_CTRL_AEAD_GET_TAG and EVP_CTRL_AEAD_SET_TAG (openssl/evp.h). */
 const GET_TAG = 0x10;
 const SET_TAG = 0x11;
+/** RFC 8439 section 2.8.2's AEAD test vector: the inputs (its ciphertext and tag: the checks). */
+export const RFC_8439_AEAD: {
+  readonly key: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly aad: Uint8Array;
+  readonly plaintext: Uint8Array;
+} = {
+  key: Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i),
+  nonce: Uint8Array.of(7, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47),
+  aad: Uint8Array.of(0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7),
+  plaintext: new TextEncoder().encode(
+    "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+  ),
+};
 /** The Poly1305 tag's length, bytes. */
 const TAG_LENGTH = 16;
 
@@ -180,25 +194,7 @@ export class LibcryptoChaCha {
 
   /** RFC 8439 section 2.8.2's AEAD test vector, sealed and opened (and a flipped bit refused). */
   #selfTest(): boolean {
-    const key = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
-    const nonce = Uint8Array.of(7, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47);
-    const aad = Uint8Array.of(
-      0x50,
-      0x51,
-      0x52,
-      0x53,
-      0xc0,
-      0xc1,
-      0xc2,
-      0xc3,
-      0xc4,
-      0xc5,
-      0xc6,
-      0xc7,
-    );
-    const plaintext = new TextEncoder().encode(
-      "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
-    );
+    const { key, nonce, aad, plaintext } = RFC_8439_AEAD;
     const sealed = new Uint8Array(plaintext.length + TAG_LENGTH);
     this.seal(key, nonce, aad, plaintext, sealed);
     const tag = Array.from(

@@ -4,7 +4,7 @@
  * libcrypto when `--allow-ffi` grants it, node:crypto otherwise, the same envelope either way.
  */
 import assert from "node:assert/strict";
-import { LIBCRYPTO_CANDIDATES, LibcryptoChaCha } from "../../ffi/libcrypto.ts";
+import { LIBCRYPTO_CANDIDATES, LibcryptoChaCha, RFC_8439_AEAD } from "../../ffi/libcrypto.ts";
 import { libcPath } from "../../ffi/libc.ts";
 
 const present = LIBCRYPTO_CANDIDATES.find((path) => {
@@ -24,25 +24,7 @@ Deno.test({
   fn() {
     const cipher = LibcryptoChaCha.open([present!]);
     assert.ok(cipher instanceof LibcryptoChaCha, JSON.stringify(cipher));
-    const key = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
-    const nonce = Uint8Array.of(7, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47);
-    const aad = Uint8Array.of(
-      0x50,
-      0x51,
-      0x52,
-      0x53,
-      0xc0,
-      0xc1,
-      0xc2,
-      0xc3,
-      0xc4,
-      0xc5,
-      0xc6,
-      0xc7,
-    );
-    const plaintext = new TextEncoder().encode(
-      "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
-    );
+    const { key, nonce, aad, plaintext } = RFC_8439_AEAD;
     const sealed = new Uint8Array(plaintext.length + 16);
     cipher.seal(key, nonce, aad, plaintext, sealed);
     assert.equal(hex(sealed.subarray(0, 16)), "d31a8d34648e60db7b86afbc53ef7ec2");

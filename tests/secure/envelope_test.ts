@@ -145,7 +145,8 @@ Deno.test("an envelope opens with a key derived independently (WebCrypto HKDF-SH
   assert.notDeepEqual(envelope.subarray(40, 40 + payload.length), payload);
 });
 
-Deno.test("every bit flipped anywhere in an envelope, and every truncation, fails to open", () => {
+/** Seals a captured payload, then flips every bit of the envelope and cuts it at every length. */
+function flipsAndTruncationsFail(): void {
   const [key] = parseKeyFile(KEY_LINE, "sync.key");
   const payload = fixture("4.1.13", "d-udp-payload-4sessions");
   const envelope = sealEnvelope(key, { time: 1, sender: new Uint8Array(16), sequence: 1 }, payload);
@@ -160,6 +161,11 @@ Deno.test("every bit flipped anywhere in an envelope, and every truncation, fail
   for (let length = 0; length < envelope.length; length++) {
     assert.equal(openEnvelope(key, envelope.subarray(0, length)), null, `${length} bytes`);
   }
+}
+
+Deno.test("every bit flipped anywhere in an envelope, and every truncation, fails to open", () => {
+  assert.equal(cipherImplementation(), "noble"); // before a native cipher is loaded
+  flipsAndTruncationsFail();
 });
 
 Deno.test("an envelope does not open under another key", () => {
@@ -219,21 +225,7 @@ for (const implementation of ["node:crypto", "libcrypto"] as const) {
 
   Deno.test(`with ${implementation}, every bit flipped anywhere in an envelope, and every truncation, fails to open`, async () => {
     await load();
-    const [key] = parseKeyFile(KEY_LINE, "sync.key");
-    const payload = fixture("4.1.13", "d-udp-payload-4sessions");
-    const header = { time: 1, sender: new Uint8Array(16), sequence: 1 };
-    const envelope = sealEnvelope(key, header, payload);
-    assert.deepEqual(openEnvelope(key, envelope), payload);
-    for (let byte = 0; byte < envelope.length; byte++) {
-      for (let bit = 0; bit < 8; bit++) {
-        const flipped = envelope.slice();
-        flipped[byte] ^= 1 << bit;
-        assert.equal(openEnvelope(key, flipped), null, `bit ${bit} of byte ${byte}`);
-      }
-    }
-    for (let length = 0; length < envelope.length; length++) {
-      assert.equal(openEnvelope(key, envelope.subarray(0, length)), null, `${length} bytes`);
-    }
+    flipsAndTruncationsFail();
   });
 }
 
