@@ -102,6 +102,18 @@ export const LIBC_CANDIDATES: readonly string[] = [
 ];
 
 /**
+ * The path to name in `--allow-ffi` for a library on this machine's architecture, from a
+ * candidate list laid out as {@linkcode LIBC_CANDIDATES} is (x86_64's two, aarch64's two, then
+ * the others).
+ *
+ * @param candidates the library's candidates
+ * @returns the first of this architecture's
+ */
+export function usualPath(candidates: readonly string[]): string {
+  return candidates[Deno.build.arch === "aarch64" ? 2 : 0];
+}
+
+/**
  * Whether a permission is granted, asked without ever prompting (an interactive prompt would stall
  * a daemon started from a terminal).
  *
@@ -150,7 +162,7 @@ export function libc(): LibcSymbols {
     }
   }
   if (allowed === 0) {
-    const path = env ?? LIBC_CANDIDATES[Deno.build.arch === "aarch64" ? 2 : 0];
+    const path = env ?? usualPath(LIBC_CANDIDATES);
     throw new Error(
       `not granted FFI access to libc: run joold with --allow-ffi=${path}`,
     );

@@ -32,6 +32,7 @@ import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
 import { cipherImplementation, loadNativeCipher } from "./secure/envelope.ts";
 import { LIBCRYPTO_CANDIDATES } from "../ffi/libcrypto.ts";
+import { usualPath } from "../ffi/libc.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
@@ -179,7 +180,7 @@ function secureLine(path: string, secure: SecureChannel): string {
 function cipherLine(loaded: string): string {
   if (cipherImplementation() === "libcrypto") return `secure sync: ChaCha20-Poly1305 by ${loaded}`;
   return `secure sync: ChaCha20-Poly1305 by ${loaded}; add ${
-    LIBCRYPTO_CANDIDATES[Deno.build.arch === "aarch64" ? 2 : 0]
+    usualPath(LIBCRYPTO_CANDIDATES)
   } to --allow-ffi for libcrypto's (the same bytes, 2-3x less CPU per envelope)`;
 }
 
