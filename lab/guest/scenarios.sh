@@ -14,7 +14,10 @@ JOOL_VERSION=$(cat /sys/module/jool/version 2>/dev/null)
 REV=$(echo "$JOOL_VERSION" | cut -d. -f3)
 cmdline_param() { sed -n "s/.*joold\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; } # run.ts passes these
 DEADLINE=${JOOLD_LAB_SYNC_DEADLINE:-$(cmdline_param sync_deadline)}
-DEADLINE=${DEADLINE:-3}
+# 5 s: on 4.1.11+ a few flows take three of the kernel's flush deadlines (3 x 500 ms, below) before
+# J's kernel has sent them all, and a TCG guest adds its jitter: passing runs on 4.1.13 reached
+# 2.7-3.0 s, and two CI runs failed at 3.26 s (J ran Jool's C proxy) and 3.52 s with the sync done.
+DEADLINE=${DEADLINE:-5}
 FLUSH_DEADLINE_MS=${JOOLD_LAB_FLUSH_DEADLINE_MS:-$(cmdline_param flush_deadline_ms)}
 FLUSH_DEADLINE_MS=${FLUSH_DEADLINE_MS:-500}
 
@@ -38,7 +41,7 @@ jool_instance() { # ns [ss-enabled true|false]
   in_ns "$1" jool global update ss-enabled "${2:-true}"
   # From 4.1.11 on the kernel ignores ss-flush-asap and sends a batch only when it is full or when
   # ss-flush-deadline (default 2000 ms) passes; a few flows then need two or three deadlines, and
-  # even the C daemons miss the 3 s sync deadline (measured on 4.1.13: 3.5 s). The lab shortens it
+  # even the C daemons took 3.5 s on 4.1.13. The lab shortens it
   # so that the deadline judges the daemons, not the kernel's batching.
   if [ "$REV" -ge 11 ]; then
     in_ns "$1" jool global update ss-flush-deadline "$FLUSH_DEADLINE_MS"
@@ -734,7 +737,7 @@ three() { # how the daemons sync: multicast | unicast | c-daemon (Jool's C daemo
     fail "J's daemon did not start with its unicast peers: $(grep starting /tmp/ours-J.log)"
   flows "three-$1"
   # One poll here reads nine tables (three namespaces) on the two vCPUs, 1-2 s under TCG: a poll
-  # that just misses the sessions ends past the 3 s deadline. So the three-node checks get twice
+  # that just misses the sessions ends past the sync deadline. So the three-node checks get twice
   # the sync deadline; the sync's speed is what the two-node scenarios judge.
   local deadline=$((DEADLINE * 2))
   check_all_synced "$deadline" J K L || fail "K and L lack J's sessions ($1)"
