@@ -86,6 +86,10 @@ export const SYMBOLS = {
   timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
   /** int timerfd_settime(int fd, int flags, const struct itimerspec *new, struct itimerspec *old) */
   timerfd_settime: { parameters: ["i32", "i32", "buffer", "buffer"], result: "i32" },
+  /** int madvise(void *addr, size_t length, int advice) */
+  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
+  /** int malloc_trim(size_t pad) */
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened library's symbols. */

@@ -37,6 +37,7 @@ import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
 import { warmUp, WARMUP_ROUNDS } from "./warmup.ts";
+import { releaseStartupPages } from "./memory.ts";
 import { JOOL_DEFAULT_TIMEOUTS } from "./jool/timeouts.ts";
 
 /**
@@ -397,6 +398,16 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
     if (stats) closers.push(() => stats.close());
     // The exposure of the sync and stats sockets (no in interface, a wildcard stats address).
     for (const warning of [...plain?.warnings ?? [], ...stats?.warnings ?? []]) log.warn(warning);
+    // Start-up's pages of Deno's executable leave the resident set; the warm-up, next, brings the
+    // hot path's back (lib/memory.ts).
+    const released = releaseStartupPages();
+    log.debug(
+      "unavailable" in released
+        ? `start-up pages not released: ${released.unavailable}`
+        : `released ${
+          (released.kb / 1024).toFixed(1)
+        } MB of start-up pages (${released.mappings} mappings)`,
+    );
     if (startup.versionSource !== "fallback") {
       // The hot path compiled before the first batch: a restarted standby gets its peers' whole
       // table at once (lib/warmup.ts). Runs before READY, touches nothing outside itself.
