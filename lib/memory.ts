@@ -8,8 +8,9 @@
  * The warm-up runs after it, so the hot path's pages are resident again before the first batch.
  *
  * A mapping qualifies only when `/proc/self/smaps` shows it is a file's, private, not writable, and
- * has no page of its own (`Anonymous`, `Swap`, `Private_Dirty` and `Shared_Dirty` all `0 kB`: no
- * copy-on-write page, such as relocated read-only data, that dropping would lose). Nothing else is touched.
+ * has no page of its own (`Anonymous: 0 kB` and `Swap: 0 kB`: no copy-on-write page, such as
+ * relocated read-only data, that dropping would lose). A dirty page of the file itself (a file on
+ * tmpfs has only dirty pages) is the page cache's, not the mapping's: it comes back the same. Nothing else is touched.
  *
  * @module
  */
@@ -56,9 +57,8 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
     if (current === null || !current.ok) return;
     const rss = fields.get("Rss");
     if (rss === undefined || rss === 0) return;
-    for (const own of ["Anonymous", "Swap", "Private_Dirty", "Shared_Dirty"]) {
-      if (fields.get(own) !== 0) return; // absent counts as present: not released
-    }
+    // Absent counts as present: not released.
+    if (fields.get("Anonymous") !== 0 || fields.get("Swap") !== 0) return;
     found.push({ start: current.start, end: current.end, rssKb: rss, path: current.path });
   };
   for (const line of smaps.split("\n")) {
