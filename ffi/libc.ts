@@ -24,13 +24,6 @@ export const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   /** ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen) */
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
-  /** sendto(2) on a helper thread: a keyed daemon's JOOLD_ACK (lib/kernel/channel.ts) */
-  sendto_detached: {
-    name: "sendto",
-    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
-    result: "isize",
-    nonblocking: true,
-  },
   /** ssize_t recv(int fd, void *buf, size_t len, int flags) */
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   /** ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen) */
@@ -480,26 +473,6 @@ export function sendto(
 ): number {
   const n = Number(libc().sendto(fd, data, BigInt(data.byteLength), 0, to, to?.byteLength ?? 0));
   return n < 0 ? -errno() : n;
-}
-
-/**
- * sendto(2) on a helper thread: returns at once, and Linux does the send (and whatever the
- * receiver does inside it) meanwhile. The helper's errno is not ours: a failure resolves to -1
- * only (send the same bytes again synchronously to learn why). `data` and `to` must not change
- * until it resolves.
- *
- * @param fd the socket
- * @param data the bytes to send
- * @param to the encoded destination, or null when connected / netlink default
- * @returns resolves to the bytes sent, or -1
- */
-export async function sendtoDetached(
-  fd: number,
-  data: Uint8Array<ArrayBuffer>,
-  to: Uint8Array<ArrayBuffer> | null,
-): Promise<number> {
-  const length = to?.byteLength ?? 0;
-  return Number(await libc().sendto_detached(fd, data, BigInt(data.byteLength), 0, to, length));
 }
 
 /**

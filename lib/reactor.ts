@@ -135,16 +135,6 @@ export class Reactor {
   }
 
   /**
-   * Hands the error handler an exception that an fd handler's work met later, off the loop (a
-   * send finished on a helper thread), as if the handler had thrown it.
-   *
-   * @param error the exception
-   */
-  report(error: unknown): void {
-    this.#onError(error);
-  }
-
-  /**
    * Watches `fd` for readability.
    *
    * @param fd a non-blocking fd

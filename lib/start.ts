@@ -314,8 +314,6 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
         instance: config.mod.instance,
         counters,
         enableSync: config.enableSync,
-        // Keyed: the seal runs while Jool builds its next batch inside the ACK (lib/kernel/channel.ts).
-        detachedAck: config.net?.keyFile !== undefined,
         ...parts.kernel,
       })
     );

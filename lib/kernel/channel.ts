@@ -20,7 +20,7 @@ import type { NetlinkConn } from "../netlink/conn.ts";
 import type { Reactor } from "../reactor.ts";
 import { ChannelControl, type ControlParts } from "./control.ts";
 import { dispatchGeneral, type DispatchTarget } from "./dispatch.ts";
-import { kernelSend, KernelSendError } from "./error.ts";
+import { kernelSend } from "./error.ts";
 import { familyGoneError, type JoolFamily } from "./family.ts";
 import { LatencyHistogram } from "./latency.ts";
 import { OverrunAdvertiser } from "./overrun.ts";
@@ -35,11 +35,6 @@ export interface ChannelParts extends ControlParts {
   readonly reactor: Reactor;
   /** Clock, ms (the overrun advertise interval). Default: `Date.now`. */
   readonly now?: () => number;
-  /**
-   * JOOLD_ACK sent on a helper thread (a keyed daemon: its forward, the seal, then runs while Jool
-   * builds the next batch inside the ACK's send). Default false: sent on the loop, as it reads.
-   */
-  readonly detachedAck?: boolean;
 }
 
 /** The Generic Netlink channel to one Jool instance. */
@@ -66,9 +61,6 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
   #onDrained: () => void = () => {};
   /** Whether a batch was handed to onBatch since the last onDrained. */
   #undrained = false;
-  readonly #detachedAck: boolean;
-  /** A detached JOOLD_ACK's failure, reported as a synchronous one's is (the reactor's handler). */
-  readonly #ackFailed: (error: SystemError) => void;
 
   /**
    * Builds the channel and starts receiving.
@@ -82,8 +74,6 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
     this.#counters = counters;
     this.#instance = instance;
     this.#iname = instanceName16(instance);
-    this.#detachedAck = parts.detachedAck === true;
-    this.#ackFailed = (e) => parts.reactor.report(new KernelSendError("JOOLD_ACK", e.errno));
     this.#family = this.family;
     const error = (e: Error) => this.#onError(e);
     this.#overruns = new OverrunAdvertiser({
@@ -138,9 +128,7 @@ export class NetlinkKernelChannel extends ChannelControl implements KernelChanne
    */
   ack(): void {
     if (this.#family.gone) return; // no batch arrives then; the stale id may be another family's
-    if (this.#detachedAck) {
-      this.#conn.sendDetached(this.#requests.ack(), "JOOLD_ACK", this.#ackFailed);
-    } else kernelSend(this.#conn, this.#requests.ack(), "JOOLD_ACK");
+    kernelSend(this.#conn, this.#requests.ack(), "JOOLD_ACK");
     this.#counters.kernelAcksSent++;
   }
 

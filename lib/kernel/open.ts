@@ -34,8 +34,6 @@ export interface KernelOptions {
   readonly replyTimeoutMs?: number;
   /** A connection to use instead of opening a socket (tests: the twin of lib/netlink/twin.ts). */
   readonly conn?: NetlinkConn;
-  /** JOOLD_ACK on a helper thread (`ChannelParts.detachedAck`, lib/kernel/channel.ts). */
-  readonly detachedAck?: boolean;
 }
 
 /**
@@ -63,15 +61,8 @@ export async function openKernel(
     conn.joinGroup(startup.groupId);
     // The controller's notifications: how the channel learns that the module was reloaded.
     conn.joinGroup(GENL_CTRL_NOTIFY_GROUP);
-    const { instance, counters, detachedAck } = options;
-    const channel = new NetlinkKernelChannel({
-      ...startup,
-      conn,
-      reactor,
-      instance,
-      counters,
-      detachedAck,
-    });
+    const { instance, counters } = options;
+    const channel = new NetlinkKernelChannel({ ...startup, conn, reactor, instance, counters });
     return { channel, startup };
   } catch (error) {
     conn.close();

@@ -15,7 +15,6 @@ import {
   getsockname,
   recv,
   sendto,
-  sendtoDetached,
   setsockoptInt,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
@@ -55,11 +54,6 @@ export interface NetlinkSocket {
   readonly portId: number;
   /** Sends one datagram to the peer; returns the bytes sent or `-errno`. */
   send(datagram: Uint8Array<ArrayBuffer>): number;
-  /**
-   * Sends one datagram on a helper thread (a real socket only); resolves to the bytes sent or -1
-   * (the helper's errno is not ours). The datagram must not change until then.
-   */
-  sendDetached?(datagram: Uint8Array<ArrayBuffer>): Promise<number>;
   /** Receives one pending datagram without blocking; returns its length or `-errno` (`-EAGAIN`). */
   receive(buffer: Uint8Array<ArrayBuffer>): number;
   /** Resolves true once a datagram is pending, false after `timeoutMs`; never blocks the loop. */
@@ -159,54 +153,15 @@ export class NetlinkConn {
    * @throws {SystemError} when the send fails
    */
   send(message: Uint8Array<ArrayBuffer>, op: string): number {
-    const seq = this.#stamp(message, op);
-    this.#sendNow(message, op);
-    return seq;
-  }
-
-  /**
-   * {@linkcode send}, but the send itself runs on a helper thread when the socket can (a real
-   * one): this returns at once, while the kernel does what it does inside that send (Jool builds
-   * its next batch inside a JOOLD_ACK's). A failure is learnt by sending a copy of the same bytes
-   * once more, synchronously, and reported to `failed`. On the in-memory twin: {@linkcode send}.
-   *
-   * @param message a complete netlink message (copied: it may change once this returns)
-   * @param op its name, for error replies and `failed`'s error
-   * @param failed called with the send's {@linkcode SystemError}, later
-   * @returns the sequence number
-   * @throws {SystemError} when the socket has no helper and the send fails
-   */
-  sendDetached(
-    message: Uint8Array<ArrayBuffer>,
-    op: string,
-    failed: (error: SystemError) => void,
-  ): number {
-    const socket = this.#socket;
-    if (socket.sendDetached === undefined) return this.send(message, op);
-    const seq = this.#stamp(message, op);
-    const copy = message.slice();
-    socket.sendDetached(copy).then((n) => {
-      if (n < 0) this.#sendNow(copy, op);
-    }).catch((error) => failed(error instanceof SystemError ? error : new SystemError(op, 0)));
-    return seq;
-  }
-
-  /** Stamps a fresh sequence number into `message` (in place) and remembers it as `op`. */
-  #stamp(message: Uint8Array<ArrayBuffer>, op: string): number {
     const seq = this.#seq = (this.#seq + 1) >>> 0 || 1; // 0 is the kernel's multicast number
     message[NLMSG_SEQ] = seq; // host order (little endian), without a DataView per send
     message[NLMSG_SEQ + 1] = seq >>> 8;
     message[NLMSG_SEQ + 2] = seq >>> 16;
     message[NLMSG_SEQ + 3] = seq >>> 24;
     this.#ops[seq & (OPS_RING - 1)] = op;
-    return seq;
-  }
-
-  /** Sends `message` as it is, retrying EINTR. */
-  #sendNow(message: Uint8Array<ArrayBuffer>, op: string): void {
     for (;;) {
       const n = this.#socket.send(message);
-      if (n >= 0) return;
+      if (n >= 0) return seq;
       if (n !== -ERRNO.EINTR) throw new SystemError(`sendto(${op})`, -n);
     }
   }
@@ -314,10 +269,6 @@ class LibcNetlinkSocket implements NetlinkSocket {
 
   send(datagram: Uint8Array<ArrayBuffer>): number {
     return sendto(this.#fd, datagram, this.#peer);
-  }
-
-  sendDetached(datagram: Uint8Array<ArrayBuffer>): Promise<number> {
-    return sendtoDetached(this.#fd, datagram, this.#peer);
   }
 
   receive(buffer: Uint8Array<ArrayBuffer>): number {
