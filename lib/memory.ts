@@ -3,14 +3,16 @@
  * starting (V8's snapshot, the module graph, the TypeScript loader) touches ~36-41 MB of it, which
  * stays in the process's resident set (`VmRSS`, `RssFile`) although the daemon never runs most of
  * it again. Once started, joold drops its page-table entries for the mappings that hold nothing but
- * the file's own bytes (`madvise(MADV_DONTNEED)` on a private, never-written file mapping: the pages
- * stay in the page cache, and a page used again comes back with a minor fault, the same bytes).
+ * the file's own bytes (`madvise(MADV_DONTNEED)` on a private, never-written file mapping: the
+ * pages stay in the page cache, and a page used again comes back with a minor fault, the same
+ * bytes).
  * The warm-up runs after it, so the hot path's pages are resident again before the first batch.
  *
  * A mapping qualifies only when `/proc/self/smaps` shows it is a file's, private, not writable, and
  * has no page of its own (`Anonymous: 0 kB` and `Swap: 0 kB`: no copy-on-write page, such as
  * relocated read-only data, that dropping would lose). A dirty page of the file itself (a file on
- * tmpfs has only dirty pages) is the page cache's, not the mapping's: it comes back the same. Nothing else is touched.
+ * tmpfs has only dirty pages) is the page cache's, not the mapping's: it comes back the same.
+ * Nothing else is touched.
  *
  * @module
  */

@@ -41,8 +41,8 @@ jool_instance() { # ns [ss-enabled true|false]
   in_ns "$1" jool global update ss-enabled "${2:-true}"
   # From 4.1.11 on the kernel ignores ss-flush-asap and sends a batch only when it is full or when
   # ss-flush-deadline (default 2000 ms) passes; a few flows then need two or three deadlines, and
-  # even the C daemons took 3.5 s on 4.1.13. The lab shortens it
-  # so that the deadline judges the daemons, not the kernel's batching.
+  # even the C daemons took 3.5 s on 4.1.13. The lab shortens it so that the deadline judges the
+  # daemons, not the kernel's batching.
   if [ "$REV" -ge 11 ]; then
     in_ns "$1" jool global update ss-flush-deadline "$FLUSH_DEADLINE_MS"
   fi
