@@ -260,6 +260,15 @@ export {
 } from "./lib/secure/keyfile.ts";
 export { MAX_PEERS, type Peer, PeersTable, senderHex } from "./lib/secure/peers.ts";
 export { LATE, ReplayWindow, type Verdict, WINDOW } from "./lib/secure/replay.ts";
+export {
+  Sealer,
+  SEALER_QUEUE,
+  SEALER_STAGING,
+  type SealerParts,
+  SEND_PATIENCE_MS,
+  type SendPlan,
+  STAGING_PATIENCE_MS,
+} from "./lib/secure/sealer.ts";
 export { VERSION } from "./lib/version.ts";
 
 if (import.meta.main) {

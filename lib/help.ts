@@ -209,6 +209,8 @@ ENVIRONMENT
                             only when --allow-env=JOOLD_LIBC is granted (and --allow-ffi for it)
     JOOLD_LINGER_MS         benchmarks only: the reactor's linger after a wake-up, in ms (0 off);
                             read only with --allow-env=JOOLD_LINGER_MS
+    JOOLD_SEAL_THREAD       benchmarks only: 1 seals and sends secure sync's envelopes on a
+                            thread of their own; read only with --allow-env=JOOLD_SEAL_THREAD
     JOOLD_TEST_NETLINK_PEER tests only: talk to a fake kernel; read only with --allow-env
     NO_COLOR                honoured by Deno
 

@@ -30,9 +30,10 @@ import { StatsServer } from "./stats/server.ts";
 import { formatMetrics, type SecureSnapshot } from "./metrics/exposition.ts";
 import { type KernelStatsSource, MetricsServer } from "./metrics/server.ts";
 import { reportsAdvertiseDone, SecureChannel } from "./secure/channel.ts";
-import { cipherImplementation, loadNativeCipher } from "./secure/envelope.ts";
+import { cipherImplementation, libcryptoPath, loadNativeCipher } from "./secure/envelope.ts";
+import { Sealer } from "./secure/sealer.ts";
 import { LIBCRYPTO_CANDIDATES } from "../ffi/libcrypto.ts";
-import { usualPath } from "../ffi/libc.ts";
+import { granted, libcPath, usualPath } from "../ffi/libc.ts";
 import { loadKeyFile } from "./secure/keyfile.ts";
 import { SystemdNotifier } from "./systemd/notify.ts";
 import { VERSION } from "./version.ts";
@@ -178,6 +179,43 @@ function secureLine(path: string, secure: SecureChannel): string {
 }
 
 /** Which ChaCha20-Poly1305 seals, and how to get libcrypto's when it is not that one. */
+/**
+ * The environment variable that starts the sealing thread (`1`), for benchmarks: off by default,
+ * as the lab's bulk resync did not measure it faster end to end (BENCHMARKS.md, "The sealing
+ * thread"). Read only where `--allow-env` grants it.
+ */
+export const SEAL_THREAD_ENV = "JOOLD_SEAL_THREAD";
+
+/**
+ * Starts the sealing thread of a keyed daemon whose cipher is libcrypto (lib/secure/sealer.ts)
+ * when {@linkcode SEAL_THREAD_ENV} is `1`.
+ *
+ * @returns the start-up log line saying who seals
+ */
+async function startSealer(
+  secure: SecureChannel,
+  plain: MulticastChannel,
+  counters: Counters,
+): Promise<string> {
+  const asked = granted({ name: "env", variable: SEAL_THREAD_ENV }) &&
+    Deno.env.get(SEAL_THREAD_ENV) === "1";
+  if (!asked) return "secure sync: envelopes sealed on the main loop";
+  const libcrypto = libcryptoPath();
+  if (libcrypto === null) return "secure sync: envelopes sealed on the main loop (no libcrypto)";
+  const sealer = await Sealer.start({
+    libc: libcPath(),
+    libcrypto,
+    plan: plain.sendPlan(),
+    counters,
+    sender: secure.senderBytes,
+  });
+  if (!(sealer instanceof Sealer)) {
+    return `secure sync: envelopes sealed on the main loop (the sealing thread: ${sealer.unavailable})`;
+  }
+  secure.useSealer(sealer);
+  return "secure sync: envelopes sealed and sent by a thread of their own";
+}
+
 function cipherLine(loaded: string): string {
   if (cipherImplementation() === "libcrypto") return `secure sync: ChaCha20-Poly1305 by ${loaded}`;
   return `secure sync: ChaCha20-Poly1305 by ${loaded}; add ${
@@ -376,6 +414,7 @@ export async function startDaemon(config: Config, parts: StartParts = {}): Promi
       closers.push(() => secure.close());
       log.info(secureLine(net!.keyFile!, secure));
       log.info(cipherLine(cipher));
+      log.info(await startSealer(secure, plain!, counters));
       secure.setAdvertiser((why) => {
         if (!advertiseWorks(startup.version)) return "unavailable";
         resync(why);

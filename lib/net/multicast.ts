@@ -28,6 +28,7 @@
  * @module
  */
 
+import type { SendPlan } from "../secure/sealer.ts";
 import { getAddrInfo } from "../../ffi/addrinfo.ts";
 import { getInterfaceAddresses } from "../../ffi/ifaddrs.ts";
 import { DatagramReceiver } from "../../ffi/recvmsg.ts";
@@ -948,6 +949,20 @@ export class MulticastChannel implements NetworkChannel {
       failures.push({ destination: d.name, errno, what: d.what });
     }
     if (failures !== undefined) throw new SendError(call, datagram, failures);
+  }
+
+  /**
+   * The socket and each destination's address and counters: what a sealing thread
+   * (lib/secure/sealer.ts) sends to, from this socket. Its sends are added to these counters by
+   * that thread's owner.
+   *
+   * @returns the socket and destinations
+   */
+  sendPlan(): SendPlan {
+    return {
+      fd: this.#fd,
+      targets: this.#destinations.map((d) => ({ sockaddr: d.sockaddr, stats: d.stats })),
+    };
   }
 
   /** One sendto; 0, or its errno (counted). */

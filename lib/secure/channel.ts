@@ -33,17 +33,20 @@ import {
 import {
   decodeHeader,
   type EnvelopeHeader,
+  HEADER_LENGTH,
   isEnvelope,
   Kind,
   openEnvelope,
   OVERHEAD,
   sealEnvelopeInto,
   SENDER_LENGTH,
+  writeHeader,
 } from "./envelope.ts";
 import { keyIdHex, type SyncKey } from "./keyfile.ts";
 import { type Peer, PeersTable, senderHex } from "./peers.ts";
 import { DEFAULT_RESEND_BUFFER, ResendRing } from "./recovery.ts";
 import { LATE } from "./replay.ts";
+import type { Sealer } from "./sealer.ts";
 
 /**
  * How far an envelope's time may be from ours, ms. Older envelopes are refused even from a sender
@@ -207,6 +210,8 @@ export class SecureChannel implements NetworkChannel {
   #nackBucket: TokenBucket;
   #resendBucket: TokenBucket;
   #closed = false;
+  /** The sealing thread, when there is one: the ring then holds the envelopes unsealed. */
+  #sealer: Sealer | null = null;
 
   /**
    * Wraps `parts.inner`; nothing is received until {@linkcode onDatagram}.
@@ -256,6 +261,28 @@ export class SecureChannel implements NetworkChannel {
     const now = this.#now();
     this.#nackBucket = new TokenBucket({ ratePerSecond: NACK_RATE, burst: NACK_RATE }, now);
     this.#resendBucket = new TokenBucket({ ratePerSecond: RESEND_RATE, burst: RESEND_RATE }, now);
+  }
+
+  /** This daemon's sender identity, 16 bytes (a copy). */
+  get senderBytes(): Uint8Array {
+    return this.#senderBytes.slice();
+  }
+
+  /**
+   * Hands sealing and sending to a thread (lib/secure/sealer.ts; lib/start.ts starts it for a
+   * daemon whose cipher is libcrypto): from now on every envelope, resends too, is staged for it.
+   * Should the thread fail, the channel seals on its own again (the ring is emptied then: its
+   * envelopes were kept unsealed; a NACK for one of them becomes a resync).
+   *
+   * @param sealer the running thread (closed with this channel)
+   */
+  useSealer(sealer: Sealer): void {
+    this.#sealer = sealer;
+  }
+
+  /** Whether a sealing thread seals and sends this channel's envelopes. */
+  get sealingThread(): boolean {
+    return this.#sealer !== null && !this.#sealer.failed;
   }
 
   /** Whether this daemon is sync-ready (see {@linkcode SecureChannel.tick}). */
@@ -379,6 +406,7 @@ export class SecureChannel implements NetworkChannel {
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#tickMs = 0;
+    this.#sealer?.close(); // before the socket it sends on closes
     this.#inner.close();
   }
 
@@ -395,6 +423,7 @@ export class SecureChannel implements NetworkChannel {
   tick(now: number): void {
     if (this.#closed) return;
     this.#startedAt ??= now;
+    this.#sealer?.fold();
     try {
       if (now - this.#lastHello >= HELLO_INTERVAL_MS) {
         this.#lastHello = now;
@@ -428,6 +457,21 @@ export class SecureChannel implements NetworkChannel {
     // Sealed straight into the resend ring (sent from there: the plain channel copies what it
     // keeps); an envelope larger than the ring, into bytes of its own.
     const envelope = this.#ring.reserve(sequence, length, time) ?? new Uint8Array(length);
+    const sealer = this.#sealer;
+    if (sealer !== null) {
+      // Kept unsealed (a resend is sealed again, into the same bytes), sealed and sent by the
+      // thread, in order.
+      const key = this.#keys[0];
+      try {
+        writeHeader(envelope, kind, key.id, { time, sender: this.#senderBytes, sequence });
+      } catch (error) {
+        this.#ring.clear();
+        throw error;
+      }
+      envelope.set(payload, HEADER_LENGTH);
+      if (sealer.seal(envelope, key)) return;
+      this.#sealerFailed();
+    }
     try {
       sealEnvelopeInto(envelope, this.#keys[0], {
         kind,
@@ -440,6 +484,19 @@ export class SecureChannel implements NetworkChannel {
       throw error;
     }
     this.#inner.send(envelope);
+  }
+
+  /** The thread is gone: seal here from now; the ring's unsealed envelopes cannot be resent. */
+  #sealerFailed(): void {
+    const sealer = this.#sealer!;
+    this.#sealer = null;
+    sealer.close();
+    this.#ring.clear();
+    this.#warn.log(
+      "sealer",
+      "secure sync: the sealing thread stopped (it could not seal, or send for 2 s): " +
+        "sealing on the main loop from now",
+    );
   }
 
   #sendNacks(now: number): void {
@@ -611,7 +668,11 @@ export class SecureChannel implements NetworkChannel {
       // Over the budget: the rest wait for the peer's next NACK.
       if (!this.#resendBucket.take(now)) break;
       try {
-        this.#inner.send(entry.bytes);
+        if (this.#sealer === null) this.#inner.send(entry.bytes);
+        else if (!this.#sealer.seal(entry.bytes, this.#keys[0])) {
+          this.#sealerFailed();
+          break;
+        }
         c.netSecureRetransmitted++;
       } catch {
         break;

@@ -156,8 +156,16 @@ export function encodeHeader(header: EnvelopeHeader, out: Uint8Array): void {
   writeHeader(out, header.kind ?? Kind.data, header.keyId, header);
 }
 
-/** {@linkcode encodeHeader} with the key id apart (sealing: no header object built per call). */
-function writeHeader(
+/**
+ * {@linkcode encodeHeader} with the key id apart (sealing: no header object built per call).
+ *
+ * @param out at least {@linkcode HEADER_LENGTH} bytes
+ * @param kind the envelope's kind
+ * @param keyId the sealing key's id
+ * @param fields the time, sender and sequence
+ * @throws {RangeError} for a field out of range (before anything is written)
+ */
+export function writeHeader(
   out: Uint8Array,
   kind: number,
   keyId: number,
@@ -421,6 +429,15 @@ export async function loadNativeCipher(
 }
 
 /**
+ * The libcrypto {@linkcode loadNativeCipher} opened, if it did.
+ *
+ * @returns its path, or null
+ */
+export function libcryptoPath(): string | null {
+  return using === "libcrypto" ? libcrypto!.path : null;
+}
+
+/**
  * Which implementation seals and opens now.
  *
  * @returns it
@@ -487,6 +504,18 @@ function keepSubkey(key: SyncKey, sender: Uint8Array, subkey: Uint8Array): Uint8
   if (list.length >= SUBKEYS_PER_KEY) list.shift();
   list.push({ sender: sender.slice(), subkey });
   return subkey;
+}
+
+/**
+ * The subkey a sender seals with under `key` (HChaCha20 of the key and the sender; kept): what
+ * the sealing thread (lib/secure/sealer.ts) is given instead of the key.
+ *
+ * @param key the key
+ * @param sender the sender identity, 16 bytes
+ * @returns 32 bytes
+ */
+export function sealingSubkey(key: SyncKey, sender: Uint8Array): Uint8Array {
+  return subkey(key, sender);
 }
 
 /** The subkey of this daemon's own sender (sealing), derived at its first envelope. */

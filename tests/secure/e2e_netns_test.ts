@@ -66,10 +66,17 @@ Deno.test({
         info() {},
         debug() {},
       };
-      const A = await node(a, reactor, net, "4.1.13");
+      Deno.env.set("JOOLD_SEAL_THREAD", "1");
+      const A = await node(a, reactor, net, "4.1.13").finally(() =>
+        Deno.env.delete("JOOLD_SEAL_THREAD")
+      );
       closers.push(() => A.close());
       const B = await node(b, reactor, net, "4.1.13", log);
       closers.push(() => B.close());
+      // A seals and sends on its sealing thread (JOOLD_SEAL_THREAD=1, libcrypto granted by
+      // --allow-all), B on its main loop: both envelopes are the same bytes.
+      assert.equal(A.daemon.secure!.sealingThread, true, "A's sealing thread");
+      assert.equal(B.daemon.secure!.sealingThread, false, "B seals on its main loop");
       // What travels on the wire, as B's namespace receives it.
       const wire: Uint8Array[] = [];
       const listener = b.enter(() => MulticastChannel.open(reactor, net));
