@@ -238,6 +238,11 @@ start() { # kind ns
       [ "$2" = K ] || secure_key || return 1
       OURS_LIBCRYPTO="" keyed "$2"
       ;;
+    ours-keyed-thread)
+      # ours-keyed with its sealing thread (JOOLD_SEAL_THREAD=1, lib/secure/sealer.ts).
+      [ "$2" = K ] || secure_key || return 1
+      JOOLD_SEAL_THREAD=1 OURS_DENO_FLAGS=--allow-env=JOOLD_SEAL_THREAD keyed "$2"
+      ;;
     ours-keyed-scalar)
       # ours-keyed with libcrypto's scalar ChaCha20-Poly1305 (OPENSSL_ia32cap masks AVX, AVX2,
       # AVX-512 and SSSE3): under TCG emulated SIMD costs more than scalar code, on hardware less.
