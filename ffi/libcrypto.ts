@@ -13,7 +13,8 @@
 
 import { granted } from "./libc.ts";
 
-const SYMBOLS = {
+/** The libcrypto symbols joold uses (also the sealing thread's, lib/secure/sealer.ts). */
+export const SYMBOLS = {
   /** EVP_CIPHER *EVP_CIPHER_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *props) */
   EVP_CIPHER_fetch: { parameters: ["usize", "buffer", "usize"], result: "usize" },
   /** EVP_CIPHER_CTX *EVP_CIPHER_CTX_new(void) */

@@ -313,8 +313,13 @@ function holderIndex(option: string, own: Uint8Array): number {
   return interfaceIndex(option, holder.name);
 }
 
-/** Zeroed counters of one destination. */
-function newStats(destination: string): DestinationStats {
+/**
+ * Zeroed counters of one destination.
+ *
+ * @param destination its name
+ * @returns the counters
+ */
+export function newStats(destination: string): DestinationStats {
   return {
     destination,
     datagramsSent: 0,

@@ -30,6 +30,8 @@
 import type { DestinationStats } from "../net/multicast.ts";
 import type { Counters } from "../counters.ts";
 import { sealingSubkey } from "./envelope.ts";
+import { SYMBOLS as LIBC_SYMBOLS } from "../../ffi/libc.ts";
+import { SYMBOLS as LIBCRYPTO_SYMBOLS } from "../../ffi/libcrypto.ts";
 import type { SyncKey } from "./keyfile.ts";
 
 /** Envelopes staged and not yet sent at most (a power of two). */
@@ -71,6 +73,12 @@ const JOB = 3;
 const KEY_SLOTS = 8;
 /** Float64 counters per destination: datagrams sent, bytes sent, send errors. */
 const COUNTS = 3;
+/** The libc calls the thread makes (ffi/libc.ts's own definitions). */
+const THREAD_LIBC = {
+  sendto: LIBC_SYMBOLS.sendto,
+  poll: LIBC_SYMBOLS.poll,
+  __errno_location: LIBC_SYMBOLS.__errno_location,
+};
 
 /** The main loop's side of a sealing thread. */
 export class Sealer {
@@ -134,6 +142,8 @@ export class Sealer {
         keys: sealer.#keys.buffer,
         counts: sealer.#counts.buffer,
         capacity: SEALER_QUEUE,
+        libcSymbols: THREAD_LIBC,
+        libcryptoSymbols: LIBCRYPTO_SYMBOLS,
       });
     });
     URL.revokeObjectURL(url);
@@ -305,44 +315,17 @@ function sealerMain(): void {
       keys: SharedArrayBuffer;
       counts: SharedArrayBuffer;
       capacity: number;
+      libcSymbols: typeof THREAD_LIBC;
+      libcryptoSymbols: typeof LIBCRYPTO_SYMBOLS;
     };
     const HEAD = 0, TAIL = 1, STOP = 2, FAILED = 3, JOBS = 8, JOB = 3, COUNTS = 3;
     const HEADER = 40, TAG = 16, GET_TAG = 0x10, POLLOUT = 4;
     const EINTR = 4, EAGAIN = 11, ENOBUFS = 105, PATIENCE_MS = 200;
+    // The libraries' symbol tables are ffi/'s own, passed in the message (this code imports
+    // nothing).
     const open = () => ({
-      c: Deno.dlopen(
-        init.libc,
-        {
-          sendto: {
-            parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
-            result: "isize",
-          },
-          poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-          __errno_location: { parameters: [], result: "pointer" },
-        } as const,
-      ).symbols,
-      k: Deno.dlopen(
-        init.libcrypto,
-        {
-          EVP_CIPHER_fetch: { parameters: ["usize", "buffer", "usize"], result: "usize" },
-          EVP_CIPHER_CTX_new: { parameters: [], result: "usize" },
-          EVP_CipherInit_ex: {
-            parameters: ["usize", "usize", "usize", "buffer", "buffer", "i32"],
-            result: "i32",
-          },
-          aad: {
-            name: "EVP_CipherUpdate",
-            parameters: ["usize", "usize", "buffer", "buffer", "i32"],
-            result: "i32",
-          },
-          EVP_CipherUpdate: {
-            parameters: ["usize", "buffer", "buffer", "buffer", "i32"],
-            result: "i32",
-          },
-          EVP_CipherFinal_ex: { parameters: ["usize", "buffer", "buffer"], result: "i32" },
-          EVP_CIPHER_CTX_ctrl: { parameters: ["usize", "i32", "i32", "buffer"], result: "i32" },
-        } as const,
-      ).symbols,
+      c: Deno.dlopen(init.libc, init.libcSymbols).symbols,
+      k: Deno.dlopen(init.libcrypto, init.libcryptoSymbols).symbols,
     });
     let libs: ReturnType<typeof open>;
     try {
@@ -371,7 +354,7 @@ function sealerMain(): void {
     const outLength = new Int32Array(1);
     const pollFd = new Int32Array([init.fd, POLLOUT]);
     const errno = (): number => {
-      const at = c.__errno_location();
+      const at = Deno.UnsafePointer.create(BigInt(c.__errno_location()));
       return at === null ? 0 : new Deno.UnsafePointerView(at).getInt32();
     };
     const seal = (at: number, length: number, slot: number): boolean => {

@@ -9,7 +9,7 @@ import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { close, libcPath, recv } from "../../ffi/libc.ts";
 import { sockaddrIn6 } from "../../ffi/sockaddr.ts";
 import { createCounters } from "../../lib/counters.ts";
-import type { DestinationStats } from "../../lib/net/multicast.ts";
+import { newStats as stats } from "../../lib/net/multicast.ts";
 import {
   HEADER_LENGTH,
   Kind,
@@ -28,17 +28,6 @@ const skip = libcrypto === null ? " (skipped: no libcrypto)" : "";
 
 const KEYS = parseKeyFile(`${"a1".repeat(32)}\n${"b2".repeat(32)}\n`, "sync.key");
 const SENDER = Uint8Array.from({ length: 16 }, (_, i) => 0xc0 + i);
-
-function stats(destination: string): DestinationStats {
-  return {
-    destination,
-    datagramsSent: 0,
-    bytesSent: 0,
-    sendErrors: 0,
-    datagramsReceived: 0,
-    bytesReceived: 0,
-  } as DestinationStats;
-}
 
 /** An unsealed envelope: the header, the payload, 16 bytes for the tag. */
 function unsealed(key: SyncKey, sequence: number, payload: Uint8Array): Uint8Array {
