@@ -91,8 +91,8 @@ async function serve(parsed: ParsedArgs, config: Config, log: Logger): Promise<n
     ["SIGINT", act((d) => void d.stop())],
     ["SIGUSR1", act((d) => d.advertise("SIGUSR1"))],
     ["SIGHUP", act((d) => d.reload("SIGHUP", () => resolveConfig(parsed)))],
-    // Deno already turns SIGPIPE into EPIPE errors; the listener says so where the signals are.
-    ["SIGPIPE", () => {}],
+    // SIGPIPE gets no listener: Deno ignores it, so a write to a closed pipe is an EPIPE error.
+    // Removing a listener restores SIG_DFL, and the next such write would kill the process (141).
   ];
   for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
   try {

@@ -6,7 +6,8 @@ import { ADVERTISE_INTERVAL_MS } from "../lib/start.ts";
 import assert from "node:assert/strict";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
-import { daemonCommand, printDaemon, spawnDaemon, tempFiles } from "./_cli.ts";
+import { daemonCommand, entry, printDaemon, spawnDaemon, tempFiles } from "./_cli.ts";
+import { libcPath } from "../ffi/libc.ts";
 import { fixture } from "./_fixtures.ts";
 import { waitFor } from "./_udp.ts";
 
@@ -298,6 +299,71 @@ Deno.test({
       await waitFor(() => advertises() === 2, "an advertise after the failed log write");
       child.kill("SIGTERM");
       assert.equal((await child.status).code, 0);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      server.stop();
+      kernel.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `the daemon process: after main() returns, a write to a closed stderr is EPIPE, not death${skip}`,
+  ignore: !isRoot,
+  async fn() {
+    // Deno ignores SIGPIPE until a listener for it comes and goes: then it is SIG_DFL again, and
+    // the next write to a closed pipe kills the process (status 141). A line written after the
+    // daemon's own (the runtime's, a late log) must find SIGPIPE still ignored.
+    const kernel = new FakeKernel("4.1.13");
+    const server = kernel.start();
+    const dir = tempFiles({
+      "mod.json": `{ "instance": "default" }`,
+      "after.ts": `import { main } from ${JSON.stringify(entry("cli.ts"))};
+const code = await main(Deno.args);
+for (let i = 0; i < 3; i++) {
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode("a line after the daemon's\\n"));
+  } catch {
+    // EPIPE: the reader is gone
+  }
+}
+Deno.exit(code);
+`,
+    });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        `--config=${entry("deno.json")}`,
+        `--allow-ffi=${libcPath()}`,
+        `--allow-read=${dir}`,
+        "--allow-env=JOOLD_TEST_NETLINK_PEER",
+        `${dir}/after.ts`,
+        `--mod=${dir}/mod.json`,
+      ],
+      env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      for (let text = ""; !text.includes("joold: info: ready");) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
+        text += value;
+      }
+      await reader.cancel();
+      child.kill("SIGTERM");
+      const { code, signal } = await child.status;
+      assert.deepEqual({ code, signal }, { code: 0, signal: null });
     } finally {
       try {
         child.kill("SIGKILL");
