@@ -189,6 +189,10 @@ const SUBSETS: Partial<Record<Flavour, readonly string[]>> = {
  * there is a C daemon to pair with.
  */
 const ONLY_ON: Readonly<Record<string, readonly Flavour[]>> = {
+  "a-sync-ipv4": ["trixie"], // the sync link's address family is the daemon's socket, not Jool
+  "f-peer-restart": ["trixie"], // a daemon killed and restarted: its peer's sends, its own start
+  "k-secure-loss": ["trixie"], // NACKs and resends: the daemons' own protocol over netem
+  "k-secure-forgery": ["trixie"], // envelopes that do not verify never reach the kernel at all
   "f-storm": ["trixie"],
   "j-stats-flood": ["trixie"],
   "j-sighup": ["trixie"],
