@@ -32,7 +32,8 @@ START_GAP=$(cmdline bench_start_gap)
 # lower priority: what serving Prometheus costs the sync path), ours-hostscraped (the same, scraped
 # from the host through a user-mode NIC of each namespace: the scraper's CPU is not the guest's),
 # ours-keyed (ours with secure sync: a key file, envelopes, loss recovery; what secure sync costs),
-# ours-keyed-node (the same, without libcrypto granted: node:crypto seals), ours-keyed-scalar
+# ours-keyed-node (the same, without libcrypto granted: node:crypto seals), ours-keyed-cli (the
+# same, its bulk timed as the plain kinds' are: see BULK below), ours-keyed-scalar
 # (libcrypto without its SIMD code paths: what the emulation's SIMD costs),
 # ours-keyed-prof (ours-keyed under V8's profiler), ours-noreducer (V8 without its memory reducer),
 # ours-alt (ours from another commit, checked out by hand into lab/alt: `git archive REV | tar -x -C
@@ -44,7 +45,8 @@ KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # c, ours, proxy (`jool session proxy`, 4.1.12+) and ackonly (J only receives and ACKs:
 # guest/ackloop.ts, the kernel's own ceiling), and ours-keyed (K announces itself when it starts
 # and J's daemon advertises: secure sync's own resync, timed from J's JOOLD_ADVERTISE as the
-# others are; its polled_ms includes K's start). BULK_BATCHES: "default" (the kernel's
+# others are; its polled_ms includes K's start), ours-keyed-cli (a keyed pair timed as the plain
+# kinds are: K, then J, both sync-ready and quiet, then `jool joold advertise` on J). BULK_BATCHES: "default" (the kernel's
 # ss-max-sessions-per-packet) and/or 1.
 BULK=$(cmdline bench_bulk | tr , ' ')
 BULK_BATCHES=$(cmdline bench_bulk_batches | tr , ' '); BULK_BATCHES=${BULK_BATCHES:-default 1}
@@ -233,6 +235,12 @@ start() { # kind ns
       [ "$2" = K ] || secure_key || return 1
       keyed "$2"
       ;;
+    ours-keyed-cli)
+      # ours-keyed measured as every other kind is (bulk_step): K started first, then J, then
+      # `jool joold advertise` on J; so K's start writes the key here.
+      [ "$2" = J ] || secure_key || return 1
+      keyed "$2"
+      ;;
     ours-keyed-node)
       # ours-keyed without libcrypto granted: its envelopes sealed by the runtime's node:crypto.
       [ "$2" = K ] || secure_key || return 1
@@ -398,10 +406,21 @@ bulk_step() { # kind count rep
   local failed="BENCH bulk kind=$kind count=$n batch=$BULK_BATCH rep=$rep error=daemons-did-not-start"
   # A keyed K that starts announces itself and J's daemon answers with the bulk (secure sync's
   # own resync): that one is measured, from J's JOOLD_ADVERTISE in the capture, K started after
-  # J is quiet. Any other kind: both daemons started, then `jool joold advertise` on J.
+  # J is quiet; so K's start-up is inside the measured window. Any other kind: both daemons
+  # started, then `jool joold advertise` on J. ours-keyed-cli measures a keyed pair that way: K
+  # first, sync-ready (no peer yet), then J, which K's answer to J's announce makes sync-ready.
   local announced=false
-  case $kind in ours-keyed*) announced=true ;; esac
-  if $announced; then start "$kind" J || { echo "$failed"; return; }; else bulk_start "$kind" || { echo "$failed"; return; }; fi
+  case $kind in ours-keyed-cli) ;; ours-keyed*) announced=true ;; esac
+  if $announced; then
+    start "$kind" J || { echo "$failed"; return; }
+  elif [ "$kind" = ours-keyed-cli ]; then
+    start "$kind" K || { echo "$failed"; return; }
+    wait_for 120 "K to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-K.log || { echo "$failed"; return; }
+    start "$kind" J || { echo "$failed"; return; }
+    wait_for 120 "J to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-J.log || { echo "$failed"; return; }
+  else
+    bulk_start "$kind" || { echo "$failed"; return; }
+  fi
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
   log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
