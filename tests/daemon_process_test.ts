@@ -14,6 +14,35 @@ import { waitFor } from "./_udp.ts";
 const isRoot = Deno.uid() === 0;
 const skip = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
 
+/** Kills the daemon if it still runs, waits for it, and stops the fake kernel. */
+async function reap(
+  child: Deno.ChildProcess,
+  server: { stop(): void },
+  kernel: FakeKernel,
+): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  await child.status;
+  server.stop();
+  kernel.close();
+}
+
+/** Reads the daemon's stderr until its "ready" line; returns the reader, still open. */
+async function readUntilReady(
+  child: Deno.ChildProcess,
+): Promise<ReadableStreamDefaultReader<string>> {
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  for (let text = ""; !text.includes("joold: info: ready");) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
+    text += value;
+  }
+  return reader;
+}
+
 Deno.test({
   name:
     `the daemon process: print mode, SIGUSR1 advertises, SIGTERM exits 0 within a second${skip}`,
@@ -58,14 +87,7 @@ Deno.test({
         /joold: info: stopping\njoold: info: counters: 1 batches from the kernel \(0 of other instances ignored, 1 ACKs\), 0 datagrams sent \(0 failed, 0 retried, 0 lost with 0 sessions\), 0 received .*\njoold: info: kernel->ACK latency: 1 batches, p50 <= \d+ us, p99 <= \d+ us, max \d+ us, mean \d+ us\n$/,
       );
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status;
-      server.stop();
-      kernel.close();
+      await reap(child, server, kernel);
     }
   },
 });
@@ -284,12 +306,7 @@ Deno.test({
     const child = daemonCommand([`--mod=${dir}/mod.json`], { kernel, read: [dir], stdout: "null" })
       .spawn();
     try {
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      for (let text = ""; !text.includes("joold: info: ready");) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
-        text += value;
-      }
+      const reader = await readUntilReady(child);
       await reader.cancel(); // the read end closes: every log line from now on meets EPIPE
       const advertises = () => kernel.requests(COMMANDS_4_1.JOOLD_ADVERTISE).length;
       child.kill("SIGUSR1"); // sends, then logs (EPIPE)
@@ -300,14 +317,7 @@ Deno.test({
       child.kill("SIGTERM");
       assert.equal((await child.status).code, 0);
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status;
-      server.stop();
-      kernel.close();
+      await reap(child, server, kernel);
     }
   },
 });
@@ -354,25 +364,13 @@ Deno.exit(code);
       stderr: "piped",
     }).spawn();
     try {
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      for (let text = ""; !text.includes("joold: info: ready");) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the daemon stopped before it was ready:\n${text}`);
-        text += value;
-      }
+      const reader = await readUntilReady(child);
       await reader.cancel();
       child.kill("SIGTERM");
       const { code, signal } = await child.status;
       assert.deepEqual({ code, signal }, { code: 0, signal: null });
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status;
-      server.stop();
-      kernel.close();
+      await reap(child, server, kernel);
     }
   },
 });
@@ -406,14 +404,7 @@ Deno.test({
       assert.equal((await child.status).code, 0, out.stderr);
       await pumps;
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status;
-      server.stop();
-      kernel.close();
+      await reap(child, server, kernel);
     }
   },
 });
