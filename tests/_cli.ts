@@ -74,6 +74,8 @@ export interface DaemonOptions {
   readonly netns?: string;
   /** Where its stdout goes (default: piped). */
   readonly stdout?: "piped" | "null";
+  /** The program run instead of cli.ts (a test's wrapper around `main()`), with deno.json's imports. */
+  readonly script?: string;
 }
 
 /**
@@ -95,7 +97,9 @@ export function daemonCommand(args: readonly string[], options: DaemonOptions): 
     ...(options.read === undefined ? [] : [`--allow-read=${options.read.join(",")}`]),
     `--allow-env=${["JOOLD_TEST_NETLINK_PEER", ...options.allowEnv ?? []].join(",")}`,
     ...options.permissions ?? [],
-    entry("cli.ts"),
+    ...(options.script === undefined
+      ? [entry("cli.ts")]
+      : [`--config=${entry("deno.json")}`, options.script]),
     ...args,
   ];
   const [command, ...rest] = options.netns === undefined
@@ -108,6 +112,28 @@ export function daemonCommand(args: readonly string[], options: DaemonOptions): 
     stdout: options.stdout ?? "piped",
     stderr: "piped",
   });
+}
+
+/**
+ * Kills the daemon if it still runs, waits for it, and stops its fake kernel: a test's `finally`.
+ *
+ * @param child the daemon
+ * @param server what `kernel.start()` returned
+ * @param kernel the fake kernel
+ */
+export async function reap(
+  child: Deno.ChildProcess,
+  server: { stop(): void },
+  kernel: { close(): void },
+): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  await child.status;
+  server.stop();
+  kernel.close();
 }
 
 /** A running daemon: the child, what it wrote so far, and the pumps, settled once its output ends. */

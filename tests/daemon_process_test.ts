@@ -6,29 +6,12 @@ import { ADVERTISE_INTERVAL_MS } from "../lib/start.ts";
 import assert from "node:assert/strict";
 import { COMMANDS_4_1 } from "../lib/jool/version.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
-import { daemonCommand, entry, printDaemon, spawnDaemon, tempFiles } from "./_cli.ts";
-import { libcPath } from "../ffi/libc.ts";
+import { daemonCommand, entry, printDaemon, reap, spawnDaemon, tempFiles } from "./_cli.ts";
 import { fixture } from "./_fixtures.ts";
 import { waitFor } from "./_udp.ts";
 
 const isRoot = Deno.uid() === 0;
 const skip = isRoot ? "" : " (skipped: needs root for NETLINK_USERSOCK)";
-
-/** Kills the daemon if it still runs, waits for it, and stops the fake kernel. */
-async function reap(
-  child: Deno.ChildProcess,
-  server: { stop(): void },
-  kernel: FakeKernel,
-): Promise<void> {
-  try {
-    child.kill("SIGKILL");
-  } catch {
-    // already gone
-  }
-  await child.status;
-  server.stop();
-  kernel.close();
-}
 
 /** Reads the daemon's stderr until its "ready" line; returns the reader, still open. */
 async function readUntilReady(
@@ -346,22 +329,11 @@ for (let i = 0; i < 3; i++) {
 Deno.exit(code);
 `,
     });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-prompt",
-        `--config=${entry("deno.json")}`,
-        `--allow-ffi=${libcPath()}`,
-        `--allow-read=${dir}`,
-        "--allow-env=JOOLD_TEST_NETLINK_PEER",
-        `${dir}/after.ts`,
-        `--mod=${dir}/mod.json`,
-      ],
-      env: { JOOLD_TEST_NETLINK_PEER: String(kernel.portId), NO_COLOR: "1" },
-      stdin: "null",
+    const child = daemonCommand([`--mod=${dir}/mod.json`], {
+      kernel,
+      read: [dir],
       stdout: "null",
-      stderr: "piped",
+      script: `${dir}/after.ts`,
     }).spawn();
     try {
       const reader = await readUntilReady(child);

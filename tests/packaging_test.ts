@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createCounters } from "../lib/counters.ts";
 import { PEER_COUNTERS } from "../lib/metrics/exposition.ts";
 import { FakeKernel } from "./_fake_kernel.ts";
+import { reap } from "./_cli.ts";
 import { Netns } from "./_netns.ts";
 import { notifySocket } from "./systemd/_notify_socket.ts";
 import { waitFor } from "./_udp.ts";
@@ -604,14 +605,7 @@ async function notifyingUnderFilter(
     assert.equal(code, 0, `exit ${code} (159: killed by SIGSYS)\n${out.stderr}`);
     assert.equal(systemd.drain().at(-1), "STOPPING=1\nSTATUS=stopping");
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await child.status;
-    server.stop();
-    kernel.close();
+    await reap(child, server, kernel);
     systemd.close();
     ns.dispose();
   }
