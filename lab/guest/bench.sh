@@ -46,8 +46,8 @@ KINDS=$(cmdline bench_kinds | tr , ' '); KINDS=${KINDS:-c ours}
 # guest/ackloop.ts, the kernel's own ceiling), and ours-keyed (K announces itself when it starts
 # and J's daemon advertises: secure sync's own resync, timed from J's JOOLD_ADVERTISE as the
 # others are; its polled_ms includes K's start), ours-keyed-cli (a keyed pair timed as the plain
-# kinds are: K, then J, both sync-ready and quiet, then `jool joold advertise` on J). BULK_BATCHES: "default" (the kernel's
-# ss-max-sessions-per-packet) and/or 1.
+# kinds are: K, then J, both sync-ready and quiet, then `jool joold advertise` on J).
+# BULK_BATCHES: "default" (the kernel's ss-max-sessions-per-packet) and/or 1.
 BULK=$(cmdline bench_bulk | tr , ' ')
 BULK_BATCHES=$(cmdline bench_bulk_batches | tr , ' '); BULK_BATCHES=${BULK_BATCHES:-default 1}
 # The Generic Netlink family id of Jool (families are global: any namespace sees the same id).
@@ -409,18 +409,15 @@ bulk_step() { # kind count rep
   # J is quiet; so K's start-up is inside the measured window. Any other kind: both daemons
   # started, then `jool joold advertise` on J. ours-keyed-cli measures a keyed pair that way: K
   # first, sync-ready (no peer yet), then J, which K's answer to J's announce makes sync-ready.
-  local announced=false
-  case $kind in ours-keyed-cli) ;; ours-keyed*) announced=true ;; esac
-  if $announced; then
-    start "$kind" J || { echo "$failed"; return; }
-  elif [ "$kind" = ours-keyed-cli ]; then
-    start "$kind" K || { echo "$failed"; return; }
-    wait_for 120 "K to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-K.log || { echo "$failed"; return; }
-    start "$kind" J || { echo "$failed"; return; }
-    wait_for 120 "J to be sync-ready" grep -q "secure sync: sync-ready" /tmp/ours-J.log || { echo "$failed"; return; }
-  else
-    bulk_start "$kind" || { echo "$failed"; return; }
-  fi
+  local announced=false ready="secure sync: sync-ready"
+  case $kind in
+    ours-keyed-cli)
+      start "$kind" K && wait_for 120 "K to be sync-ready" grep -q "$ready" /tmp/ours-K.log &&
+        start "$kind" J && wait_for 120 "J to be sync-ready" grep -q "$ready" /tmp/ours-J.log
+      ;;
+    ours-keyed*) announced=true; start "$kind" J ;;
+    *) bulk_start "$kind" ;;
+  esac || { echo "$failed"; return; }
   # shellcheck disable=SC2046 # one pid per word
   quiesce $(bulk_pids)
   log "bulk $kind: daemons quiet ($(bulk_pids | tr '\n' ' ')), capturing, advertising"
