@@ -197,8 +197,8 @@ ours_ready() { # ns: waits until the daemon ours_start spawned in ns says "ready
 }
 
 ours_together() { # "ns [extra args...]"...: our daemons started at once, then each one ready
-  # Nodes that boot together. Under the lab's emulation a start costs 5-20 s of mostly one CPU's
-  # work, and the guest has two: started together, two cost CI about one start, not two.
+  # Nodes that boot together. Under the lab's emulation a start costs 5-20 s, mostly of one CPU,
+  # and the guest has two: started together, two took 14-21 s, one after the other 20-30 s.
   local spec
   # shellcheck disable=SC2086 # each spec is a node and its arguments, word-split
   for spec in "$@"; do ours_start $spec || return 1; done
