@@ -913,6 +913,12 @@ keyed_start() { # ns [extra args...]: our daemon with the key file, spawned (our
   ours_start "$ns" "--net.key=$CFG/sync.key" "$@"
 }
 
+keyed_together() { # "ns [extra args...]"...: ours_together, each daemon with the key file
+  local specs=() spec
+  for spec in "$@"; do specs+=("$spec --net.key=$CFG/sync.key"); done
+  ours_together "${specs[@]}"
+}
+
 secure_summary() { # ns: the secure-sync line of its stop summary (stop it first)
   grep "joold: info: secure sync: [0-9]* envelopes accepted" "/tmp/ours-$1.log" | tail -1
 }
@@ -975,7 +981,7 @@ secure_loss() { # netem drops 10% on the sync link: plain loses sessions, keyed 
     fail "the plain run lost nothing on a 10% lossy link (chance 0.9^$n): netem does not drop?"
   stop_daemon ours J; stop_daemon ours K
   # Keyed, on the same link: every session arrives (NACK and resend).
-  keyed_start J && keyed_start K && ours_ready J && ours_ready K || fail "keyed daemons did not start"
+  keyed_together J K || fail "keyed daemons did not start"
   snapshot
   udp_burst "$n" keyed
   check_new_synced 20 || fail "keyed: K lacks $(new_sessions_missing_on_k) of J's new sessions on the lossy link"
@@ -988,8 +994,7 @@ secure_loss() { # netem drops 10% on the sync link: plain loses sessions, keyed 
 secure_forgery() { # replayed, tampered and forged envelopes on the sync link add nothing to K
   setup 6
   secure_key || fail "joold --keygen failed"
-  keyed_start J && keyed_start K --stats.port=6401 && ours_ready J && ours_ready K ||
-    fail "keyed daemons did not start"
+  keyed_together J "K --stats.port=6401" || fail "keyed daemons did not start"
   # A recording of the sync link, from K's side (an eavesdropper without the key).
   in_ns K deno run --quiet -A "$PROJECT/lab/guest/forge.ts" capture ff08::db8:64:64 6464 eth2 /tmp/recording.hex \
     >/tmp/capture.log 2>&1 &
