@@ -86,6 +86,7 @@ const { values } = parseArgs({
     "bench-bulk-batches": { type: "string" },
     "bench-flush-ms": { type: "string" },
     "bench-micro": { type: "string" },
+    "bench-addcost": { type: "string" },
   },
 });
 const demo = values.demo === true;
@@ -108,6 +109,7 @@ const benchArgs = [
   ["bench-bulk-batches", "joold.bench_bulk_batches"],
   ["bench-flush-ms", "joold.bench_flush_ms"],
   ["bench-micro", "joold.bench_micro"],
+  ["bench-addcost", "joold.bench_addcost"],
 ].flatMap(([flag, param]) => {
   const value = values[flag as "bench-count"];
   return value === undefined ? [] : [`${param}=${value.replaceAll(" ", ",")}`];
