@@ -123,8 +123,9 @@ function benchLimitS(): number {
     // table reads) at most ~5 minutes for 100k sessions.
     const sizes = values["bench-bulk"].split(/[, ]+/).map(Number);
     const batches = (values["bench-bulk-batches"] ?? "default,1").split(/[, ]+/).length;
+    // (reps + 1: guest/bench.sh's warm-up repetition 0)
     return 300 +
-      sizes.reduce((s, n) => s + batches * (n / 1000 + kinds * reps * (60 + n / 300)), 0);
+      sizes.reduce((s, n) => s + batches * (n / 1000 + kinds * (reps + 1) * (60 + n / 300)), 0);
   }
   const rates = (values["bench-rates"] ?? "200,400,800,1600,3200").split(/[, ]+/).length;
   const interop = Number(values["bench-interop"] ?? 400) > 0 ? 2 * reps : 0;
