@@ -219,6 +219,8 @@ export interface BulkTimeline {
   readonly lastBatchMs: number;
   readonly firstAddMs: number;
   readonly lastAddMs: number;
+  /** Of those, the ones after J's kernel's last batch: the standby's work still left then. */
+  readonly addsAfterJLast: number;
   /** Sync datagrams K's interface received after the request (0 without that capture). */
   readonly datagrams: number;
   readonly firstDatagramMs: number;
@@ -264,6 +266,7 @@ export function bulkTimeline(
   }
   if (Number.isNaN(t0)) throw new Error("bulk: J's capture holds no JOOLD_ADVERTISE request");
   let adds = 0;
+  let addsAfterJLast = 0;
   let firstAdd = NaN;
   let lastAdd = NaN;
   if (k !== undefined) {
@@ -273,6 +276,7 @@ export function bulkTimeline(
       if (head === undefined || head.type !== options.family || us < t0) continue;
       if (head.cmd === options.add && head.seq !== 0) {
         adds++;
+        if (us > lastBatch) addsAfterJLast++;
         if (Number.isNaN(firstAdd)) firstAdd = us;
         lastAdd = us;
       }
@@ -291,5 +295,6 @@ export function bulkTimeline(
     lastBatchMs: ms(lastBatch),
     firstAddMs: ms(firstAdd),
     lastAddMs: ms(lastAdd),
+    addsAfterJLast,
   };
 }

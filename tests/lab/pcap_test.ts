@@ -161,14 +161,21 @@ Deno.test("bulkTimeline: from J's advertise request to J's last batch and K's la
     lastBatchMs: 2.5,
     firstAddMs: 2.1,
     lastAddMs: 3.25,
+    addsAfterJLast: 1, // the one at 3.25 ms; J's last batch was at 2.5
     datagrams: 2,
     firstDatagramMs: 1.8,
     lastDatagramMs: 3,
   });
   const ceiling = bulkTimeline(j, undefined, options);
   assert.deepEqual(
-    [ceiling.batches, ceiling.adds, ceiling.datagrams, Number.isNaN(ceiling.lastAddMs)],
-    [2, 0, 0, true],
+    [
+      ceiling.batches,
+      ceiling.adds,
+      ceiling.addsAfterJLast,
+      ceiling.datagrams,
+      Number.isNaN(ceiling.lastAddMs),
+    ],
+    [2, 0, 0, 0, true],
   );
   assert.throws(
     () => bulkTimeline(CAPTURE, k, options),
