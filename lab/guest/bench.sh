@@ -35,7 +35,8 @@ START_GAP=$(cmdline bench_start_gap)
 # ours-keyed-node (the same, without libcrypto granted: node:crypto seals), ours-keyed-cli (the
 # same, its bulk timed as the plain kinds' are: see BULK below), ours-keyed-scalar
 # (libcrypto without its SIMD code paths: what the emulation's SIMD costs),
-# ours-keyed-prof (ours-keyed under V8's profiler), ours-noreducer (V8 without its memory reducer),
+# ours-keyed-prof (ours-keyed under V8's profiler), ours-keyed-cli-prof (ours-keyed-cli under it:
+# K's profile without its start-up inside the bulk), ours-noreducer (V8 without its memory reducer),
 # ours-alt (ours from another commit, checked out by hand into lab/alt: `git archive REV | tar -x -C
 # lab/alt`), ours-prof (V8's CPU profile of each daemon, written when it stops: where its time goes
 # under the emulation).
@@ -266,6 +267,11 @@ start() { # kind ns
       [ "$2" = K ] || secure_key || return 1
       OURS_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/mnt/results/prof-keyed-$2" keyed "$2"
       ;;
+    ours-keyed-cli-prof)
+      # ours-keyed-cli under it (last-FLAVOUR/prof-keyed-cli-NS).
+      [ "$2" = J ] || secure_key || return 1
+      OURS_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/mnt/results/prof-keyed-cli-$2" keyed "$2"
+      ;;
     ours-linger[0-9]*) JOOLD_LINGER_MS=${1#ours-linger} OURS_DENO_FLAGS=--allow-env=JOOLD_LINGER_MS ours "$2" ;;
     *) echo "unknown daemon kind $1" >&2; return 1 ;;
   esac
@@ -411,7 +417,7 @@ bulk_step() { # kind count rep
   # first, sync-ready (no peer yet), then J, which K's answer to J's announce makes sync-ready.
   local announced=false ready="secure sync: sync-ready"
   case $kind in
-    ours-keyed-cli)
+    ours-keyed-cli*)
       start "$kind" K && wait_for 120 "K to be sync-ready" grep -q "$ready" /tmp/ours-K.log &&
         start "$kind" J && wait_for 120 "J to be sync-ready" grep -q "$ready" /tmp/ours-J.log
       ;;
