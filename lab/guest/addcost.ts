@@ -8,6 +8,7 @@ import { openKernel } from "../../lib/kernel/open.ts";
 import { Reactor } from "../../lib/reactor.ts";
 import { createCounters } from "../../lib/counters.ts";
 import { encodeCompact36 } from "../../lib/jool/session.ts";
+import { concat } from "../../lib/netlink/attribute.ts";
 
 const [count, chunk, block] = Deno.args.map(Number);
 const reactor = new Reactor();
@@ -35,12 +36,7 @@ const records = Array.from({ length: count }, (_, i) =>
     timer: 0,
   }));
 const payloads: Uint8Array[] = [];
-for (let i = 0; i < count; i += chunk) {
-  const part = records.slice(i, i + chunk);
-  const p = new Uint8Array(part.length * 40);
-  part.forEach((r, j) => p.set(r, j * 40));
-  payloads.push(p);
-}
+for (let i = 0; i < count; i += chunk) payloads.push(concat(...records.slice(i, i + chunk)));
 
 const t0 = performance.now();
 for (const p of payloads) channel.add(p);
